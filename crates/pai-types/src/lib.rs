@@ -1,0 +1,13 @@
+//! The shared vocabulary of PAI: the types every other crate speaks — messages, token
+//! usage, where a model runs, secrets that cannot be printed, validated session names.
+//! This crate does no I/O and has no async code; it only defines and validates values.
+
+mod message;
+mod names;
+mod secret;
+mod tokens;
+
+pub use message::{Locality, Message, Mode, Role, Usage};
+pub use names::{NameError, SessionName};
+pub use secret::Secret;
+pub use tokens::{estimate_message_tokens, estimate_tokens};
