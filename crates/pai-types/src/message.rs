@@ -78,7 +78,7 @@ pub enum Locality {
 
 impl fmt::Display for Locality {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Locality::Local => "local",
             Locality::Remote => "remote",
         })
@@ -97,7 +97,7 @@ pub enum Mode {
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Mode::Chat => "chat",
             Mode::Prompt => "prompt",
         })

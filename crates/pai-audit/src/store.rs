@@ -1,0 +1,606 @@
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use pai_types::{Locality, Usage};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{GENESIS, HASHED_COLUMNS, row_hash};
+use crate::redact::redact_endpoint;
+use crate::{AuditError, AuditEvent, AuditSink, EventId, EventKind, Result, StoredEvent};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Long enough to outlast another pai process's insert, short enough to report a stuck one.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    user TEXT NOT NULL,
+    session TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    locality TEXT NULL,
+    prompt_tokens INTEGER NULL,
+    completion_tokens INTEGER NULL,
+    tokens_estimated INTEGER NULL,
+    duration_ms INTEGER NULL,
+    content TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+/// The audit log in one SQLite file (WAL mode, mode 0600, hash-chained rows).
+///
+/// Several pai processes may hold the same file open: each insert reads the chain's
+/// head and appends inside one `BEGIN IMMEDIATE` transaction, so the chain never forks.
+pub struct SqliteAudit {
+    path: PathBuf,
+    user: String,
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for SqliteAudit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteAudit")
+            .field("path", &self.path)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of [`SqliteAudit::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// How many rows the log holds.
+    pub rows: u64,
+    /// The first row that does not match the chain, or `None` when every row does.
+    pub first_broken: Option<BrokenRow>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.first_broken.is_none()
+    }
+}
+
+/// A row where the hash chain breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenRow {
+    pub id: EventId,
+    pub reason: BreakReason,
+}
+
+/// Why a row does not match the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakReason {
+    /// The row's contents changed after it was written.
+    HashMismatch,
+    /// The row does not follow the one stored before it: a row was removed, inserted,
+    /// or rewritten together with its hash.
+    PrevHashMismatch,
+}
+
+impl fmt::Display for BreakReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BreakReason::HashMismatch => "its contents changed after it was written",
+            BreakReason::PrevHashMismatch => "it does not follow the row stored before it",
+        })
+    }
+}
+
+impl SqliteAudit {
+    /// Opens the audit log at `path`, creating it (and its directory) if missing.
+    ///
+    /// The file is created with mode 0600 before SQLite touches it, and an existing file
+    /// (and its `-wal`/`-shm` companions) is restricted to 0600.
+    pub fn open(path: &Path) -> Result<SqliteAudit> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(|error| AuditError::CreateDir {
+                path: dir.to_path_buf(),
+                error,
+            })?;
+        }
+        create_private_file(path)?;
+
+        let sql = |error| classify(path, error);
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Returns the mode in effect; a filesystem without shared memory keeps the
+        // rollback journal, which is slower under contention but still correct.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        ensure_schema(&conn, path)?;
+        restrict_companions(path)?;
+
+        Ok(SqliteAudit {
+            path: path.to_path_buf(),
+            user: whoami::username().unwrap_or_else(|_| "unknown".to_string()),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The file this log lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn events(&self, limit: usize) -> Result<Vec<StoredEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT * FROM (SELECT id, hash, {cols} FROM events ORDER BY id DESC LIMIT ?1) \
+             ORDER BY id ASC",
+            cols = HASHED_COLUMNS.join(", ")
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| classify(&self.path, e))?;
+        let mut rows = stmt.query([limit]).map_err(|e| classify(&self.path, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| classify(&self.path, e))? {
+            out.push(self.decode(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Recomputes the hash chain over every row and reports the first row that breaks it.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT id, prev_hash, hash, {cols} FROM events ORDER BY id ASC",
+            cols = HASHED_COLUMNS.join(", ")
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| classify(&self.path, e))?;
+        let mut rows = stmt.query([]).map_err(|e| classify(&self.path, e))?;
+
+        let mut report = VerifyReport {
+            rows: 0,
+            first_broken: None,
+        };
+        let mut expected_prev = GENESIS.to_string();
+        while let Some(row) = rows.next().map_err(|e| classify(&self.path, e))? {
+            report.rows += 1;
+            let get = |i| row.get_ref(i).map_err(|e| classify(&self.path, e));
+            let id: i64 = row.get(0).map_err(|e| classify(&self.path, e))?;
+            let prev_hash = get(1)?;
+            let hash = get(2)?;
+            let mut cells = Vec::with_capacity(HASHED_COLUMNS.len());
+            for i in 0..HASHED_COLUMNS.len() {
+                cells.push(get(i + 3)?);
+            }
+
+            if report.first_broken.is_none() {
+                let reason = if prev_hash != ValueRef::Text(expected_prev.as_bytes()) {
+                    Some(BreakReason::PrevHashMismatch)
+                } else if hash != ValueRef::Text(row_hash(&expected_prev, &cells).as_bytes()) {
+                    Some(BreakReason::HashMismatch)
+                } else {
+                    None
+                };
+                report.first_broken = reason.map(|reason| BrokenRow {
+                    id: EventId(id),
+                    reason,
+                });
+            }
+            // The next row must follow this one as stored, so one edit is reported once.
+            expected_prev = match hash {
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                _ => String::new(),
+            };
+        }
+        Ok(report)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic elsewhere cannot leave the connection mid-transaction: rusqlite rolls
+        // back on drop, so the connection is still usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn decode(&self, row: &Row<'_>) -> Result<StoredEvent> {
+        let id: i64 = row.get(0).map_err(|e| classify(&self.path, e))?;
+        let bad = |detail: String| AuditError::BadRow {
+            path: self.path.clone(),
+            id,
+            detail,
+        };
+        let text = |i: usize| -> Result<String> {
+            row.get::<_, String>(i)
+                .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
+        };
+        let int = |i: usize| -> Result<Option<i64>> {
+            row.get::<_, Option<i64>>(i)
+                .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
+        };
+        let unsigned = |i: usize| -> Result<Option<u64>> {
+            int(i)?
+                .map(|v| {
+                    u64::try_from(v)
+                        .map_err(|_| bad(format!("column {} is negative", column_name(i))))
+                })
+                .transpose()
+        };
+
+        // Column order: id, hash, then HASHED_COLUMNS.
+        let kind_text = text(6)?;
+        let kind = EventKind::from_stored(&kind_text)
+            .ok_or_else(|| bad(format!("unknown kind '{kind_text}'")))?;
+        let locality = match row.get::<_, Option<String>>(10) {
+            Ok(None) => None,
+            Ok(Some(s)) if s == "local" => Some(Locality::Local),
+            Ok(Some(s)) if s == "remote" => Some(Locality::Remote),
+            Ok(Some(s)) => return Err(bad(format!("unknown locality '{s}'"))),
+            Err(e) => return Err(bad(format!("column locality: {e}"))),
+        };
+        let usage = match (unsigned(11)?, unsigned(12)?, int(13)?) {
+            (None, None, None) => None,
+            (prompt, completion, estimated) => Some(Usage {
+                prompt_tokens: prompt.unwrap_or(0),
+                completion_tokens: completion.unwrap_or(0),
+                estimated: estimated.unwrap_or(0) != 0,
+            }),
+        };
+
+        Ok(StoredEvent {
+            id: EventId(id),
+            hash: text(1)?,
+            ts: text(2)?,
+            user: text(3)?,
+            event: AuditEvent {
+                kind,
+                session: text(4)?,
+                mode: text(5)?,
+                provider: text(7)?,
+                endpoint: text(8)?,
+                model: text(9)?,
+                locality,
+                usage,
+                duration_ms: unsigned(14)?,
+                content: text(15)?,
+            },
+        })
+    }
+}
+
+impl AuditSink for SqliteAudit {
+    fn record(&self, event: &AuditEvent) -> Result<EventId> {
+        let ts = format!("{:.3}", jiff::Timestamp::now());
+        let endpoint = redact_endpoint(&event.endpoint);
+        let usage = event.usage;
+        let int = |field, value: Option<u64>| -> Result<ValueRef<'static>> {
+            match value {
+                None => Ok(ValueRef::Null),
+                Some(v) => i64::try_from(v)
+                    .map(ValueRef::Integer)
+                    .map_err(|_| AuditError::OutOfRange { field, value: v }),
+            }
+        };
+        let text = |s: &'static str| ValueRef::Text(s.as_bytes());
+        // Same order as HASHED_COLUMNS.
+        let cells: [ValueRef<'_>; 14] = [
+            ValueRef::Text(ts.as_bytes()),
+            ValueRef::Text(self.user.as_bytes()),
+            ValueRef::Text(event.session.as_bytes()),
+            ValueRef::Text(event.mode.as_bytes()),
+            text(event.kind.as_str()),
+            ValueRef::Text(event.provider.as_bytes()),
+            ValueRef::Text(endpoint.as_bytes()),
+            ValueRef::Text(event.model.as_bytes()),
+            event
+                .locality
+                .map_or(ValueRef::Null, |l| text(locality_name(l))),
+            int("prompt_tokens", usage.map(|u| u.prompt_tokens))?,
+            int("completion_tokens", usage.map(|u| u.completion_tokens))?,
+            usage.map_or(ValueRef::Null, |u| {
+                ValueRef::Integer(i64::from(u.estimated))
+            }),
+            int("duration_ms", event.duration_ms)?,
+            ValueRef::Text(event.content.as_bytes()),
+        ];
+
+        let sql = |e| classify(&self.path, e);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let prev_hash: String = tx
+            .query_row(
+                "SELECT hash FROM events ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or_else(|| GENESIS.to_string());
+        let hash = row_hash(&prev_hash, &cells);
+        {
+            let mut stmt = tx.prepare_cached(&insert_sql()).map_err(sql)?;
+            let params = cells.iter().map(|c| ToSqlOutput::Borrowed(*c)).chain([
+                ToSqlOutput::Borrowed(ValueRef::Text(prev_hash.as_bytes())),
+                ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
+            ]);
+            stmt.execute(rusqlite::params_from_iter(params))
+                .map_err(sql)?;
+        }
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(sql)?;
+        Ok(EventId(id))
+    }
+}
+
+fn insert_sql() -> String {
+    let n = HASHED_COLUMNS.len() + 2;
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO events ({cols}, prev_hash, hash) VALUES ({vals})",
+        cols = HASHED_COLUMNS.join(", "),
+        vals = placeholders.join(", ")
+    )
+}
+
+fn locality_name(l: Locality) -> &'static str {
+    match l {
+        Locality::Local => "local",
+        Locality::Remote => "remote",
+    }
+}
+
+/// The name of column `i` in the `events()` query (id, hash, then the hashed columns).
+fn column_name(i: usize) -> &'static str {
+    match i {
+        0 => "id",
+        1 => "hash",
+        _ => HASHED_COLUMNS.get(i - 2).copied().unwrap_or("?"),
+    }
+}
+
+fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
+    let sql = |e| classify(path, e);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        return Err(AuditError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // Two processes may race to create the schema; IMMEDIATE serialises them and
+    // IF NOT EXISTS makes the loser's attempt a no-op.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        classify(path, e)
+    })
+}
+
+fn classify(path: &Path, error: rusqlite::Error) -> AuditError {
+    let path = path.to_path_buf();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            AuditError::NotADatabase { path, error }
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => AuditError::Busy { path },
+        _ => AuditError::Sqlite { path, error },
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Only directories created here get 0700; an existing PAI_HOME is left as it is.
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates `path` as 0600 if missing, so SQLite never creates it with the umask's mode.
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    // Never truncate: an existing log is evidence.
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(|error| AuditError::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    restrict(path, true)
+}
+
+/// SQLite gives `-wal`/`-shm` the database file's mode; this covers files left by older runs.
+fn restrict_companions(path: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        restrict(Path::new(&companion), false)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, must_exist: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |error| AuditError::Permissions {
+        path: path.to_path_buf(),
+        error,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    if meta.permissions().mode() & 0o777 != 0o600 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _must_exist: bool) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn open_temp() -> (tempfile::TempDir, SqliteAudit) {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = SqliteAudit::open(&dir.path().join("audit.db")).unwrap();
+        (dir, audit)
+    }
+
+    #[test]
+    fn insert_sql_matches_hashed_columns() {
+        let sql = insert_sql();
+        assert!(sql.contains("(ts, user, session,"));
+        assert!(sql.ends_with("?15, ?16)"));
+    }
+
+    #[test]
+    fn first_row_links_to_genesis_and_second_to_first() {
+        let (_dir, audit) = open_temp();
+        audit
+            .record(&AuditEvent::new(EventKind::Prompt, "a"))
+            .unwrap();
+        audit
+            .record(&AuditEvent::new(EventKind::Response, "b"))
+            .unwrap();
+        let conn = audit.lock();
+        let links: Vec<(String, String)> = conn
+            .prepare("SELECT prev_hash, hash FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(links[0].0, GENESIS);
+        assert_eq!(links[1].0, links[0].1);
+    }
+
+    #[test]
+    fn schema_version_is_set_and_reopening_keeps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let audit = SqliteAudit::open(&path).unwrap();
+        audit
+            .record(&AuditEvent::new(EventKind::Summary, "s"))
+            .unwrap();
+        drop(audit);
+        let audit = SqliteAudit::open(&path).unwrap();
+        let version: i64 = audit
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(audit.events(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        drop(SqliteAudit::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteAudit::open(&path).unwrap_err();
+        assert!(
+            matches!(err, AuditError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().ends_with("upgrade pai"), "{err}");
+    }
+
+    #[test]
+    fn journal_is_wal_and_timestamps_have_milliseconds() {
+        let (_dir, audit) = open_temp();
+        let mode: String = audit
+            .lock()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        audit
+            .record(&AuditEvent::new(EventKind::Prompt, "x"))
+            .unwrap();
+        let ts = &audit.events(1).unwrap()[0].ts;
+        // 2025-01-31T09:15:02.417Z
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+        assert!(ts.parse::<jiff::Timestamp>().is_ok(), "{ts}");
+    }
+
+    #[test]
+    fn endpoint_credentials_never_reach_the_file() {
+        let (_dir, audit) = open_temp();
+        audit
+            .record(
+                &AuditEvent::new(EventKind::Prompt, "x")
+                    .endpoint("https://me:pw@h.example/v1?key=sk-123"),
+            )
+            .unwrap();
+        let stored = audit.events(1).unwrap().remove(0);
+        assert_eq!(
+            stored.event.endpoint,
+            "https://[REDACTED]@h.example/v1?key=[REDACTED]"
+        );
+        assert!(audit.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn oversized_numbers_are_refused_not_wrapped() {
+        let (_dir, audit) = open_temp();
+        let err = audit
+            .record(&AuditEvent::new(EventKind::Response, "x").duration_ms(u64::MAX))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::OutOfRange {
+                    field: "duration_ms",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(audit.events(10).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn debug_shows_path_but_not_the_connection() {
+        let (_dir, audit) = open_temp();
+        let dbg = format!("{audit:?}");
+        assert!(dbg.starts_with("SqliteAudit { path: "), "{dbg}");
+        assert!(!dbg.contains("conn"), "{dbg}");
+    }
+}

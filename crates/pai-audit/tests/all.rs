@@ -1,0 +1,6 @@
+//! The one integration-test binary of pai-audit.
+
+// clippy.toml allows unwrap in `#[test]` functions only; the suite's helpers are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod suite;

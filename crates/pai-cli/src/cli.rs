@@ -1,0 +1,251 @@
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
+
+/// PAI — a personal assistant that keeps you in control of which models run, where they
+/// run, what they see, and where your data goes.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pai",
+    version,
+    about,
+    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"'\n(works for prompt, chat, status, reset, model and models).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys),\nand each provider's key variable (e.g. OPENAI_API_KEY)."
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a session and make it the active one.
+    Init(InitArgs),
+    /// Send one prompt (text, stdin, or both) in a session.
+    Prompt(PromptArgs),
+    /// Talk interactively (full history as context); exit, quit or Ctrl+D to leave.
+    Chat(ChatArgs),
+    /// Show a session: provider, model, endpoint, where it runs, messages, tokens, key source.
+    Status(StatusArgs),
+    /// Clear a session's history and summary; provider, model and key stay.
+    Reset(SessionArg),
+    /// List the providers PAI knows, where each runs and which env var holds its key.
+    Providers(JsonArg),
+    /// List sessions, marking the active one.
+    Sessions(JsonArg),
+    /// Make a session the active one.
+    Use(UseArgs),
+    /// Switch a session's model; its history is kept.
+    Model(ModelArgs),
+    /// List the models a session's endpoint serves.
+    Models(ModelsArgs),
+    /// Print a fresh Fernet key for PAI_ENCRYPTION_KEY.
+    Keygen,
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+/// Subcommands that accept the session-first form `pai <session> <command>`.
+const SESSION_FIRST: &[&str] = &["prompt", "chat", "status", "reset", "model", "models"];
+
+/// Names a session may not take, because `pai <name>` would mean the command.
+pub const COMMANDS: &[&str] = &[
+    "init",
+    "prompt",
+    "chat",
+    "status",
+    "reset",
+    "providers",
+    "sessions",
+    "use",
+    "model",
+    "models",
+    "keygen",
+    "completions",
+    "help",
+];
+
+/// Rewrites `pai [flags] <session> <command> rest…` into `pai [flags] <command> --session <session> rest…`.
+pub fn rewrite_session_first(args: Vec<OsString>) -> Vec<OsString> {
+    let Some(pos) = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + 1)
+    else {
+        return args;
+    };
+    let first = args[pos].to_string_lossy();
+    let Some(next) = args.get(pos + 1).map(|a| a.to_string_lossy()) else {
+        return args;
+    };
+    if COMMANDS.contains(&first.as_ref()) || !SESSION_FIRST.contains(&next.as_ref()) {
+        return args;
+    }
+    let mut out = args[..pos].to_vec();
+    out.push(args[pos + 1].clone());
+    out.push("--session".into());
+    out.push(args[pos].clone());
+    out.extend(args[pos + 2..].iter().cloned());
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Name of the new session (letters, digits, '-', '_', '.').
+    pub session: String,
+    /// Provider to use; 'pai providers' lists them.
+    pub provider: String,
+    /// Model to ask, e.g. gpt-4o-mini.
+    #[arg(long, short)]
+    pub model: String,
+    /// API key to store encrypted under PAI_ENCRYPTION_KEY ('-' reads it from stdin).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Endpoint of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Replace an existing session of that name (its history is discarded).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    /// The prompt; '-' stands for stdin. Piped stdin comes before the text.
+    pub text: Vec<String>,
+    /// Session to use (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+    /// Use this model for this prompt only.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Print the whole answer at the end instead of streaming it.
+    #[arg(long, conflicts_with = "stream")]
+    pub no_stream: bool,
+    /// Stream even when stdout is not a terminal.
+    #[arg(long)]
+    pub stream: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Session to talk in (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Session to show (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionArg {
+    /// Session (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UseArgs {
+    pub session: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The model to use from now on.
+    pub model: String,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Session whose endpoint to ask (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(args: &[&str]) -> Vec<String> {
+        rewrite_session_first(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn session_first_form_is_rewritten() {
+        assert_eq!(
+            rw(&["pai", "work", "prompt", "hi there"]),
+            ["pai", "prompt", "--session", "work", "hi there"]
+        );
+        assert_eq!(
+            rw(&["pai", "-v", "work", "model", "gpt-4o"]),
+            ["pai", "-v", "model", "--session", "work", "gpt-4o"]
+        );
+    }
+
+    #[test]
+    fn ordinary_commands_are_untouched() {
+        for args in [
+            &["pai", "prompt", "hi"][..],
+            &["pai", "status"],
+            &["pai", "init", "prompt", "openai"],
+            &["pai", "work", "unknown"],
+            &["pai"],
+        ] {
+            assert_eq!(rw(args), args);
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

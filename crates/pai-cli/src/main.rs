@@ -1,0 +1,72 @@
+//! The `pai` binary: parses the command line, wires pai-core's pieces together, renders
+//! events. It holds no logic a library user would need: another program can embed
+//! pai-core exactly the way this one does.
+
+mod cli;
+mod commands;
+mod input;
+mod repl;
+mod turn;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, rewrite_session_first};
+
+fn main() -> ExitCode {
+    let args = rewrite_session_first(std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = std::io::stdout().flush();
+            // One line: our errors carry their own context and next step.
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => commands::init(args),
+        Command::Status(args) => commands::status(args),
+        Command::Reset(args) => commands::reset(args),
+        Command::Providers(args) => commands::providers(args),
+        Command::Sessions(args) => commands::sessions(args),
+        Command::Use(args) => commands::use_session(args),
+        Command::Model(args) => commands::model(args),
+        Command::Keygen => commands::keygen(),
+        Command::Completions(args) => commands::completions(args),
+        Command::Prompt(args) => runtime()?.block_on(turn::prompt(args)),
+        Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
+        Command::Models(args) => runtime()?.block_on(commands::models(args)),
+    }
+}
+
+/// One thread is plenty for one conversation, and starts fastest.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(match verbose {
+            0 => "off",
+            1 => "pai=info,pai_core=info,pai_providers=info,pai_cli=info",
+            _ => "debug",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,119 @@
+use std::borrow::Cow;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use pai_core::Turn;
+use pai_types::Mode;
+use rustyline::error::ReadlineError;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Completer, Helper, Highlighter, Hinter};
+
+use crate::cli::ChatArgs;
+use crate::turn::{Env, run_turn};
+
+/// Multi-line input: a line ending in `\` continues, and so does an open ``` fence.
+#[derive(Completer, Helper, Highlighter, Hinter)]
+struct InputHelper;
+
+impl Validator for InputHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        let open_fence = input.matches("```").count() % 2 == 1;
+        if input.ends_with('\\') || open_fence {
+            Ok(ValidationResult::Incomplete)
+        } else {
+            Ok(ValidationResult::Valid(None))
+        }
+    }
+}
+
+/// Joins `\`-continued lines: the backslash only marks the line break.
+fn clean(input: &str) -> Cow<'_, str> {
+    if input.contains("\\\n") {
+        Cow::Owned(input.replace("\\\n", "\n"))
+    } else {
+        Cow::Borrowed(input)
+    }
+}
+
+pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let session = env.session(args.session.or(args.session_opt).as_deref())?;
+    let meta = env.store.load_meta(&session)?;
+    let engine = env.engine(&meta)?;
+    let stream = args.stream.enabled();
+
+    let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
+    editor.set_helper(Some(InputHelper));
+    let history_path = env.paths.chat_history();
+    let _ = editor.load_history(&history_path);
+    let info = engine.provider().info();
+    eprintln!(
+        "chatting in '{session}' with {} {} ({}, {}); 'exit' or Ctrl+D leaves, a line ending in \\ continues",
+        info.name, meta.model, info.locality, info.endpoint
+    );
+    let prompt = format!("{session}> ");
+    let mut failed = false;
+    loop {
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let text = clean(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if matches!(text, "exit" | "quit") {
+            break;
+        }
+        let _ = editor.add_history_entry(line.as_str());
+        let turn = Turn {
+            session: session.clone(),
+            mode: Mode::Chat,
+            input: text.to_string(),
+            stream,
+            model: Some(meta.model.clone()),
+        };
+        // A failed turn is reported and the conversation goes on.
+        if let Err(err) = run_turn(&engine, &turn).await {
+            eprintln!("error: {err}");
+            failed = true;
+        }
+    }
+    if let Err(e) = save_history(&mut editor, &history_path) {
+        tracing::warn!(error = %e, "could not save chat history");
+    }
+    // Scripts piping a conversation in learn that a turn failed.
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn save_history(
+    editor: &mut rustyline::Editor<InputHelper, rustyline::history::FileHistory>,
+    path: &std::path::Path,
+) -> Result<()> {
+    editor.save_history(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_backslashes_are_removed() {
+        assert_eq!(clean("a\\\nb"), "a\nb");
+        assert_eq!(clean("plain"), "plain");
+    }
+}

@@ -1,0 +1,23 @@
+//! The engine of PAI. It owns sessions (stored under `PAI_HOME`, locked, appended, never
+//! half-written), the key vault (API keys only ever at rest as Fernet tokens), the
+//! configuration, the context manager (the one place that decides what a model sees),
+//! and the [`Engine`] that runs one turn by composing a `Provider` and an `AuditSink`.
+//! It never prints: everything a user sees leaves through [`Event`]s and errors.
+
+mod config;
+mod context;
+mod engine;
+mod error;
+mod keys;
+mod paths;
+mod session;
+mod vault;
+
+pub use config::{Config, ContextSettings, NetworkSettings};
+pub use context::{ContextManager, model_window};
+pub use engine::{Engine, Event, Turn, TurnOutcome};
+pub use error::{CoreError, Result};
+pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider};
+pub use paths::Paths;
+pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
+pub use vault::Vault;

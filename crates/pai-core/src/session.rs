@@ -1,0 +1,430 @@
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use pai_types::{Message, Role, SessionName, Usage};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result, io};
+use crate::paths::Paths;
+
+const META: &str = "session.json";
+const HISTORY: &str = "history.jsonl";
+const LOCK: &str = ".lock";
+const ACTIVE: &str = "active";
+
+/// A session's settings. Written whole and atomically; the API key only as a Fernet token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub name: SessionName,
+    pub provider: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The API key encrypted under `PAI_ENCRYPTION_KEY`, when the user stored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Running summary of the history entries before `folded`.
+    #[serde(default)]
+    pub summary: String,
+    /// How many history entries the summary covers.
+    #[serde(default)]
+    pub folded: usize,
+}
+
+impl SessionMeta {
+    pub fn new(name: SessionName, provider: &str, model: &str) -> Self {
+        let now = now();
+        Self {
+            name,
+            provider: provider.into(),
+            model: model.into(),
+            base_url: None,
+            api_key: None,
+            created_at: now.clone(),
+            updated_at: now,
+            summary: String::new(),
+            folded: 0,
+        }
+    }
+}
+
+/// One line of `history.jsonl`: a message, when it was written, and for answers the
+/// model and token counts that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub role: Role,
+    pub content: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl HistoryEntry {
+    pub fn new(message: Message) -> Self {
+        Self {
+            role: message.role,
+            content: message.content,
+            at: now(),
+            model: None,
+            usage: None,
+        }
+    }
+
+    pub fn message(&self) -> Message {
+        Message::new(self.role, self.content.clone())
+    }
+}
+
+/// A consistent read of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub meta: SessionMeta,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl SessionSnapshot {
+    /// Token totals over the whole history.
+    pub fn usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for u in self.history.iter().filter_map(|e| e.usage.as_ref()) {
+            total.add(u);
+        }
+        total
+    }
+
+    /// Entries the running summary does not cover yet.
+    pub fn unfolded(&self) -> &[HistoryEntry] {
+        &self.history[self.meta.folded.min(self.history.len())..]
+    }
+}
+
+/// A line of `pai sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionSummary {
+    pub name: SessionName,
+    pub provider: String,
+    pub model: String,
+    pub active: bool,
+}
+
+/// Sessions on disk: one folder each under `PAI_HOME/sessions`, holding `session.json`
+/// (replaced atomically), `history.jsonl` (append-only, one entry a line) and `.lock`
+/// (an advisory lock, so concurrent `pai` processes serialise their writes).
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    paths: Paths,
+}
+
+/// Holds a session's advisory lock until dropped.
+struct LockGuard(#[allow(dead_code)] File);
+
+impl SessionStore {
+    pub fn new(paths: Paths) -> Self {
+        Self { paths }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn dir(&self, name: &SessionName) -> PathBuf {
+        self.paths.session_dir(name)
+    }
+
+    fn lock(&self, name: &SessionName, exclusive: bool) -> Result<LockGuard> {
+        let path = self.dir(name).join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open the lock file", &path))?;
+        if exclusive {
+            file.lock().map_err(io("lock", &path))?;
+        } else {
+            file.lock_shared().map_err(io("lock", &path))?;
+        }
+        Ok(LockGuard(file))
+    }
+
+    pub fn exists(&self, name: &SessionName) -> bool {
+        self.dir(name).join(META).is_file()
+    }
+
+    /// Writes a new session; refuses to replace one unless `force`, which also empties its history.
+    pub fn create(&self, meta: &SessionMeta, force: bool) -> Result<()> {
+        let dir = self.dir(&meta.name);
+        create_private_dir(&dir)?;
+        let _lock = self.lock(&meta.name, true)?;
+        if dir.join(META).exists() && !force {
+            return Err(CoreError::SessionExists(meta.name.to_string()));
+        }
+        write_atomic(&dir.join(META), &to_json(meta)?)?;
+        truncate(&dir.join(HISTORY))
+    }
+
+    pub fn load_meta(&self, name: &SessionName) -> Result<SessionMeta> {
+        let _lock = self.lock_existing(name, false)?;
+        self.read_meta(name)
+    }
+
+    fn lock_existing(&self, name: &SessionName, exclusive: bool) -> Result<LockGuard> {
+        if !self.exists(name) {
+            return Err(CoreError::NoSuchSession(name.to_string()));
+        }
+        self.lock(name, exclusive)
+    }
+
+    fn read_meta(&self, name: &SessionName) -> Result<SessionMeta> {
+        let path = self.dir(name).join(META);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CoreError::NoSuchSession(name.to_string()));
+            }
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| CoreError::Corrupt {
+            what: "session file",
+            path,
+            detail: e.to_string(),
+        })
+    }
+
+    /// The session's settings and whole history, read under one shared lock.
+    pub fn snapshot(&self, name: &SessionName) -> Result<SessionSnapshot> {
+        let _lock = self.lock_existing(name, false)?;
+        let meta = self.read_meta(name)?;
+        let history = read_history(&self.dir(name).join(HISTORY))?;
+        Ok(SessionSnapshot { meta, history })
+    }
+
+    /// Appends entries in one write under the exclusive lock: O(1) in the history's length,
+    /// and either all of a turn lands or (on a crash mid-write) a torn last line that
+    /// readers skip.
+    pub fn append(&self, name: &SessionName, entries: &[HistoryEntry]) -> Result<()> {
+        let mut buf = Vec::new();
+        for e in entries {
+            serde_json::to_writer(&mut buf, e).map_err(|e| CoreError::Corrupt {
+                what: "history entry",
+                path: self.dir(name).join(HISTORY),
+                detail: e.to_string(),
+            })?;
+            buf.push(b'\n');
+        }
+        let _lock = self.lock_existing(name, true)?;
+        let path = self.dir(name).join(HISTORY);
+        let mut file = private_options()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        file.write_all(&buf).map_err(io("append to", &path))?;
+        file.sync_data().map_err(io("sync", &path))
+    }
+
+    /// Changes a session's settings under the exclusive lock; `change` may refuse.
+    pub fn update(
+        &self,
+        name: &SessionName,
+        change: impl FnOnce(&mut SessionMeta) -> Result<()>,
+    ) -> Result<SessionMeta> {
+        let _lock = self.lock_existing(name, true)?;
+        let mut meta = self.read_meta(name)?;
+        change(&mut meta)?;
+        meta.updated_at = now();
+        write_atomic(&self.dir(name).join(META), &to_json(&meta)?)?;
+        Ok(meta)
+    }
+
+    /// Records a new running summary covering the first `folded` entries, unless another
+    /// process changed the summary meanwhile (then its fold stands and this one is dropped).
+    pub fn fold(
+        &self,
+        name: &SessionName,
+        expected: usize,
+        summary: String,
+        folded: usize,
+    ) -> Result<bool> {
+        let mut applied = false;
+        self.update(name, |meta| {
+            if meta.folded == expected {
+                meta.summary = summary;
+                meta.folded = folded;
+                applied = true;
+            }
+            Ok(())
+        })?;
+        Ok(applied)
+    }
+
+    /// Empties history and summary; provider, model and key stay.
+    pub fn reset(&self, name: &SessionName) -> Result<()> {
+        let _lock = self.lock_existing(name, true)?;
+        let mut meta = self.read_meta(name)?;
+        meta.summary.clear();
+        meta.folded = 0;
+        meta.updated_at = now();
+        write_atomic(&self.dir(name).join(META), &to_json(&meta)?)?;
+        truncate(&self.dir(name).join(HISTORY))
+    }
+
+    pub fn list(&self) -> Result<Vec<SessionSummary>> {
+        let dir = self.paths.sessions_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let active = self.active()?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| SessionName::new(n).ok())
+            else {
+                continue;
+            };
+            if !self.exists(&name) {
+                continue;
+            }
+            let meta = self.read_meta(&name)?;
+            out.push(SessionSummary {
+                active: active.as_ref() == Some(&name),
+                name,
+                provider: meta.provider,
+                model: meta.model,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn set_active(&self, name: &SessionName) -> Result<()> {
+        if !self.exists(name) {
+            return Err(CoreError::NoSuchSession(name.to_string()));
+        }
+        write_atomic(&self.paths.home.join(ACTIVE), name.as_str().as_bytes())
+    }
+
+    pub fn active(&self) -> Result<Option<SessionName>> {
+        let path = self.paths.home.join(ACTIVE);
+        match fs::read_to_string(&path) {
+            Ok(text) => SessionName::new(text.trim())
+                .map(Some)
+                .map_err(|e| CoreError::Corrupt {
+                    what: "active-session file",
+                    path,
+                    detail: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    /// The named session, else the active one.
+    pub fn resolve(&self, name: Option<&SessionName>) -> Result<SessionName> {
+        match name {
+            Some(n) => Ok(n.clone()),
+            None => self.active()?.ok_or(CoreError::NoActiveSession),
+        }
+    }
+}
+
+fn read_history(path: &Path) -> Result<Vec<HistoryEntry>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let mut out = Vec::new();
+    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let line = line.map_err(io("read", path))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<HistoryEntry>(&line) {
+            Ok(entry) => out.push(entry),
+            // A torn final line is what a crash mid-append leaves: the turn never landed.
+            Err(_) if lines.peek().is_none() => {
+                tracing::warn!(path = %path.display(), "ignoring a torn last history line");
+            }
+            Err(e) => {
+                return Err(CoreError::Corrupt {
+                    what: "session history",
+                    path: path.to_path_buf(),
+                    detail: format!("line {}: {e}", i + 1),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn to_json(meta: &SessionMeta) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(meta).map_err(|e| CoreError::Corrupt {
+        what: "session file",
+        path: PathBuf::from(META),
+        detail: e.to_string(),
+    })?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn private_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+fn truncate(path: &Path) -> Result<()> {
+    let file = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io("write", path))?;
+    file.sync_all().map_err(io("sync", path))
+}
+
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(io("create", dir))
+}
+
+/// Write to a temp file beside `path`, sync, then rename over it: readers see the old
+/// file or the new one, never half of either. The temp file is created 0600.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("write into", dir))?;
+    tmp.write_all(bytes).map_err(io("write", path))?;
+    tmp.as_file().sync_all().map_err(io("sync", path))?;
+    tmp.persist(path)
+        .map_err(|e| io("replace", path)(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+use std::fmt;
+use std::time::Duration;
+
+/// Which provider, at which URL: every error names both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub provider: String,
+    pub url: String,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.provider, self.url)
+    }
+}
+
+/// Everything that can go wrong talking to a model endpoint. Each message is one line
+/// that says what happened and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("no API key for {at}: {hint}")]
+    MissingKey { at: Endpoint, hint: String },
+    #[error("{at} rejected the API key ({status}): {hint}")]
+    Auth {
+        at: Endpoint,
+        status: u16,
+        hint: String,
+    },
+    #[error(
+        "{at} does not serve model '{model}': list what it serves with 'pai models', then switch with 'pai <session> model <name>'"
+    )]
+    UnknownModel { at: Endpoint, model: String },
+    #[error("{at} is rate limiting requests (429) and PAI gave up after {attempts} attempt(s){}; wait a while and try again", wait_note(.retry_after))]
+    RateLimited {
+        at: Endpoint,
+        attempts: u32,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "the conversation is too long for model '{model}' at {at}: start afresh with 'pai reset', or use a model with a larger window"
+    )]
+    ContextTooLong { at: Endpoint, model: String },
+    #[error("{at} failed with {status} after {attempts} attempt(s): {message}; try again later")]
+    Server {
+        at: Endpoint,
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("{at} refused the request ({status}): {message}")]
+    Rejected {
+        at: Endpoint,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "cannot connect to {at}: is the server running? Check the URL with 'pai status' ({detail})"
+    )]
+    Connect { at: Endpoint, detail: String },
+    #[error(
+        "{at} did not answer within {}s; try again, or raise [network] read_timeout_secs in config.toml", .after.as_secs()
+    )]
+    Timeout { at: Endpoint, after: Duration },
+    #[error("{at} sent a response PAI cannot read: {detail}")]
+    Malformed { at: Endpoint, detail: String },
+    #[error(
+        "the answer from {at} was cut off before it finished ({detail}); nothing was saved, try again"
+    )]
+    StreamCut { at: Endpoint, detail: String },
+    #[error("invalid provider setting for {at}: {detail}")]
+    Config { at: Endpoint, detail: String },
+}
+
+fn wait_note(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (it asked to wait {}s)", d.as_secs_f32().ceil() as u64),
+        None => String::new(),
+    }
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// Server text made fit for one line of an error: whitespace folded, length capped.
+pub(crate) fn one_line(text: &str) -> String {
+    const MAX: usize = 200;
+    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= MAX {
+        return folded;
+    }
+    let cut: String = folded.chars().take(MAX).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_folds_and_caps() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        let long = "x".repeat(500);
+        assert_eq!(one_line(&long).chars().count(), 201);
+    }
+}

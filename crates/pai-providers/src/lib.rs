@@ -1,0 +1,25 @@
+//! Model endpoints. One narrow trait, [`Provider`], stands for one model endpoint: it
+//! turns a [`ChatRequest`] into a stream of [`ChatEvent`]s and lists the models the
+//! endpoint serves. This crate owns the wire formats, retries, timeouts and the mapping
+//! of every failure to an error that names the provider, the endpoint and the next step.
+//! It never touches sessions, keys at rest or the audit log: callers hand it a ready
+//! [`ProviderConfig`] and record what it did.
+
+mod catalog;
+mod error;
+mod locality;
+mod openai;
+mod provider;
+mod retry;
+
+pub use catalog::{BUILTIN, ProviderKind, ProviderSpec, find_builtin};
+pub use error::{Endpoint, ProviderError, Result};
+pub use locality::infer_locality;
+pub use openai::OpenAiProvider;
+#[cfg(feature = "mock")]
+pub use provider::MockProvider;
+pub use provider::{
+    ChatEvent, ChatRequest, ChatStream, ModelInfo, NetSettings, Provider, ProviderConfig,
+    ProviderInfo, connect,
+};
+pub use retry::RetryPolicy;

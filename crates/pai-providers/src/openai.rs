@@ -1,0 +1,482 @@
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::{ApiErrorResponse, OpenAIError};
+use async_openai::middleware::HttpRequestFactory;
+use async_trait::async_trait;
+use futures::StreamExt;
+use pai_types::{Locality, Usage};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::{Endpoint, ProviderError, Result, one_line};
+use crate::provider::{
+    ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
+};
+use crate::retry::send_with_retries;
+
+/// A provider speaking OpenAI's Chat Completions API, through async-openai.
+///
+/// Responses are read into PAI's own lenient types (async-openai's `byot`), so servers
+/// that omit fields OpenAI always sends (`object`, `created`, …) still work.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    info: ProviderInfo,
+    config: OpenAIConfig,
+    http: reqwest::Client,
+    settings: ProviderConfig,
+}
+
+impl OpenAiProvider {
+    pub fn new(settings: ProviderConfig) -> Result<Self> {
+        let at = Endpoint {
+            provider: settings.name.clone(),
+            url: settings.base_url.clone(),
+        };
+        let base = settings.base_url.trim_end_matches('/').to_string();
+        if reqwest::Url::parse(&base).is_err() {
+            return Err(ProviderError::Config {
+                at,
+                detail: format!(
+                    "'{base}' is not a URL; pass one like http://127.0.0.1:8080/v1 to --base-url"
+                ),
+            });
+        }
+        // async-openai builds the Authorization header with `unwrap`: a key it cannot carry
+        // (a pasted trailing newline, say) must fail here rather than panic on first use.
+        if let Some(key) = &settings.api_key
+            && format!("Bearer {}", key.expose())
+                .parse::<http::HeaderValue>()
+                .is_err()
+        {
+            return Err(ProviderError::Config {
+                at,
+                detail: "the API key holds characters an HTTP header cannot carry \
+                         (a stray newline from pasting?); set the key again"
+                    .into(),
+            });
+        }
+        // Every field set explicitly, so a stray OPENAI_BASE_URL or OPENAI_ORG_ID in the
+        // environment cannot redirect or tag a session's traffic.
+        let config = OpenAIConfig::new()
+            .with_api_base(base.clone())
+            .with_api_key(
+                settings
+                    .api_key
+                    .as_ref()
+                    .map(|k| k.expose().clone())
+                    .unwrap_or_default(),
+            )
+            .with_org_id("")
+            .with_project_id("");
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.net.connect_timeout)
+            .read_timeout(settings.net.read_timeout)
+            .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Config {
+                at,
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            info: ProviderInfo {
+                name: settings.name.clone(),
+                kind: settings.kind,
+                endpoint: base,
+                locality: settings.locality,
+            },
+            config,
+            http,
+            settings,
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            provider: self.info.name.clone(),
+            url: self.info.endpoint.clone(),
+        }
+    }
+
+    /// A client for one call; `attempts` counts the HTTP attempts that call makes.
+    fn client(&self, attempts: Arc<AtomicU32>) -> Client<OpenAIConfig> {
+        let http = self.http.clone();
+        let policy = self.settings.net.retry.clone();
+        let service = tower::service_fn(move |factory: HttpRequestFactory| {
+            send_with_retries(http.clone(), policy.clone(), factory, attempts.clone())
+        });
+        Client::build(self.http.clone(), self.config.clone()).with_http_service(service)
+    }
+
+    /// A remote endpoint with no key would only bounce the request: say so before sending.
+    fn check_key(&self) -> Result<()> {
+        if self.settings.api_key.is_none() && self.info.locality == Locality::Remote {
+            return Err(ProviderError::MissingKey {
+                at: self.endpoint(),
+                hint: self.settings.key_hint.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn map_error(&self, err: OpenAIError, model: &str, attempts: u32) -> ProviderError {
+        map_error(
+            err,
+            self.endpoint(),
+            model,
+            attempts,
+            &self.settings.key_hint,
+            self.settings.net.read_timeout,
+        )
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
+        self.check_key()?;
+        let attempts = Arc::new(AtomicU32::new(0));
+        let client = self.client(attempts.clone());
+        let mut body = json!({
+            "model": request.model,
+            "messages": request.messages,
+            "stream": request.stream,
+        });
+        if request.stream {
+            body["stream_options"] = json!({ "include_usage": true });
+            let inner = client
+                .chat()
+                .create_stream_byot::<_, WireChunk>(body)
+                .await
+                .map_err(|e| self.map_error(e, &request.model, attempts.load(Ordering::Relaxed)))?;
+            Ok(Box::pin(
+                ChunkStream::new(inner, self.endpoint()).into_stream(),
+            ))
+        } else {
+            let response: WireResponse =
+                client.chat().create_byot(body).await.map_err(|e| {
+                    self.map_error(e, &request.model, attempts.load(Ordering::Relaxed))
+                })?;
+            let events = response.into_events(&self.endpoint())?;
+            Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+        }
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>> {
+        self.check_key()?;
+        let attempts = Arc::new(AtomicU32::new(0));
+        let list: WireModelList = self
+            .client(attempts.clone())
+            .models()
+            .list_byot()
+            .await
+            .map_err(|e| self.map_error(e, "", attempts.load(Ordering::Relaxed)))?;
+        Ok(list
+            .data
+            .into_iter()
+            .map(|m| ModelInfo {
+                id: m.id,
+                owned_by: m.owned_by,
+            })
+            .collect())
+    }
+}
+
+fn map_error(
+    err: OpenAIError,
+    at: Endpoint,
+    model: &str,
+    attempts: u32,
+    key_hint: &str,
+    read_timeout: std::time::Duration,
+) -> ProviderError {
+    match err {
+        OpenAIError::ApiError(ApiErrorResponse {
+            status_code,
+            api_error,
+        }) => {
+            let status = status_code.as_u16();
+            let code = api_error.code.clone().unwrap_or_default();
+            let message = one_line(&api_error.message);
+            let lower = message.to_ascii_lowercase();
+            match status {
+                401 | 403 => ProviderError::Auth {
+                    at,
+                    status,
+                    hint: key_hint.to_string(),
+                },
+                404 if code == "model_not_found" || lower.contains("model") || lower.is_empty() => {
+                    ProviderError::UnknownModel {
+                        at,
+                        model: model.to_string(),
+                    }
+                }
+                429 => ProviderError::RateLimited {
+                    at,
+                    attempts,
+                    retry_after: None,
+                },
+                400 | 413 | 422
+                    if code == "context_length_exceeded"
+                        || lower.contains("context length")
+                        || lower.contains("context window")
+                        || lower.contains("context size")
+                        || lower.contains("maximum context") =>
+                {
+                    ProviderError::ContextTooLong {
+                        at,
+                        model: model.to_string(),
+                    }
+                }
+                500..=599 | 408 | 409 => ProviderError::Server {
+                    at,
+                    status,
+                    attempts,
+                    message: if message.is_empty() {
+                        status_code.canonical_reason().unwrap_or("").to_string()
+                    } else {
+                        message
+                    },
+                },
+                _ => ProviderError::Rejected {
+                    at,
+                    status,
+                    message,
+                },
+            }
+        }
+        OpenAIError::Reqwest(e) if e.is_connect() => ProviderError::Connect {
+            at,
+            detail: one_line(&root_cause(&e)),
+        },
+        OpenAIError::Reqwest(e) if e.is_timeout() => ProviderError::Timeout {
+            at,
+            after: read_timeout,
+        },
+        OpenAIError::Reqwest(e) if e.is_body() || e.is_decode() => ProviderError::StreamCut {
+            at,
+            detail: one_line(&root_cause(&e)),
+        },
+        OpenAIError::Reqwest(e) => ProviderError::Connect {
+            at,
+            detail: one_line(&root_cause(&e)),
+        },
+        OpenAIError::JSONDeserialize(e, _) => ProviderError::Malformed {
+            at,
+            detail: one_line(&e.to_string()),
+        },
+        OpenAIError::StreamError(e) => ProviderError::StreamCut {
+            at,
+            detail: one_line(&e.to_string()),
+        },
+        other => ProviderError::Malformed {
+            at,
+            detail: one_line(&other.to_string()),
+        },
+    }
+}
+
+/// The innermost cause, which is the part that tells a user something ("connection refused").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            estimated: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChoice {
+    message: Option<WireMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+}
+
+impl WireResponse {
+    fn into_events(self, at: &Endpoint) -> Result<Vec<ChatEvent>> {
+        let Some(choice) = self.choices.into_iter().next() else {
+            return Err(ProviderError::Malformed {
+                at: at.clone(),
+                detail: "the reply has no choices".into(),
+            });
+        };
+        let mut events = Vec::with_capacity(3);
+        let text = choice.message.and_then(|m| m.content).unwrap_or_default();
+        if !text.is_empty() {
+            events.push(ChatEvent::Delta(text));
+        }
+        if let Some(u) = self.usage {
+            events.push(ChatEvent::Usage(u.into()));
+        }
+        events.push(ChatEvent::Finished {
+            reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
+        });
+        Ok(events)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    usage: Option<WireUsage>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChunkChoice {
+    delta: Option<WireDelta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireModelList {
+    #[serde(default)]
+    data: Vec<WireModel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireModel {
+    id: String,
+    owned_by: Option<String>,
+}
+
+type Inner = std::pin::Pin<
+    Box<dyn futures::Stream<Item = std::result::Result<WireChunk, OpenAIError>> + Send>,
+>;
+
+/// Turns SSE chunks into [`ChatEvent`]s. The finish reason is held back until the
+/// stream ends, because the usage chunk comes after it; a stream that ends without a
+/// finish reason was cut off and yields an error instead.
+struct ChunkStream {
+    inner: Inner,
+    at: Endpoint,
+    pending: VecDeque<Result<ChatEvent>>,
+    finish: Option<String>,
+    done: bool,
+}
+
+impl ChunkStream {
+    fn new(inner: Inner, at: Endpoint) -> Self {
+        Self {
+            inner,
+            at,
+            pending: VecDeque::new(),
+            finish: None,
+            done: false,
+        }
+    }
+
+    fn into_stream(self) -> impl futures::Stream<Item = Result<ChatEvent>> + Send {
+        futures::stream::unfold(self, |mut s| async move {
+            loop {
+                if let Some(ev) = s.pending.pop_front() {
+                    return Some((ev, s));
+                }
+                if s.done {
+                    return None;
+                }
+                match s.inner.next().await {
+                    Some(Ok(chunk)) => s.absorb(chunk),
+                    Some(Err(e)) => {
+                        s.done = true;
+                        let err = map_error(e, s.at.clone(), "", 1, "", Default::default());
+                        // Already a stream error: wrapping it again would say "cut off" twice.
+                        let err = match err {
+                            err @ (ProviderError::Malformed { .. }
+                            | ProviderError::StreamCut { .. }) => err,
+                            other => ProviderError::StreamCut {
+                                at: s.at.clone(),
+                                detail: other.to_string(),
+                            },
+                        };
+                        s.pending.push_back(Err(err));
+                    }
+                    None => {
+                        s.done = true;
+                        match s.finish.take() {
+                            Some(reason) => s.pending.push_back(Ok(ChatEvent::Finished { reason })),
+                            None => s.pending.push_back(Err(ProviderError::StreamCut {
+                                at: s.at.clone(),
+                                detail: "the stream ended without a finish reason".into(),
+                            })),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn absorb(&mut self, chunk: WireChunk) {
+        if let Some(error) = chunk.error {
+            let message = error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| error.to_string());
+            self.pending.push_back(Err(ProviderError::Malformed {
+                at: self.at.clone(),
+                detail: format!(
+                    "the server reported an error mid-stream: {}",
+                    one_line(&message)
+                ),
+            }));
+            self.done = true;
+            return;
+        }
+        for choice in chunk.choices {
+            if let Some(text) = choice.delta.and_then(|d| d.content)
+                && !text.is_empty()
+            {
+                self.pending.push_back(Ok(ChatEvent::Delta(text)));
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish = Some(reason);
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.pending.push_back(Ok(ChatEvent::Usage(u.into())));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Stream;
+use pai_types::{Locality, Message, Secret, Usage};
+use serde::Serialize;
+
+use crate::catalog::ProviderKind;
+use crate::error::Result;
+use crate::retry::RetryPolicy;
+
+/// What a provider is and where it runs; shown to the user wherever it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub endpoint: String,
+    pub locality: Locality,
+}
+
+/// One call to a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    /// Ask the server to stream tokens as they are produced.
+    pub stream: bool,
+}
+
+/// What a model call yields, in order: text deltas, then usage (when the server reports
+/// it), then `Finished`. A stream that ends without `Finished` was cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    Delta(String),
+    Usage(Usage),
+    Finished { reason: String },
+}
+
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent>> + Send>>;
+
+/// A model the endpoint serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+}
+
+/// One model endpoint.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn info(&self) -> &ProviderInfo;
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream>;
+    async fn models(&self) -> Result<Vec<ModelInfo>>;
+}
+
+/// Network behaviour shared by every HTTP provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSettings {
+    pub connect_timeout: Duration,
+    /// Longest silence tolerated while reading a response or a stream.
+    pub read_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Everything needed to talk to one endpoint, resolved by the caller (session + config + env).
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The provider's name as the user knows it (`openai`, `groq`, …).
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub locality: Locality,
+    pub api_key: Option<Secret<String>>,
+    /// Tells the user how to supply a key when the server refuses the one it got.
+    pub key_hint: String,
+    pub net: NetSettings,
+}
+
+/// Builds the provider a config describes.
+pub fn connect(config: ProviderConfig) -> Result<Box<dyn Provider>> {
+    match config.kind {
+        ProviderKind::OpenAiCompatible => Ok(Box::new(crate::OpenAiProvider::new(config)?)),
+    }
+}

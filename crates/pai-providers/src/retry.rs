@@ -1,0 +1,206 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// When to try a request again. Only opening a request is retried, never a stream that
+/// already delivered text, so a retry can never duplicate output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries after the first one.
+    pub max_retries: u32,
+    /// The first backoff; each later one doubles, with jitter.
+    pub base_delay: Duration,
+    /// No single wait is longer than this, whatever the server asks for.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_millis(250),
+            max_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// 408, 409, 429 and 5xx are worth another try; other 4xx are the caller's mistake.
+    pub fn retryable(status: StatusCode) -> bool {
+        matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+    }
+
+    /// How long to wait before retry number `retry` (0-based): the server's
+    /// `retry-after-ms` / `Retry-After` when given, else exponential backoff with jitter;
+    /// capped at `max_wait` either way.
+    pub fn delay(&self, retry: u32, headers: Option<&HeaderMap>) -> Duration {
+        let asked = headers.and_then(server_asked_wait);
+        let wait = asked.unwrap_or_else(|| {
+            let exp = self
+                .base_delay
+                .saturating_mul(2u32.saturating_pow(retry.min(16)));
+            // Full jitter on the upper half keeps concurrent clients from retrying in step.
+            let half = exp / 2;
+            half + half.mul_f64(fastrand::f64())
+        });
+        wait.min(self.max_wait)
+    }
+}
+
+/// The wait a response asks for, from `retry-after-ms` or `Retry-After` (seconds).
+pub(crate) fn server_asked_wait(headers: &HeaderMap) -> Option<Duration> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ms) = value("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    value(RETRY_AFTER.as_str())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// Sends a request, retrying per `policy`, and normalises every error body to OpenAI's
+/// `{"error": {...}}` shape so the status code survives into the error the user sees.
+pub(crate) async fn send_with_retries(
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    factory: HttpRequestFactory,
+    attempts: Arc<AtomicU32>,
+) -> Result<reqwest::Response, OpenAIError> {
+    let mut retry = 0;
+    loop {
+        attempts.store(retry + 1, Ordering::Relaxed);
+        let request = factory.build().await?;
+        let url = request.url().clone();
+        match client.execute(request).await {
+            Ok(response) if response.status().is_success() => return Ok(response),
+            Ok(response) => {
+                let status = response.status();
+                if RetryPolicy::retryable(status) && retry < policy.max_retries {
+                    let wait = policy.delay(retry, Some(response.headers()));
+                    tracing::info!(%url, %status, retry, ?wait, "retrying");
+                    drop(response);
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                    continue;
+                }
+                return Ok(normalise_error(response).await);
+            }
+            Err(err) if (err.is_connect() || err.is_timeout()) && retry < policy.max_retries => {
+                let wait = policy.delay(retry, None);
+                tracing::info!(%url, error = %err, retry, ?wait, "retrying");
+                tokio::time::sleep(wait).await;
+                retry += 1;
+            }
+            Err(err) => return Err(OpenAIError::Reqwest(err)),
+        }
+    }
+}
+
+async fn normalise_error(response: reqwest::Response) -> reqwest::Response {
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    let body = response.bytes().await.unwrap_or_default();
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let error = match parsed.as_ref().and_then(|v| v.get("error")) {
+        Some(serde_json::Value::Object(obj)) => {
+            let mut obj = obj.clone();
+            if !obj.get("message").is_some_and(|m| m.is_string()) {
+                obj.insert("message".into(), serde_json::Value::String(String::new()));
+            }
+            // async-openai wants these as strings; llama.cpp sends `"code": 401`.
+            for field in ["type", "param", "code"] {
+                if let Some(value) = obj.get_mut(field)
+                    && !(value.is_string() || value.is_null())
+                {
+                    *value = serde_json::Value::String(value.to_string());
+                }
+            }
+            serde_json::Value::Object(obj)
+        }
+        // Ollama-style `{"error": "text"}`.
+        Some(serde_json::Value::String(text)) => serde_json::json!({ "message": text }),
+        _ => serde_json::json!({ "message": String::from_utf8_lossy(&body) }),
+    };
+    // async-openai reads a 5xx body as plain text and uses all of it as the message, so
+    // hand it the message alone rather than the JSON around it.
+    let body = match error.get("message").and_then(|m| m.as_str()) {
+        Some(message) if status.is_server_error() => message.to_string(),
+        _ => serde_json::json!({ "error": error }).to_string(),
+    };
+    headers.remove(reqwest::header::CONTENT_LENGTH);
+    let mut rebuilt = http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.headers_mut() = headers;
+    reqwest::Response::from(rebuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn server_wait_prefers_ms_then_seconds() {
+        assert_eq!(
+            server_asked_wait(&headers(&[
+                ("retry-after-ms", "1500"),
+                ("retry-after", "9")
+            ])),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            server_asked_wait(&headers(&[("retry-after", "2")])),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            server_asked_wait(&headers(&[("retry-after", "soon")])),
+            None
+        );
+    }
+
+    #[test]
+    fn delay_is_capped_and_grows() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(100),
+            max_wait: Duration::from_secs(1),
+        };
+        let d0 = p.delay(0, None);
+        assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
+        let d3 = p.delay(3, None);
+        assert!(d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800));
+        assert_eq!(p.delay(10, None), Duration::from_secs(1));
+        assert_eq!(
+            p.delay(0, Some(&headers(&[("retry-after", "3600")]))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn only_transient_statuses_are_retried() {
+        for s in [408, 409, 429, 500, 502, 503] {
+            assert!(
+                RetryPolicy::retryable(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 422] {
+            assert!(
+                !RetryPolicy::retryable(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
+        }
+    }
+}

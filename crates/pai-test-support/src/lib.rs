@@ -1,0 +1,9 @@
+//! Test helpers shared by PAI's crates, never shipped: a mock OpenAI-compatible model
+//! server on 127.0.0.1 (so the real client code runs over real HTTP) and a temporary
+//! `PAI_HOME` / `PAI_CONFIG_DIR` pair so no test touches the user's files.
+
+mod home;
+mod openai;
+
+pub use home::TempHome;
+pub use openai::{MockOpenAi, chat_completion, chat_endpoint, raw_http_once, sse_body, sse_chunks};
