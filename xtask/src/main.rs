@@ -1,7 +1,11 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `ci`: the gate — fmt check, clippy with warnings denied, the test suite, docs with
-//!   warnings denied. `.ci/run` and the GitHub workflow call exactly this.
+//!   warnings denied. `.ci/run` and the GitHub workflow run exactly these steps.
+//! - `bench [--write]`: what `pai` adds to a model round trip against a zero-latency mock;
+//!   `--write` records the results in `docs/benchmarks.md`.
+
+mod bench;
 
 use std::process::Command;
 
@@ -11,9 +15,10 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "ci" => ci(),
+        "bench" => bench::run(std::env::args().any(|a| a == "--write")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci     fmt check, clippy -D warnings, tests, docs (what CI runs)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md"
             );
             if task.is_empty() {
                 Ok(())

@@ -17,6 +17,8 @@ pub enum EventKind {
     Error,
     /// A turn the user interrupted.
     Cancelled,
+    /// One failed HTTP attempt of a model call (retried, or the last before giving up).
+    Attempt,
 }
 
 impl EventKind {
@@ -28,6 +30,7 @@ impl EventKind {
             EventKind::Summary => "summary",
             EventKind::Error => "error",
             EventKind::Cancelled => "cancelled",
+            EventKind::Attempt => "attempt",
         }
     }
 
@@ -38,6 +41,7 @@ impl EventKind {
             "summary" => EventKind::Summary,
             "error" => EventKind::Error,
             "cancelled" => EventKind::Cancelled,
+            "attempt" => EventKind::Attempt,
             _ => return None,
         })
     }

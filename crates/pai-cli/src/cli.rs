@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
     name = "pai",
     version,
     about,
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"'\n(works for prompt, chat, status, reset, model and models).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys),\nand each provider's key variable (e.g. OPENAI_API_KEY)."
+    // One line per paragraph: clap wraps each line to the terminal, so a hard line break
+    // inside a paragraph leaves a ragged short line wherever the wrap falls.
+    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, chat, status, reset, model, models and switch).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -40,7 +42,9 @@ pub enum Command {
     Use(UseArgs),
     /// Switch a session's model; its history is kept.
     Model(ModelArgs),
-    /// List the models a session's endpoint serves.
+    /// Move a session to another provider (and model); its history is kept.
+    Switch(SwitchArgs),
+    /// List the models a provider's or a session's endpoint serves.
     Models(ModelsArgs),
     /// Print a fresh Fernet key for PAI_ENCRYPTION_KEY.
     Keygen,
@@ -49,7 +53,9 @@ pub enum Command {
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
-const SESSION_FIRST: &[&str] = &["prompt", "chat", "status", "reset", "model", "models"];
+const SESSION_FIRST: &[&str] = &[
+    "prompt", "chat", "status", "reset", "model", "models", "switch",
+];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
 pub const COMMANDS: &[&str] = &[
@@ -63,6 +69,7 @@ pub const COMMANDS: &[&str] = &[
     "use",
     "model",
     "models",
+    "switch",
     "keygen",
     "completions",
     "help",
@@ -97,11 +104,12 @@ pub fn rewrite_session_first(args: Vec<OsString>) -> Vec<OsString> {
 pub struct InitArgs {
     /// Name of the new session (letters, digits, '-', '_', '.').
     pub session: String,
-    /// Provider to use; 'pai providers' lists them.
+    /// Provider to use ('pai providers' lists them), or 'local-server' for whichever
+    /// local server is running.
     pub provider: String,
-    /// Model to ask, e.g. gpt-4o-mini.
+    /// Model to ask, e.g. gpt-4o-mini (with local-server: default the first one it serves).
     #[arg(long, short)]
-    pub model: String,
+    pub model: Option<String>,
     /// API key to store encrypted under PAI_ENCRYPTION_KEY ('-' reads it from stdin).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
@@ -192,14 +200,32 @@ pub struct ModelArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
+    /// Provider whose endpoint to ask (default: the session's).
+    pub provider: Option<String>,
     /// Session whose endpoint to ask (default: the active one).
-    #[arg(conflicts_with = "session_opt")]
+    #[arg(long, short, conflicts_with = "provider")]
     pub session: Option<String>,
-    #[arg(long = "session", id = "session_opt", hide = true)]
-    pub session_opt: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The provider to use from now on ('pai providers' lists them).
+    pub provider: String,
+    /// The model to use (default: keep the current one).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Endpoint of the server (default: the provider's).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// API key to store encrypted under PAI_ENCRYPTION_KEY ('-' reads it from stdin).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,6 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Init(args) => commands::init(args),
         Command::Status(args) => commands::status(args),
         Command::Reset(args) => commands::reset(args),
         Command::Providers(args) => commands::providers(args),
@@ -44,6 +43,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prompt(args) => runtime()?.block_on(turn::prompt(args)),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
+        Command::Init(args) => runtime()?.block_on(commands::init(args)),
+        Command::Switch(args) => runtime()?.block_on(commands::switch(args)),
     }
 }
 

@@ -1,7 +1,11 @@
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pai_providers::{NetSettings, RetryPolicy};
+use pai_providers::{
+    BUILTIN, NetSettings, ProviderEntry, ProviderKind, RetryPolicy, infer_locality,
+};
+use pai_types::{Locality, SessionName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -12,6 +16,28 @@ use crate::error::{CoreError, Result};
 pub struct Config {
     pub network: NetworkSettings,
     pub context: ContextSettings,
+    /// User-defined endpoints, by the name sessions use for them.
+    pub providers: BTreeMap<String, CustomProvider>,
+}
+
+/// An endpoint defined in `config.toml` under `[providers.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomProvider {
+    /// `openai-compatible`, `ollama` or `anthropic`.
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// The environment variable holding its API key, if it needs one.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Extra headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `local` or `remote`; inferred from the URL's host when absent.
+    #[serde(default)]
+    pub locality: Option<Locality>,
+    #[serde(default)]
+    pub about: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,11 +115,76 @@ impl Config {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| CoreError::Config {
+        let config: Config = toml::from_str(&text).map_err(|e| CoreError::Config {
             path: path.to_path_buf(),
             detail: e.message().to_string() + &location(&text, e.span()),
-        })
+        })?;
+        config.validate(path)?;
+        Ok(config)
     }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |detail: String| CoreError::Config {
+            path: PathBuf::from(path),
+            detail,
+        };
+        for (name, p) in &self.providers {
+            if BUILTIN.iter().any(|b| b.name == name) {
+                return Err(bad(format!(
+                    "[providers.{name}] has the name of a built-in provider; give it another name"
+                )));
+            }
+            if SessionName::new(name).is_err() {
+                return Err(bad(format!(
+                    "[providers.{name}]: a provider name uses letters, digits, '-', '_' and '.'"
+                )));
+            }
+            let url_ok = reqwest_like_url(&p.base_url);
+            if !url_ok {
+                return Err(bad(format!(
+                    "[providers.{name}] base_url '{}' is not an http(s) URL",
+                    p.base_url
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every provider a session can use: the built-in ones, then those from `config.toml`.
+    pub fn provider_entries(&self) -> Vec<ProviderEntry> {
+        let mut out: Vec<ProviderEntry> = BUILTIN.iter().map(|b| b.entry()).collect();
+        out.extend(self.providers.iter().map(|(name, p)| {
+            ProviderEntry {
+                name: name.clone(),
+                kind: p.kind,
+                base_url: p.base_url.trim_end_matches('/').to_string(),
+                key_env: p.key_env.clone(),
+                headers: p.headers.clone(),
+                locality: p.locality.unwrap_or_else(|| infer_locality(&p.base_url)),
+                about: p
+                    .about
+                    .clone()
+                    .unwrap_or_else(|| format!("{} endpoint from config.toml", p.kind)),
+                builtin: false,
+            }
+        }));
+        out
+    }
+
+    /// The provider called `name`.
+    pub fn provider_entry(&self, name: &str) -> Result<ProviderEntry> {
+        self.provider_entries()
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| CoreError::UnknownProvider(name.to_string()))
+    }
+}
+
+fn reqwest_like_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
 }
 
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -120,6 +211,71 @@ mod tests {
         assert_eq!(cfg.network.max_retries, 0);
         assert_eq!(cfg.network.read_timeout_secs, 120);
         assert_eq!(cfg.context, ContextSettings::default());
+    }
+
+    #[test]
+    fn custom_providers_are_listed_after_builtins_with_locality() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            r#"
+[providers.lab]
+kind = "openai-compatible"
+base_url = "http://192.168.1.20:8000/v1/"
+key_env = "LAB_KEY"
+headers = { "X-Team" = "research" }
+
+[providers.tunnel]
+kind = "ollama"
+base_url = "http://127.0.0.1:9000"
+locality = "remote"
+"#,
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let lab = cfg.provider_entry("lab").unwrap();
+        assert_eq!(lab.base_url, "http://192.168.1.20:8000/v1");
+        assert_eq!(lab.locality, Locality::Local);
+        assert_eq!(lab.key_env.as_deref(), Some("LAB_KEY"));
+        assert!(!lab.builtin);
+        // An explicit locality wins over the host.
+        assert_eq!(
+            cfg.provider_entry("tunnel").unwrap().locality,
+            Locality::Remote
+        );
+        let names: Vec<_> = cfg.provider_entries().into_iter().map(|p| p.name).collect();
+        assert_eq!(names.first().map(String::as_str), Some("openai"));
+        assert_eq!(&names[names.len() - 2..], ["lab", "tunnel"]);
+        assert!(cfg.provider_entry("nope").is_err());
+    }
+
+    #[test]
+    fn custom_providers_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for (body, needle) in [
+            (
+                "[providers.openai]\nkind = \"ollama\"\nbase_url = \"http://x\"\n",
+                "built-in",
+            ),
+            (
+                "[providers.x]\nkind = \"ollama\"\nbase_url = \"ftp://x\"\n",
+                "not an http(s) URL",
+            ),
+            (
+                "[providers.x]\nkind = \"grpc\"\nbase_url = \"http://x\"\n",
+                "unknown variant",
+            ),
+            (
+                "[providers.x]\nkind = \"ollama\"\nbase_url = \"http://x\"\nlocal = true\n",
+                "unknown field",
+            ),
+        ] {
+            std::fs::write(&path, body).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
     }
 
     #[test]

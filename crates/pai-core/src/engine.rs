@@ -3,12 +3,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pai_audit::{AuditEvent, AuditSink, EventKind};
-use pai_providers::{ChatEvent, ChatRequest, Provider};
+use pai_providers::{ChatEvent, ChatRequest, Endpoint, Provider, ProviderError};
 use pai_types::{Message, Mode, SessionName, Usage, estimate_message_tokens, estimate_tokens};
 
 use crate::context::ContextManager;
 use crate::error::Result;
-use crate::session::{HistoryEntry, SessionStore};
+use crate::session::{HistoryEntry, SessionSnapshot, SessionStore};
 
 /// One user input to run in a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,9 @@ impl Engine {
     }
 
     /// Runs one turn. On success the user's input and the answer are appended to the
-    /// session's history together; on any failure the session is left exactly as it was.
+    /// session's history together; on any failure the history is left exactly as it was.
+    /// (A fold that succeeded before the answer failed stands: it only summarises turns
+    /// already stored, and keeping it saves paying for it again.)
     pub async fn run(
         &self,
         turn: &Turn,
@@ -124,8 +126,7 @@ impl Engine {
             .call(&scope, messages, &turn.input, turn.stream, on_event)
             .await?;
 
-        let mut question = HistoryEntry::new(Message::user(turn.input.clone()));
-        question.model = None;
+        let question = HistoryEntry::new(Message::user(turn.input.clone()));
         let mut reply = HistoryEntry::new(Message::assistant(answer.clone()));
         reply.model = Some(model.clone());
         reply.usage = Some(usage);
@@ -140,27 +141,12 @@ impl Engine {
     }
 
     /// Asks the model to fold the unfolded turns into the running summary and stores it.
-    async fn fold(
-        &self,
-        scope: &CallScope<'_>,
-        snapshot: &crate::session::SessionSnapshot,
-    ) -> Result<Usage> {
-        let unfolded = snapshot.unfolded();
-        let request = self.context.fold_request(&snapshot.meta.summary, unfolded);
-        let fold_scope = CallScope {
-            session: scope.session,
-            mode: scope.mode,
-            model: scope.model,
-        };
+    async fn fold(&self, scope: &CallScope<'_>, snapshot: &SessionSnapshot) -> Result<Usage> {
+        let request = self
+            .context
+            .fold_request(&snapshot.meta.summary, snapshot.unfolded());
         let (summary, usage) = self
-            .call_kind(
-                &fold_scope,
-                request,
-                None,
-                false,
-                &mut |_| {},
-                EventKind::Summary,
-            )
+            .call_kind(scope, request, None, false, &mut |_| {}, EventKind::Summary)
             .await?;
         self.store.fold(
             scope.session,
@@ -210,13 +196,11 @@ impl Engine {
             .record(&self.event(scope, EventKind::Prompt, prompt_text))?;
 
         let prompt_estimate: u64 = messages.iter().map(estimate_message_tokens).sum();
-        let request = ChatRequest {
-            model: scope.model.to_string(),
-            messages,
-            stream,
-        };
-        let outcome = self.collect(request, stream, on_event).await;
+        let request = ChatRequest::new(scope.model, messages, stream);
+        let attempts = request.attempts.clone();
+        let outcome = self.collect(request, on_event).await;
         let elapsed = started.elapsed().as_millis() as u64;
+        self.record_attempts(scope, attempts.take());
         match outcome {
             Ok((answer, usage)) => {
                 let usage = usage.unwrap_or(Usage {
@@ -246,16 +230,17 @@ impl Engine {
         }
     }
 
+    /// Sends `request` and gathers the answer. Per the `Provider` contract a stream that
+    /// ends without `Finished` was cut off: its partial answer must not be stored.
     async fn collect(
         &self,
         request: ChatRequest,
-        stream: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<(String, Option<Usage>)> {
-        let _ = stream;
         let mut events = self.provider.chat(request).await?;
         let mut answer = String::new();
         let mut usage = None;
+        let mut finished = false;
         while let Some(event) = events.next().await {
             match event? {
                 ChatEvent::Delta(text) => {
@@ -263,8 +248,21 @@ impl Engine {
                     on_event(Event::Delta(text));
                 }
                 ChatEvent::Usage(u) => usage = Some(u),
-                ChatEvent::Finished { .. } => {}
+                // No tools are offered yet, so a tool call cannot be acted on.
+                ChatEvent::ToolCall(_) => {}
+                ChatEvent::Finished { .. } => finished = true,
             }
+        }
+        if !finished {
+            let info = self.provider.info();
+            return Err(ProviderError::StreamCut {
+                at: Endpoint {
+                    provider: info.name.clone(),
+                    url: info.endpoint.clone(),
+                },
+                detail: "the stream ended without a finish reason".into(),
+            }
+            .into());
         }
         Ok((answer, usage))
     }
@@ -280,9 +278,39 @@ impl Engine {
             .locality(info.locality)
     }
 
+    /// Every failed HTTP attempt of a call, retried or final, goes into the audit log.
+    fn record_attempts(&self, scope: &CallScope<'_>, attempts: Vec<pai_providers::Attempt>) {
+        for a in attempts {
+            let next = match a.waited_ms {
+                Some(ms) => format!("retried after {ms} ms"),
+                None => "gave up".to_string(),
+            };
+            let asked = a
+                .asked_wait_ms
+                .map(|ms| format!(" (server asked to wait {ms} ms)"))
+                .unwrap_or_default();
+            let line = format!("attempt {}: {}{asked}; {next}", a.number, a.outcome);
+            if let Err(e) = self
+                .audit
+                .record(&self.event(scope, EventKind::Attempt, line))
+            {
+                tracing::warn!(error = %e, "could not record a failed attempt");
+            }
+        }
+    }
+
     /// Records that the user interrupted a turn (the request was dropped mid-flight).
     pub fn record_cancelled(&self, turn: &Turn, partial: &str) -> Result<()> {
-        let model = turn.model.clone().unwrap_or_default();
+        // The model the turn ran with: its override, else the session's. A session that
+        // cannot be read must not stop the cancellation from being recorded.
+        let model = match &turn.model {
+            Some(model) => model.clone(),
+            None => self
+                .store
+                .load_meta(&turn.session)
+                .map(|meta| meta.model)
+                .unwrap_or_default(),
+        };
         let scope = CallScope {
             session: &turn.session,
             mode: turn.mode,

@@ -1,9 +1,9 @@
-use pai_providers::{ProviderConfig, ProviderKind, find_builtin, infer_locality};
+use pai_providers::{ProviderConfig, ProviderEntry, infer_locality};
 use pai_types::{Locality, Secret};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::session::SessionMeta;
 use crate::vault::Vault;
 
@@ -37,27 +37,32 @@ pub struct ResolvedProvider {
 }
 
 /// Where `meta`'s key would come from, without decrypting anything.
-pub fn key_source(meta: &SessionMeta) -> KeySource {
+pub fn key_source(meta: &SessionMeta, entry: &ProviderEntry) -> KeySource {
     if meta.api_key.is_some() {
         return KeySource::Session;
     }
-    find_builtin(&meta.provider)
-        .and_then(|spec| spec.key_env)
+    entry
+        .key_env
+        .as_deref()
         .filter(|var| std::env::var(var).is_ok_and(|v| !v.trim().is_empty()))
         .map_or(KeySource::None, |var| KeySource::Env(var.into()))
+}
+
+/// The endpoint a session talks to and where it runs: its own `--base-url` (locality
+/// judged from that host) or its provider's.
+pub fn session_endpoint(meta: &SessionMeta, entry: &ProviderEntry) -> (String, Locality) {
+    match &meta.base_url {
+        Some(url) => (url.clone(), infer_locality(url)),
+        None => (entry.base_url.clone(), entry.locality),
+    }
 }
 
 /// The endpoint, locality and key a session uses. Decrypting a stored key needs
 /// `PAI_ENCRYPTION_KEY`; only then is the vault opened.
 pub fn resolve_provider(meta: &SessionMeta, config: &Config) -> Result<ResolvedProvider> {
-    let spec = find_builtin(&meta.provider)
-        .ok_or_else(|| CoreError::UnknownProvider(meta.provider.clone()))?;
-    let base_url = meta
-        .base_url
-        .clone()
-        .unwrap_or_else(|| spec.base_url.to_string());
-    let locality: Locality = infer_locality(&base_url);
-    let key_source = key_source(meta);
+    let entry = config.provider_entry(&meta.provider)?;
+    let (base_url, locality) = session_endpoint(meta, &entry);
+    let key_source = key_source(meta, &entry);
     let api_key = match &key_source {
         KeySource::Session => meta
             .api_key
@@ -67,24 +72,27 @@ pub fn resolve_provider(meta: &SessionMeta, config: &Config) -> Result<ResolvedP
         KeySource::Env(var) => std::env::var(var).ok().map(Secret::new),
         KeySource::None => None,
     };
-    let key_hint = match spec.key_env {
-        Some(var) => format!(
-            "set {var}, or store a key with 'pai init {} {} --model {} --api-key KEY --force'",
-            meta.name, meta.provider, meta.model
-        ),
-        None => format!(
-            "store a key with 'pai init {} {} --model {} --api-key KEY --force'",
-            meta.name, meta.provider, meta.model
-        ),
+    let store = format!(
+        "store one with 'pai {} switch {} --api-key KEY'",
+        meta.name, meta.provider
+    );
+    let key_hint = match &entry.key_env {
+        Some(var) => format!("set {var}, or {store}"),
+        None => store,
     };
     Ok(ResolvedProvider {
         config: ProviderConfig {
             name: meta.provider.clone(),
-            kind: ProviderKind::OpenAiCompatible,
+            kind: entry.kind,
             base_url,
             locality,
             api_key,
             key_hint,
+            headers: entry
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+                .collect(),
             net: config.network.to_net(),
         },
         key_source,

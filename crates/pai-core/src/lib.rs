@@ -6,6 +6,7 @@
 
 mod config;
 mod context;
+mod detect;
 mod engine;
 mod error;
 mod keys;
@@ -13,11 +14,12 @@ mod paths;
 mod session;
 mod vault;
 
-pub use config::{Config, ContextSettings, NetworkSettings};
+pub use config::{Config, ContextSettings, CustomProvider, NetworkSettings};
 pub use context::{ContextManager, model_window};
+pub use detect::{Probe, probe_local_servers};
 pub use engine::{Engine, Event, Turn, TurnOutcome};
 pub use error::{CoreError, Result};
-pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider};
+pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider, session_endpoint};
 pub use paths::Paths;
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use vault::Vault;

@@ -1,5 +1,5 @@
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use pai_types::{Message, Role, SessionName, Usage};
@@ -138,7 +138,7 @@ impl SessionStore {
 
     fn lock(&self, name: &SessionName, exclusive: bool) -> Result<LockGuard> {
         let path = self.dir(name).join(LOCK);
-        let file = OpenOptions::new()
+        let file = private_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -204,9 +204,9 @@ impl SessionStore {
         Ok(SessionSnapshot { meta, history })
     }
 
-    /// Appends entries in one write under the exclusive lock: O(1) in the history's length,
-    /// and either all of a turn lands or (on a crash mid-write) a torn last line that
-    /// readers skip.
+    /// Appends entries in one write under the exclusive lock: O(1) in the history's length
+    /// (only the last line is looked at), and either all of a turn lands or (on a crash
+    /// mid-write) a torn last line that readers skip and the next append cuts off.
     pub fn append(&self, name: &SessionName, entries: &[HistoryEntry]) -> Result<()> {
         let mut buf = Vec::new();
         for e in entries {
@@ -220,10 +220,14 @@ impl SessionStore {
         let _lock = self.lock_existing(name, true)?;
         let path = self.dir(name).join(HISTORY);
         let mut file = private_options()
+            .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io("open", &path))?;
+        if repair_tail(&mut file).map_err(io("repair the last line of", &path))? {
+            buf.insert(0, b'\n');
+        }
         file.write_all(&buf).map_err(io("append to", &path))?;
         file.sync_data().map_err(io("sync", &path))
     }
@@ -366,6 +370,49 @@ fn read_history(path: &Path) -> Result<Vec<HistoryEntry>> {
         }
     }
     Ok(out)
+}
+
+/// Makes the history end on a line boundary before an append. A crash mid-append can leave
+/// a last line without its newline; writing after it would glue the next entry onto it and
+/// turn a line readers skip into a corrupt middle line that makes the session unreadable.
+/// A torn line that does not parse (readers skip it) is cut off; one that does parse
+/// (readers already see it) is kept, and `true` asks the caller to end it with a newline.
+/// Reads the file backwards from its end, never more than that last line.
+fn repair_tail(file: &mut File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(false);
+    }
+    // Collect the torn line by reading backwards until the newline before it.
+    let mut line_start = 0;
+    let mut tail = Vec::new();
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(piece)?;
+        if let Some(i) = piece.iter().rposition(|&b| b == b'\n') {
+            line_start = start + i as u64 + 1;
+            tail.splice(0..0, piece[i + 1..].iter().copied());
+            break;
+        }
+        tail.splice(0..0, piece.iter().copied());
+        end = start;
+    }
+    if serde_json::from_slice::<HistoryEntry>(&tail).is_ok() {
+        return Ok(true);
+    }
+    tracing::warn!("cutting off a torn last history line before appending");
+    file.set_len(line_start)?;
+    Ok(false)
 }
 
 fn to_json(meta: &SessionMeta) -> Result<Vec<u8>> {

@@ -1,11 +1,55 @@
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use pai_types::Locality;
+use serde::{Deserialize, Serialize};
+
+use crate::locality::infer_locality;
 
 /// The wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     /// OpenAI's Chat Completions API, spoken by OpenAI and most other servers.
+    #[serde(rename = "openai-compatible")]
     OpenAiCompatible,
+    /// Ollama's native API (`/api/chat` as NDJSON, `/api/tags`).
+    Ollama,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::Anthropic => "anthropic",
+        })
+    }
+}
+
+/// A provider as the user can pick it: built in, or defined in `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderEntry {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// The environment variable read for the API key when the session stores none.
+    pub key_env: Option<String>,
+    /// Extra headers sent with every request. Values may be credentials, so only the
+    /// names are ever shown.
+    #[serde(serialize_with = "header_names")]
+    pub headers: BTreeMap<String, String>,
+    pub locality: Locality,
+    pub about: String,
+    pub builtin: bool,
+}
+
+fn header_names<S: serde::Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(headers.keys())
 }
 
 /// A built-in provider: a name the user types, where it lives and which env var holds its key.
@@ -61,6 +105,13 @@ pub const BUILTIN: &[ProviderSpec] = &[
         None,
         "a local vLLM server",
     ),
+    ProviderSpec {
+        name: "ollama",
+        kind: ProviderKind::Ollama,
+        base_url: "http://127.0.0.1:11434",
+        key_env: None,
+        about: "Ollama's native API (OLLAMA_HOST honoured)",
+    },
     openai_compatible(
         "openrouter",
         "https://openrouter.ai/api/v1",
@@ -91,9 +142,101 @@ pub const BUILTIN: &[ProviderSpec] = &[
         Some("TOGETHER_API_KEY"),
         "Together AI",
     ),
+    ProviderSpec {
+        name: "anthropic",
+        kind: ProviderKind::Anthropic,
+        base_url: "https://api.anthropic.com/v1",
+        key_env: Some("ANTHROPIC_API_KEY"),
+        about: "Anthropic's Messages API",
+    },
 ];
 
 /// Looks a built-in provider up by the name the user typed.
 pub fn find_builtin(name: &str) -> Option<&'static ProviderSpec> {
     BUILTIN.iter().find(|p| p.name == name)
+}
+
+impl ProviderSpec {
+    /// This provider as it applies now: Ollama's endpoint follows `OLLAMA_HOST`.
+    pub fn entry(&self) -> ProviderEntry {
+        let base_url = match self.kind {
+            ProviderKind::Ollama => ollama_url(std::env::var("OLLAMA_HOST").ok().as_deref()),
+            _ => self.base_url.to_string(),
+        };
+        ProviderEntry {
+            name: self.name.to_string(),
+            kind: self.kind,
+            locality: infer_locality(&base_url),
+            base_url,
+            key_env: self.key_env.map(str::to_string),
+            headers: BTreeMap::new(),
+            about: self.about.to_string(),
+            builtin: true,
+        }
+    }
+}
+
+/// Ollama's URL from `OLLAMA_HOST` (`host`, `host:port` or a URL; `0.0.0.0` means this
+/// machine), or its default `http://127.0.0.1:11434`.
+pub fn ollama_url(host: Option<&str>) -> String {
+    let Some(host) = host.map(str::trim).filter(|h| !h.is_empty()) else {
+        return "http://127.0.0.1:11434".into();
+    };
+    let (scheme, rest) = match host.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", host),
+    };
+    let rest = rest.trim_end_matches('/');
+    let rest = rest
+        .strip_prefix("0.0.0.0")
+        .map(|port| format!("127.0.0.1{port}"))
+        .unwrap_or_else(|| rest.to_string());
+    // No port given: Ollama's default.
+    let has_port = rest
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !rest.ends_with(']');
+    if has_port {
+        format!("{scheme}://{rest}")
+    } else {
+        format!("{scheme}://{rest}:11434")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_host_forms() {
+        assert_eq!(ollama_url(None), "http://127.0.0.1:11434");
+        assert_eq!(ollama_url(Some("")), "http://127.0.0.1:11434");
+        assert_eq!(ollama_url(Some("0.0.0.0")), "http://127.0.0.1:11434");
+        assert_eq!(ollama_url(Some("0.0.0.0:9999")), "http://127.0.0.1:9999");
+        assert_eq!(
+            ollama_url(Some("gpu.local:11500")),
+            "http://gpu.local:11500"
+        );
+        assert_eq!(
+            ollama_url(Some("https://ollama.example.com/")),
+            "https://ollama.example.com:11434"
+        );
+        assert_eq!(
+            ollama_url(Some("http://10.0.0.2:8080")),
+            "http://10.0.0.2:8080"
+        );
+    }
+
+    #[test]
+    fn every_builtin_has_a_parsable_url_and_unique_name() {
+        let mut names = std::collections::HashSet::new();
+        for spec in BUILTIN {
+            assert!(names.insert(spec.name), "{} twice", spec.name);
+            assert!(
+                reqwest::Url::parse(spec.base_url).is_ok(),
+                "{}",
+                spec.base_url
+            );
+        }
+    }
 }

@@ -5,16 +5,21 @@
 //! It never touches sessions, keys at rest or the audit log: callers hand it a ready
 //! [`ProviderConfig`] and record what it did.
 
+mod anthropic;
 mod catalog;
 mod error;
+mod http;
 mod locality;
+mod ollama;
 mod openai;
 mod provider;
 mod retry;
 
-pub use catalog::{BUILTIN, ProviderKind, ProviderSpec, find_builtin};
+pub use anthropic::AnthropicProvider;
+pub use catalog::{BUILTIN, ProviderEntry, ProviderKind, ProviderSpec, find_builtin, ollama_url};
 pub use error::{Endpoint, ProviderError, Result};
 pub use locality::infer_locality;
+pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 #[cfg(feature = "mock")]
 pub use provider::MockProvider;
@@ -22,4 +27,4 @@ pub use provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, NetSettings, Provider, ProviderConfig,
     ProviderInfo, connect,
 };
-pub use retry::RetryPolicy;
+pub use retry::{Attempt, AttemptLog, RetryPolicy};

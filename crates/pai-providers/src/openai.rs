@@ -1,6 +1,4 @@
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{BTreeMap, VecDeque};
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -8,15 +6,16 @@ use async_openai::error::{ApiErrorResponse, OpenAIError};
 use async_openai::middleware::HttpRequestFactory;
 use async_trait::async_trait;
 use futures::StreamExt;
-use pai_types::{Locality, Usage};
+use pai_types::{Locality, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{Endpoint, ProviderError, Result, one_line};
+use crate::http::{ErrorContext, classify, transport};
 use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
-use crate::retry::send_with_retries;
+use crate::retry::{AttemptLog, send_with_retries};
 
 /// A provider speaking OpenAI's Chat Completions API, through async-openai.
 ///
@@ -72,15 +71,7 @@ impl OpenAiProvider {
             )
             .with_org_id("")
             .with_project_id("");
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.net.connect_timeout)
-            .read_timeout(settings.net.read_timeout)
-            .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Config {
-                at,
-                detail: e.to_string(),
-            })?;
+        let http = crate::http::client(&settings, crate::http::headers(&settings, &[])?)?;
         Ok(Self {
             info: ProviderInfo {
                 name: settings.name.clone(),
@@ -101,12 +92,12 @@ impl OpenAiProvider {
         }
     }
 
-    /// A client for one call; `attempts` counts the HTTP attempts that call makes.
-    fn client(&self, attempts: Arc<AtomicU32>) -> Client<OpenAIConfig> {
+    /// A client for one call; `log` collects the failed HTTP attempts that call makes.
+    fn client(&self, log: AttemptLog) -> Client<OpenAIConfig> {
         let http = self.http.clone();
         let policy = self.settings.net.retry.clone();
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
-            send_with_retries(http.clone(), policy.clone(), factory, attempts.clone())
+            send_with_retries(http.clone(), policy.clone(), factory, log.clone())
         });
         Client::build(self.http.clone(), self.config.clone()).with_http_service(service)
     }
@@ -122,12 +113,12 @@ impl OpenAiProvider {
         Ok(())
     }
 
-    fn map_error(&self, err: OpenAIError, model: &str, attempts: u32) -> ProviderError {
+    fn map_error(&self, err: OpenAIError, model: &str, log: &AttemptLog) -> ProviderError {
         map_error(
             err,
             self.endpoint(),
             model,
-            attempts,
+            log,
             &self.settings.key_hint,
             self.settings.net.read_timeout,
         )
@@ -142,28 +133,32 @@ impl Provider for OpenAiProvider {
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
         self.check_key()?;
-        let attempts = Arc::new(AtomicU32::new(0));
-        let client = self.client(attempts.clone());
+        let log = request.attempts.clone();
+        let client = self.client(log.clone());
         let mut body = json!({
             "model": request.model,
-            "messages": request.messages,
+            "messages": wire_messages(&request.messages),
             "stream": request.stream,
         });
+        if !request.tools.is_empty() {
+            body["tools"] = wire_tools(&request.tools);
+        }
         if request.stream {
             body["stream_options"] = json!({ "include_usage": true });
             let inner = client
                 .chat()
                 .create_stream_byot::<_, WireChunk>(body)
                 .await
-                .map_err(|e| self.map_error(e, &request.model, attempts.load(Ordering::Relaxed)))?;
+                .map_err(|e| self.map_error(e, &request.model, &log))?;
             Ok(Box::pin(
                 ChunkStream::new(inner, self.endpoint()).into_stream(),
             ))
         } else {
-            let response: WireResponse =
-                client.chat().create_byot(body).await.map_err(|e| {
-                    self.map_error(e, &request.model, attempts.load(Ordering::Relaxed))
-                })?;
+            let response: WireResponse = client
+                .chat()
+                .create_byot(body)
+                .await
+                .map_err(|e| self.map_error(e, &request.model, &log))?;
             let events = response.into_events(&self.endpoint())?;
             Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
         }
@@ -171,13 +166,13 @@ impl Provider for OpenAiProvider {
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
         self.check_key()?;
-        let attempts = Arc::new(AtomicU32::new(0));
+        let log = AttemptLog::new();
         let list: WireModelList = self
-            .client(attempts.clone())
+            .client(log.clone())
             .models()
             .list_byot()
             .await
-            .map_err(|e| self.map_error(e, "", attempts.load(Ordering::Relaxed)))?;
+            .map_err(|e| self.map_error(e, "", &log))?;
         Ok(list
             .data
             .into_iter()
@@ -193,81 +188,28 @@ fn map_error(
     err: OpenAIError,
     at: Endpoint,
     model: &str,
-    attempts: u32,
+    log: &AttemptLog,
     key_hint: &str,
     read_timeout: std::time::Duration,
 ) -> ProviderError {
+    let cx = ErrorContext {
+        at: at.clone(),
+        model,
+        key_hint,
+        read_timeout,
+        log,
+    };
     match err {
         OpenAIError::ApiError(ApiErrorResponse {
             status_code,
             api_error,
-        }) => {
-            let status = status_code.as_u16();
-            let code = api_error.code.clone().unwrap_or_default();
-            let message = one_line(&api_error.message);
-            let lower = message.to_ascii_lowercase();
-            match status {
-                401 | 403 => ProviderError::Auth {
-                    at,
-                    status,
-                    hint: key_hint.to_string(),
-                },
-                404 if code == "model_not_found" || lower.contains("model") || lower.is_empty() => {
-                    ProviderError::UnknownModel {
-                        at,
-                        model: model.to_string(),
-                    }
-                }
-                429 => ProviderError::RateLimited {
-                    at,
-                    attempts,
-                    retry_after: None,
-                },
-                400 | 413 | 422
-                    if code == "context_length_exceeded"
-                        || lower.contains("context length")
-                        || lower.contains("context window")
-                        || lower.contains("context size")
-                        || lower.contains("maximum context") =>
-                {
-                    ProviderError::ContextTooLong {
-                        at,
-                        model: model.to_string(),
-                    }
-                }
-                500..=599 | 408 | 409 => ProviderError::Server {
-                    at,
-                    status,
-                    attempts,
-                    message: if message.is_empty() {
-                        status_code.canonical_reason().unwrap_or("").to_string()
-                    } else {
-                        message
-                    },
-                },
-                _ => ProviderError::Rejected {
-                    at,
-                    status,
-                    message,
-                },
-            }
-        }
-        OpenAIError::Reqwest(e) if e.is_connect() => ProviderError::Connect {
-            at,
-            detail: one_line(&root_cause(&e)),
-        },
-        OpenAIError::Reqwest(e) if e.is_timeout() => ProviderError::Timeout {
-            at,
-            after: read_timeout,
-        },
-        OpenAIError::Reqwest(e) if e.is_body() || e.is_decode() => ProviderError::StreamCut {
-            at,
-            detail: one_line(&root_cause(&e)),
-        },
-        OpenAIError::Reqwest(e) => ProviderError::Connect {
-            at,
-            detail: one_line(&root_cause(&e)),
-        },
+        }) => classify(
+            status_code,
+            &api_error.message,
+            api_error.code.as_deref().unwrap_or_default(),
+            &cx,
+        ),
+        OpenAIError::Reqwest(e) => transport(&e, &cx),
         OpenAIError::JSONDeserialize(e, _) => ProviderError::Malformed {
             at,
             detail: one_line(&e.to_string()),
@@ -281,15 +223,6 @@ fn map_error(
             detail: one_line(&other.to_string()),
         },
     }
-}
-
-/// The innermost cause, which is the part that tells a user something ("connection refused").
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +259,78 @@ struct WireChoice {
 #[derive(Debug, Deserialize)]
 struct WireMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+}
+
+/// A tool call as OpenAI sends it; in streams each field may come in pieces, and local
+/// servers often omit `type` and `index`.
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    index: Option<usize>,
+    id: Option<String>,
+    function: Option<WireFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    name: Option<String>,
+    /// JSON text; some servers send an object instead.
+    arguments: Option<serde_json::Value>,
+}
+
+fn arguments_text(v: Option<serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// PAI's messages in OpenAI's shape.
+fn wire_messages(messages: &[pai_types::Message]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut v = json!({ "role": m.role.as_str(), "content": m.content });
+            if !m.tool_calls.is_empty() {
+                if m.content.is_empty() {
+                    v["content"] = serde_json::Value::Null;
+                }
+                v["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.id,
+                            "type": "function",
+                            "function": { "name": c.name, "arguments": c.arguments }
+                        })
+                    })
+                    .collect();
+            }
+            if let Some(id) = &m.tool_call_id {
+                v["tool_call_id"] = json!(id);
+            }
+            v
+        })
+        .collect()
+}
+
+fn wire_tools(tools: &[pai_types::ToolSpec]) -> serde_json::Value {
+    tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters
+                }
+            })
+        })
+        .collect()
 }
 
 impl WireResponse {
@@ -337,9 +342,23 @@ impl WireResponse {
             });
         };
         let mut events = Vec::with_capacity(3);
-        let text = choice.message.and_then(|m| m.content).unwrap_or_default();
+        let (text, calls) = match choice.message {
+            Some(m) => (m.content.unwrap_or_default(), m.tool_calls),
+            None => (String::new(), Vec::new()),
+        };
         if !text.is_empty() {
             events.push(ChatEvent::Delta(text));
+        }
+        for (i, call) in calls.into_iter().enumerate() {
+            let function = call.function.unwrap_or(WireFunction {
+                name: None,
+                arguments: None,
+            });
+            events.push(ChatEvent::ToolCall(ToolCall {
+                id: call.id.unwrap_or_else(|| format!("call_{i}")),
+                name: function.name.unwrap_or_default(),
+                arguments: arguments_text(function.arguments),
+            }));
         }
         if let Some(u) = self.usage {
             events.push(ChatEvent::Usage(u.into()));
@@ -368,6 +387,8 @@ struct WireChunkChoice {
 #[derive(Debug, Deserialize)]
 struct WireDelta {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,6 +414,8 @@ struct ChunkStream {
     inner: Inner,
     at: Endpoint,
     pending: VecDeque<Result<ChatEvent>>,
+    /// Tool-call fragments by index: id, name, argument text so far.
+    calls: BTreeMap<usize, ToolCall>,
     finish: Option<String>,
     done: bool,
 }
@@ -403,6 +426,7 @@ impl ChunkStream {
             inner,
             at,
             pending: VecDeque::new(),
+            calls: BTreeMap::new(),
             finish: None,
             done: false,
         }
@@ -421,7 +445,14 @@ impl ChunkStream {
                     Some(Ok(chunk)) => s.absorb(chunk),
                     Some(Err(e)) => {
                         s.done = true;
-                        let err = map_error(e, s.at.clone(), "", 1, "", Default::default());
+                        let err = map_error(
+                            e,
+                            s.at.clone(),
+                            "",
+                            &AttemptLog::new(),
+                            "",
+                            Default::default(),
+                        );
                         // Already a stream error: wrapping it again would say "cut off" twice.
                         let err = match err {
                             err @ (ProviderError::Malformed { .. }
@@ -435,6 +466,9 @@ impl ChunkStream {
                     }
                     None => {
                         s.done = true;
+                        for (_, call) in std::mem::take(&mut s.calls) {
+                            s.pending.push_back(Ok(ChatEvent::ToolCall(call)));
+                        }
                         match s.finish.take() {
                             Some(reason) => s.pending.push_back(Ok(ChatEvent::Finished { reason })),
                             None => s.pending.push_back(Err(ProviderError::StreamCut {
@@ -466,10 +500,31 @@ impl ChunkStream {
             return;
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.and_then(|d| d.content)
+            let (text, calls) = match choice.delta {
+                Some(d) => (d.content, d.tool_calls),
+                None => (None, Vec::new()),
+            };
+            if let Some(text) = text
                 && !text.is_empty()
             {
                 self.pending.push_back(Ok(ChatEvent::Delta(text)));
+            }
+            for (pos, fragment) in calls.into_iter().enumerate() {
+                let index = fragment.index.unwrap_or(pos);
+                let call = self.calls.entry(index).or_insert_with(|| ToolCall {
+                    id: format!("call_{index}"),
+                    name: String::new(),
+                    arguments: String::new(),
+                });
+                if let Some(id) = fragment.id.filter(|id| !id.is_empty()) {
+                    call.id = id;
+                }
+                if let Some(f) = fragment.function {
+                    if let Some(name) = f.name {
+                        call.name.push_str(&name);
+                    }
+                    call.arguments.push_str(&arguments_text(f.arguments));
+                }
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish = Some(reason);

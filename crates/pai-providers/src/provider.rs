@@ -3,12 +3,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Stream;
-use pai_types::{Locality, Message, Secret, Usage};
+use pai_types::{Locality, Message, Secret, ToolCall, ToolSpec, Usage};
 use serde::Serialize;
 
 use crate::catalog::ProviderKind;
 use crate::error::Result;
-use crate::retry::RetryPolicy;
+use crate::retry::{AttemptLog, RetryPolicy};
 
 /// What a provider is and where it runs; shown to the user wherever it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,13 +26,31 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     /// Ask the server to stream tokens as they are produced.
     pub stream: bool,
+    /// Tools the model may call; empty means none are offered.
+    pub tools: Vec<ToolSpec>,
+    /// Collects the failed HTTP attempts of this call, for the audit log.
+    pub attempts: AttemptLog,
 }
 
-/// What a model call yields, in order: text deltas, then usage (when the server reports
-/// it), then `Finished`. A stream that ends without `Finished` was cut off.
+impl ChatRequest {
+    pub fn new(model: impl Into<String>, messages: Vec<Message>, stream: bool) -> Self {
+        Self {
+            model: model.into(),
+            messages,
+            stream,
+            tools: Vec::new(),
+            attempts: AttemptLog::new(),
+        }
+    }
+}
+
+/// What a model call yields, in order: text deltas, then complete tool calls (assembled
+/// from the server's fragments), then usage (when the server reports it), then
+/// `Finished`. A stream that ends without `Finished` was cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
     Delta(String),
+    ToolCall(ToolCall),
     Usage(Usage),
     Finished { reason: String },
 }
@@ -86,6 +104,8 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret<String>>,
     /// Tells the user how to supply a key when the server refuses the one it got.
     pub key_hint: String,
+    /// Extra headers sent with every request (values may be credentials: never printed).
+    pub headers: Vec<(String, Secret<String>)>,
     pub net: NetSettings,
 }
 
@@ -93,5 +113,7 @@ pub struct ProviderConfig {
 pub fn connect(config: ProviderConfig) -> Result<Box<dyn Provider>> {
     match config.kind {
         ProviderKind::OpenAiCompatible => Ok(Box::new(crate::OpenAiProvider::new(config)?)),
+        ProviderKind::Ollama => Ok(Box::new(crate::OllamaProvider::new(config)?)),
+        ProviderKind::Anthropic => Ok(Box::new(crate::AnthropicProvider::new(config)?)),
     }
 }

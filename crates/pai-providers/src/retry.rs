@@ -1,11 +1,11 @@
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Serialize;
 
 /// When to try a request again. Only opening a request is retried, never a stream that
 /// already delivered text, so a retry can never duplicate output.
@@ -63,40 +63,109 @@ pub(crate) fn server_asked_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs_f64(s.max(0.0)))
 }
 
-/// Sends a request, retrying per `policy`, and normalises every error body to OpenAI's
-/// `{"error": {...}}` shape so the status code survives into the error the user sees.
+/// One failed HTTP attempt of a call, kept for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// 1 for the first try.
+    pub number: u32,
+    /// What went wrong: a status line or the transport error.
+    pub outcome: String,
+    /// How long the server asked us to wait, if it said.
+    pub asked_wait_ms: Option<u64>,
+    /// How long PAI waited before the next try; `None` when it gave up.
+    pub waited_ms: Option<u64>,
+}
+
+/// The failed attempts of one call, shared between the caller and the retry loop.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptLog(Arc<Mutex<Vec<Attempt>>>);
+
+impl AttemptLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes and returns what was logged so far.
+    pub fn take(&self) -> Vec<Attempt> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// How many attempts failed so far.
+    pub fn failures(&self) -> u32 {
+        self.lock().len() as u32
+    }
+
+    /// The wait the server asked for on the last failed attempt.
+    pub fn last_asked_wait(&self) -> Option<Duration> {
+        self.lock()
+            .last()
+            .and_then(|a| a.asked_wait_ms)
+            .map(Duration::from_millis)
+    }
+
+    fn push(&self, attempt: Attempt) {
+        self.lock().push(attempt);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Logs are equal when they are the same log: a request compares equal to its clone.
+impl PartialEq for AttemptLog {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AttemptLog {}
+
+/// Sends a request, retrying per `policy` and logging each failed attempt, and normalises
+/// every error body to OpenAI's `{"error": {...}}` shape so the status code survives into
+/// the error the user sees.
 pub(crate) async fn send_with_retries(
     client: reqwest::Client,
     policy: RetryPolicy,
     factory: HttpRequestFactory,
-    attempts: Arc<AtomicU32>,
+    log: AttemptLog,
 ) -> Result<reqwest::Response, OpenAIError> {
     let mut retry = 0;
     loop {
-        attempts.store(retry + 1, Ordering::Relaxed);
         let request = factory.build().await?;
         let url = request.url().clone();
-        match client.execute(request).await {
+        let (outcome, asked, response) = match client.execute(request).await {
             Ok(response) if response.status().is_success() => return Ok(response),
             Ok(response) => {
                 let status = response.status();
-                if RetryPolicy::retryable(status) && retry < policy.max_retries {
-                    let wait = policy.delay(retry, Some(response.headers()));
-                    tracing::info!(%url, %status, retry, ?wait, "retrying");
-                    drop(response);
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                    continue;
+                if !RetryPolicy::retryable(status) {
+                    return Ok(normalise_error(response).await);
                 }
-                return Ok(normalise_error(response).await);
+                let asked = server_asked_wait(response.headers());
+                (status.to_string(), asked, Ok(response))
             }
-            Err(err) if (err.is_connect() || err.is_timeout()) && retry < policy.max_retries => {
-                let wait = policy.delay(retry, None);
-                tracing::info!(%url, error = %err, retry, ?wait, "retrying");
+            Err(err) if err.is_connect() || err.is_timeout() => {
+                (crate::http::root_cause(&err), None, Err(err))
+            }
+            Err(err) => return Err(OpenAIError::Reqwest(err)),
+        };
+        let give_up = retry >= policy.max_retries;
+        let wait =
+            (!give_up).then(|| policy.delay(retry, response.as_ref().ok().map(|r| r.headers())));
+        log.push(Attempt {
+            number: retry + 1,
+            outcome,
+            asked_wait_ms: asked.map(|d| d.as_millis() as u64),
+            waited_ms: wait.map(|d| d.as_millis() as u64),
+        });
+        match (wait, response) {
+            (None, Ok(response)) => return Ok(normalise_error(response).await),
+            (None, Err(err)) => return Err(OpenAIError::Reqwest(err)),
+            (Some(wait), _) => {
+                tracing::info!(%url, retry, ?wait, "retrying");
                 tokio::time::sleep(wait).await;
                 retry += 1;
             }
-            Err(err) => return Err(OpenAIError::Reqwest(err)),
         }
     }
 }

@@ -27,6 +27,34 @@ impl TempHome {
         self.dir.path().join("config")
     }
 
+    /// Writes `PAI_CONFIG_DIR/config.toml`.
+    #[allow(clippy::expect_used)]
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.config().join("config.toml"), toml).expect("write config.toml");
+    }
+
+    /// Every regular file under the home and config dirs, for tests that must prove
+    /// something (a plaintext key, say) was written nowhere.
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => walk(&path, out),
+                    Ok(t) if t.is_file() => out.push(path),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.root(), &mut out);
+        out.sort();
+        out
+    }
+
     /// Environment for a `pai` child process confined to this home.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

@@ -6,4 +6,7 @@ mod home;
 mod openai;
 
 pub use home::TempHome;
-pub use openai::{MockOpenAi, chat_completion, chat_endpoint, raw_http_once, sse_body, sse_chunks};
+pub use openai::{
+    MockOpenAi, chat_completion, chat_endpoint, raw_http_once, refused_base_url, sse_body,
+    sse_chunks,
+};

@@ -109,6 +109,21 @@ impl MockOpenAi {
             .collect()
     }
 
+    /// The `Authorization` header of each chat request received so far, oldest first.
+    pub async fn chat_authorizations(&self) -> Vec<Option<String>> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| r.url.path() == "/v1/chat/completions")
+            .map(|r| {
+                r.headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
     /// The raw requests received so far (headers included).
     #[allow(clippy::expect_used)]
     pub async fn requests(&self) -> Vec<wiremock::Request> {
@@ -227,5 +242,15 @@ pub fn raw_http_once(response: impl Into<Vec<u8>>) -> String {
         let _ = conn.write_all(&response);
         let _ = conn.flush();
     });
+    format!("http://{addr}/v1")
+}
+
+/// A base URL on 127.0.0.1 where nothing listens, so connecting is refused at once.
+/// The port was free a moment ago; another test could take it, which is rare enough.
+#[allow(clippy::expect_used)]
+pub fn refused_base_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
     format!("http://{addr}/v1")
 }

@@ -7,7 +7,7 @@ mod names;
 mod secret;
 mod tokens;
 
-pub use message::{Locality, Message, Mode, Role, Usage};
+pub use message::{Locality, Message, Mode, Role, ToolCall, ToolSpec, Usage};
 pub use names::{NameError, SessionName};
 pub use secret::Secret;
 pub use tokens::{estimate_message_tokens, estimate_tokens};

@@ -4,7 +4,9 @@
 // clippy.toml allows unwrap in `#[test]` functions only; the suite's helpers are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod anthropic;
 mod errors;
+mod ollama;
 mod openai;
 mod retry;
 
@@ -44,6 +46,7 @@ pub fn config_at(base_url: String) -> ProviderConfig {
         locality: Locality::Local,
         api_key: Some(Secret::new(KEY.to_string())),
         key_hint: KEY_HINT.into(),
+        headers: Vec::new(),
         net: fast_net(),
     }
 }
@@ -68,11 +71,7 @@ pub fn messages() -> Vec<Message> {
 }
 
 pub fn request(stream: bool) -> ChatRequest {
-    ChatRequest {
-        model: MODEL.into(),
-        messages: messages(),
-        stream,
-    }
+    ChatRequest::new(MODEL, messages(), stream)
 }
 
 /// What one call yielded: the events in order and the error it ended with, if any.
