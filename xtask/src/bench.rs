@@ -65,7 +65,7 @@ pub fn run(write_docs: bool) -> Result<()> {
         &base,
     ])?;
 
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("`pai --version` (process start-up)", &["--version"]),
         ("`pai status` (start-up + session read)", &["status"]),
         (
@@ -75,6 +75,10 @@ pub fn run(write_docs: bool) -> Result<()> {
         (
             "`pai prompt --stream` round trip (8 chunks)",
             &["prompt", "--stream", "hi"],
+        ),
+        (
+            "`pai prompt` with one tool round (`current_time`): two model calls",
+            &["prompt", "--no-stream", "use-a-tool"],
         ),
     ];
     let mut rows = Vec::new();
@@ -165,8 +169,16 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let streamed = String::from_utf8_lossy(&body).contains("\"stream\":true");
-        let (ctype, payload) = if streamed {
+        let text = String::from_utf8_lossy(&body);
+        let streamed = text.contains("\"stream\":true");
+        // The tool case: ask for one `current_time` call, then answer once its result is back.
+        let wants_tool = text.contains("use-a-tool") && !text.contains("\"role\":\"tool\"");
+        let (ctype, payload) = if wants_tool {
+            (
+                "application/json",
+                "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"current_time\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":8}}".to_string(),
+            )
+        } else if streamed {
             let mut sse = String::new();
             for word in [
                 "Paris ", "is ", "the ", "capital ", "of ", "France", ".", "",

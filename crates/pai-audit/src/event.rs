@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What an audit event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// Text sent to a model.
     Prompt,
@@ -19,6 +19,10 @@ pub enum EventKind {
     Cancelled,
     /// One failed HTTP attempt of a model call (retried, or the last before giving up).
     Attempt,
+    /// A model's request to call a tool, with its arguments.
+    ToolCall,
+    /// What a tool call returned (or why it was refused), as sent back to the model.
+    ToolResult,
 }
 
 impl EventKind {
@@ -31,6 +35,8 @@ impl EventKind {
             EventKind::Error => "error",
             EventKind::Cancelled => "cancelled",
             EventKind::Attempt => "attempt",
+            EventKind::ToolCall => "tool_call",
+            EventKind::ToolResult => "tool_result",
         }
     }
 
@@ -42,6 +48,8 @@ impl EventKind {
             "error" => EventKind::Error,
             "cancelled" => EventKind::Cancelled,
             "attempt" => EventKind::Attempt,
+            "tool_call" => EventKind::ToolCall,
+            "tool_result" => EventKind::ToolResult,
             _ => return None,
         })
     }

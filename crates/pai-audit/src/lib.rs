@@ -16,4 +16,4 @@ mod store;
 pub use error::{AuditError, Result};
 pub use event::{AuditEvent, EventId, EventKind, StoredEvent};
 pub use sink::AuditSink;
-pub use store::{BreakReason, BrokenRow, SqliteAudit, VerifyReport};
+pub use store::{BreakReason, BrokenRow, SqliteAudit, UsageRow, VerifyReport};

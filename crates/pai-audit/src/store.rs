@@ -92,6 +92,23 @@ pub enum BreakReason {
     PrevHashMismatch,
 }
 
+/// Tokens used by one model on one day in one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub session: String,
+    pub provider: String,
+    pub locality: Option<Locality>,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Some counts were estimated because the server reported none.
+    pub estimated: bool,
+    /// Model calls counted.
+    pub calls: u64,
+}
+
 impl fmt::Display for BreakReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -100,6 +117,9 @@ impl fmt::Display for BreakReason {
         })
     }
 }
+
+/// How often opening retries a setup step that found the file busy (20 ms apart).
+const SETUP_RETRIES: u32 = 250;
 
 impl SqliteAudit {
     /// Opens the audit log at `path`, creating it (and its directory) if missing.
@@ -120,12 +140,25 @@ impl SqliteAudit {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // Returns the mode in effect; a filesystem without shared memory keeps the
         // rollback journal, which is slower under contention but still correct.
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(sql)?;
+        // Switching a new file to WAL and creating the schema need the file to themselves;
+        // SQLite answers BUSY at once (without waiting) when two processes create the log
+        // together, so the loser waits its turn here instead of failing.
+        let mut tries = 0;
+        loop {
+            let setup = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+                .map_err(sql)
+                .and_then(|_mode| ensure_schema(&conn, path));
+            match setup {
+                Err(AuditError::Busy { .. }) if tries < SETUP_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
-        ensure_schema(&conn, path)?;
         restrict_companions(path)?;
 
         Ok(SqliteAudit {
@@ -156,6 +189,47 @@ impl SqliteAudit {
             out.push(self.decode(row)?);
         }
         Ok(out)
+    }
+
+    /// Token usage of model answers (responses and summaries) since `since` (an RFC 3339
+    /// UTC prefix such as `2026-11-26`; `None` for all time), summed by UTC day,
+    /// session, provider, locality and model, oldest day first.
+    pub fn usage(&self, since: Option<&str>) -> Result<Vec<UsageRow>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT substr(ts, 1, 10) AS day, session, provider, locality, model, \
+                 SUM(prompt_tokens), SUM(completion_tokens), MAX(tokens_estimated), COUNT(*) \
+                 FROM events \
+                 WHERE kind IN ('response', 'summary') AND prompt_tokens IS NOT NULL \
+                   AND ts >= ?1 \
+                 GROUP BY day, session, provider, locality, model \
+                 ORDER BY day, session, provider, model",
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        let rows = stmt
+            .query_map([since.unwrap_or("")], |r| {
+                Ok(UsageRow {
+                    day: r.get(0)?,
+                    session: r.get(1)?,
+                    provider: r.get(2)?,
+                    locality: r
+                        .get::<_, Option<String>>(3)?
+                        .and_then(|l| match l.as_str() {
+                            "local" => Some(Locality::Local),
+                            "remote" => Some(Locality::Remote),
+                            _ => None,
+                        }),
+                    model: r.get(4)?,
+                    prompt_tokens: r.get::<_, i64>(5)?.max(0) as u64,
+                    completion_tokens: r.get::<_, i64>(6)?.max(0) as u64,
+                    estimated: r.get::<_, Option<i64>>(7)?.unwrap_or(0) != 0,
+                    calls: r.get::<_, i64>(8)?.max(0) as u64,
+                })
+            })
+            .map_err(|e| classify(&self.path, e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| classify(&self.path, e))
     }
 
     /// Recomputes the hash chain over every row and reports the first row that breaks it.

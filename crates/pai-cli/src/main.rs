@@ -2,9 +2,13 @@
 //! events. It holds no logic a library user would need: another program can embed
 //! pai-core exactly the way this one does.
 
+#[macro_use]
+mod output;
+mod approve;
 mod cli;
 mod commands;
 mod input;
+mod local;
 mod repl;
 mod turn;
 
@@ -19,6 +23,7 @@ fn main() -> ExitCode {
     let args = rewrite_session_first(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
     init_tracing(cli.verbose);
+    local::set_thread_count();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -41,6 +46,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen => commands::keygen(),
         Command::Completions(args) => commands::completions(args),
         Command::Prompt(args) => runtime()?.block_on(turn::prompt(args)),
+        Command::Agent(args) => runtime()?.block_on(turn::agent(args)),
+        Command::Tools(args) => runtime()?.block_on(commands::tools(args)),
+        Command::Usage(args) => commands::usage(args),
+        Command::Budget(args) => commands::budget(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

@@ -2,7 +2,7 @@ use std::borrow::Cow;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pai_core::Turn;
+use pai_core::{Limits, Turn};
 use pai_types::Mode;
 use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
@@ -40,7 +40,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let session = env.session(args.session.or(args.session_opt).as_deref())?;
     let meta = env.store.load_meta(&session)?;
-    let engine = env.engine(&meta)?;
+    let engine = env.engine(&meta, Mode::Chat, &args.run).await?;
     let stream = args.stream.enabled();
 
     let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
@@ -76,6 +76,10 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             input: text.to_string(),
             stream,
             model: Some(meta.model.clone()),
+            limits: Limits {
+                budget_tokens: args.run.budget_tokens,
+                ..Limits::default()
+            },
         };
         // A failed turn is reported and the conversation goes on.
         if let Err(err) = run_turn(&engine, &turn).await {

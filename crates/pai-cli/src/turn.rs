@@ -1,17 +1,19 @@
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pai_audit::SqliteAudit;
 use pai_core::{
-    Config, ContextManager, Engine, Event, Paths, SessionMeta, SessionStore, Turn, TurnOutcome,
-    resolve_provider,
+    Budgets, Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta, SessionStore,
+    ToolOutcome, Turn, TurnOutcome, resolve_provider,
 };
-use pai_providers::{Provider, connect};
+use pai_providers::{MaxTokens, Provider, connect};
+use pai_tools::{Effect, ToolContext, ToolRegistry};
 use pai_types::{Mode, SessionName};
 
-use crate::cli::{PromptArgs, StreamArgs};
+use crate::approve::TerminalApprover;
+use crate::cli::{AgentArgs, PromptArgs, RunArgs, StreamArgs};
 use crate::input;
 
 /// PAI's files and settings, loaded once per command.
@@ -39,17 +41,100 @@ impl Env {
         Ok(self.store.resolve(name.as_ref())?)
     }
 
-    /// An engine wired to the session's provider and the audit log.
-    pub fn engine(&self, meta: &SessionMeta) -> Result<Engine> {
+    /// An engine wired to the session's provider, the audit log, the tools `mode` may
+    /// offer, the terminal approver and the session and daily budgets.
+    pub async fn engine(&self, meta: &SessionMeta, mode: Mode, run: &RunArgs) -> Result<Engine> {
         let resolved = resolve_provider(meta, &self.config)?;
-        let provider: Arc<dyn Provider> = Arc::from(connect(resolved.config)?);
+        let mut provider: Arc<dyn Provider> = Arc::from(connect(resolved.config)?);
+        if let Some(max) = run.max_tokens {
+            provider = Arc::new(MaxTokens::new(provider, max));
+        }
         let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
-        Ok(Engine::new(
+        let daily = match self.config.budget.daily_tokens {
+            Some(cap) => {
+                let today = jiff::Timestamp::now().to_string();
+                let used: u64 = audit
+                    .usage(Some(&today[..10]))?
+                    .iter()
+                    .map(|r| r.prompt_tokens + r.completion_tokens)
+                    .sum();
+                Some((cap, used))
+            }
+            None => None,
+        };
+        let engine = Engine::new(
             provider,
             audit,
             self.store.clone(),
             ContextManager::new(self.config.context.clone()),
-        ))
+        )
+        .with_tools(self.tools(mode).await?, self.tool_context(run)?)
+        .with_approver(Arc::new(TerminalApprover))
+        .with_budgets(Budgets {
+            session: meta.budget_tokens,
+            daily,
+        });
+        Ok(engine)
+    }
+
+    /// Built-in tools, plus the tools of configured MCP servers whose declared effects the
+    /// mode could offer (a server is only started when its tools could be used).
+    pub async fn tools(&self, mode: Mode) -> Result<ToolRegistry> {
+        let mut registry = ToolRegistry::new();
+        for tool in pai_tools::builtin_tools() {
+            registry.register(tool)?;
+        }
+        let offered = |e: &Effect| match mode {
+            Mode::Chat => *e == Effect::Read,
+            Mode::Prompt => matches!(e, Effect::Read | Effect::Network),
+            Mode::Agent => true,
+        };
+        let servers: std::collections::BTreeMap<_, _> = self
+            .config
+            .mcp
+            .iter()
+            .filter(|(_, cfg)| cfg.effects().iter().all(offered))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, client) in pai_tools::connect_mcp_servers(&servers).await {
+            match client {
+                Ok(client) => {
+                    for tool in client.tools() {
+                        registry.register(tool.clone())?;
+                    }
+                }
+                // One broken server must not take the others (or the answer) down.
+                Err(e) => eprintln!("warning: MCP server '{name}' is not available: {e}"),
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Where file tools may work: `--root`, else `[tools] roots`, else the current directory.
+    pub fn tool_context(&self, run: &RunArgs) -> Result<ToolContext> {
+        let roots = if !run.roots.is_empty() {
+            run.roots.clone()
+        } else if !self.config.tools.roots.is_empty() {
+            self.config.tools.roots.clone()
+        } else {
+            vec![std::env::current_dir().context("cannot read the current directory")?]
+        };
+        let roots = roots
+            .iter()
+            .map(|r| {
+                r.canonicalize().with_context(|| {
+                    format!(
+                        "tool root '{}' does not exist; create it or pass another --root",
+                        r.display()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ToolContext {
+            roots,
+            max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
+            timeout: std::time::Duration::from_secs(self.config.tools.timeout_secs.max(1)),
+        })
     }
 }
 
@@ -65,15 +150,69 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
     let session = env.session(args.session.as_deref())?;
     let meta = env.store.load_meta(&session)?;
     let input = input::prompt_text(&args.text)?;
-    let engine = env.engine(&meta)?;
+    let engine = env
+        .engine(
+            &with_model(&meta, args.model.as_deref()),
+            Mode::Prompt,
+            &args.run,
+        )
+        .await?;
     let turn = Turn {
         session,
         mode: Mode::Prompt,
         input,
         stream: args.stream.enabled(),
         model: args.model.or(Some(meta.model)),
+        limits: Limits {
+            max_chain: Some(args.max_chain),
+            budget_tokens: args.run.budget_tokens,
+            ..Limits::default()
+        },
     };
-    Ok(match run_turn(&engine, &turn).await? {
+    exit_code(run_turn(&engine, &turn).await?)
+}
+
+pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let session = env.session(args.session.as_deref())?;
+    let meta = env.store.load_meta(&session)?;
+    let input = input::prompt_text(&args.text)?;
+    let engine = env
+        .engine(
+            &with_model(&meta, args.model.as_deref()),
+            Mode::Agent,
+            &args.run,
+        )
+        .await?;
+    let turn = Turn {
+        session,
+        mode: Mode::Agent,
+        input,
+        stream: args.stream.enabled(),
+        model: args.model.or(Some(meta.model)),
+        limits: Limits {
+            max_steps: args.max_steps,
+            budget_tokens: args.run.budget_tokens,
+            allow: args.allow.into_iter().collect(),
+            ..Limits::default()
+        },
+    };
+    exit_code(run_turn(&engine, &turn).await?)
+}
+
+/// The session as it runs this turn: a `--model` for this turn only replaces its model,
+/// which for the in-process provider also picks the file to load.
+fn with_model(meta: &SessionMeta, model: Option<&str>) -> SessionMeta {
+    let mut meta = meta.clone();
+    if let Some(m) = model {
+        meta.model = m.to_string();
+    }
+    meta
+}
+
+/// 130 after Ctrl+C, like a shell; success otherwise (a budget stop is a clean end).
+fn exit_code(outcome: Option<TurnOutcome>) -> Result<ExitCode> {
+    Ok(match outcome {
         Some(_) => ExitCode::SUCCESS,
         None => ExitCode::from(130),
     })
@@ -86,7 +225,7 @@ pub async fn run_turn(engine: &Engine, turn: &Turn) -> Result<Option<TurnOutcome
     let result = tokio::select! {
         r = engine.run(turn, &mut print) => r,
         _ = tokio::signal::ctrl_c() => {
-            let printer = printer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
             printer.finish_line();
             engine.record_cancelled(turn, &printer.answer)?;
             eprintln!("cancelled: the answer was not saved to the session");
@@ -98,6 +237,10 @@ pub async fn run_turn(engine: &Engine, turn: &Turn) -> Result<Option<TurnOutcome
         .unwrap_or_else(|p| p.into_inner())
         .finish_line();
     let outcome = result?;
+    // A budget or step limit ended the turn early: what was produced is kept and saved.
+    if let Some(why) = &outcome.stopped {
+        eprintln!("stopped: {why}; the answer so far was saved");
+    }
     if std::io::stderr().is_terminal() {
         let info = engine.provider().info();
         eprintln!(
@@ -128,9 +271,7 @@ impl Printer {
     fn event(&mut self, event: Event) {
         match event {
             Event::Delta(text) => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                let _ = out.flush();
+                crate::output::write(&text);
                 self.answer.push_str(&text);
             }
             Event::Folded { usage } => {
@@ -139,13 +280,32 @@ impl Printer {
                     "folded earlier turns into the summary"
                 );
             }
+            // Progress goes to stderr as it happens, so stdout stays the answer alone.
+            Event::ToolCall { name, arguments } => {
+                self.finish_line();
+                let args = if arguments.chars().count() > 120 {
+                    format!("{}…", arguments.chars().take(120).collect::<String>())
+                } else {
+                    arguments
+                };
+                eprintln!("→ {name} {args}");
+            }
+            Event::ToolResult { name, outcome } => match outcome {
+                ToolOutcome::Done { bytes, truncated } => eprintln!(
+                    "← {name}: ok, {bytes} bytes{}",
+                    if truncated { " (truncated)" } else { "" }
+                ),
+                ToolOutcome::Failed(e) => eprintln!("← {name}: failed: {e}"),
+                ToolOutcome::Refused(why) => eprintln!("← {name}: refused: {why}"),
+            },
         }
     }
 
     /// Ends the answer with a newline if it did not bring one.
-    fn finish_line(&self) {
+    fn finish_line(&mut self) {
         if !self.answer.is_empty() && !self.answer.ends_with('\n') {
-            println!();
+            outln!();
+            self.answer.push('\n');
         }
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use pai_audit::SqliteAudit;
 use pai_core::{
-    Config, ContextManager, Engine, Event, Paths, SessionMeta, SessionStore, Turn, resolve_provider,
+    Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta, SessionStore, Turn,
+    resolve_provider,
 };
 use pai_types::{Mode, SessionName};
 
@@ -48,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         input: prompt,
         stream: true,
         model: None,
+        limits: Limits::default(),
     };
     let outcome = engine
         .run(&turn, &mut |event| {

@@ -11,13 +11,73 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 
 /// `config.toml`: every key optional, unknown keys refused so a typo is caught.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub network: NetworkSettings,
     pub context: ContextSettings,
     /// User-defined endpoints, by the name sessions use for them.
     pub providers: BTreeMap<String, CustomProvider>,
+    /// The in-process `local` provider.
+    pub local: LocalSettings,
+    pub tools: ToolSettings,
+    pub budget: BudgetSettings,
+    /// Model prices (USD per million tokens) by model-name prefix, over PAI's defaults.
+    pub prices: BTreeMap<String, crate::pricing::Price>,
+    /// MCP servers whose tools the model may use, by the name that prefixes their tools.
+    pub mcp: BTreeMap<String, pai_tools::McpServerConfig>,
+}
+
+/// `[tools]`: where file tools may work and how much a tool may return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolSettings {
+    /// Directories file tools may use; empty means the current directory.
+    pub roots: Vec<PathBuf>,
+    /// A tool result longer than this is cut, with a marker, before the model sees it.
+    pub max_output_kib: usize,
+    /// A tool call running longer than this is stopped.
+    pub timeout_secs: u64,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            max_output_kib: 32,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// `[budget]`: token caps across sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// Tokens all sessions together may use per (UTC) day; none means no cap.
+    pub daily_tokens: Option<u64>,
+}
+
+/// `[local]`: how the in-process model runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalSettings {
+    /// CPU threads for generation; 0 picks for this machine (see [`LocalSettings::threads`]).
+    pub threads: usize,
+}
+
+impl LocalSettings {
+    /// The thread count to run with: the configured one, else half the cores (1 to 8).
+    /// candle's workers wait for each other spinning, so more threads than idle cores is
+    /// ruinous: on 2 cores with one busy, 2 threads fell to 7 tokens/s where 1 kept 50
+    /// (idle, 2 threads give 65). Half the cores is safe on a busy machine; on an idle
+    /// one, `threads` = the core count is faster.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8)),
+            n => n,
+        }
+    }
 }
 
 /// An endpoint defined in `config.toml` under `[providers.<name>]`.
@@ -276,6 +336,17 @@ locality = "remote"
             let err = Config::load(&path).unwrap_err().to_string();
             assert!(err.contains(needle), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn local_threads_are_configurable_and_default_to_at_least_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[local]\nthreads = 3\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().local.threads(), 3);
+        assert!(LocalSettings::default().threads() >= 1);
+        std::fs::write(&path, "[local]\nthread = 3\n").unwrap();
+        assert!(Config::load(&path).is_err());
     }
 
     #[test]

@@ -20,6 +20,8 @@ const WINDOWS: &[(&str, u64)] = &[
     ("llama3", 128_000),
     ("mistral", 32_000),
     ("qwen", 32_768),
+    // The in-process provider runs llama-architecture models at most this far (candle).
+    ("smollm", 4_096),
     ("deepseek", 64_000),
 ];
 const DEFAULT_WINDOW: u64 = 8_192;

@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use pai_providers::{ModelInfo, NetSettings, ProviderConfig, ProviderEntry, RetryPolicy, connect};
+use pai_providers::{
+    ModelInfo, NetSettings, ProviderConfig, ProviderEntry, ProviderKind, RetryPolicy, connect,
+};
 use pai_types::Locality;
 
 use crate::config::Config;
@@ -19,7 +21,8 @@ pub async fn probe_local_servers(config: &Config) -> Vec<Probe> {
     let entries: Vec<ProviderEntry> = config
         .provider_entries()
         .into_iter()
-        .filter(|e| e.locality == Locality::Local)
+        // Servers only: the in-process model is not something to find running.
+        .filter(|e| e.locality == Locality::Local && e.kind != ProviderKind::Local)
         .collect();
     let probes = entries.into_iter().map(|entry| async move {
         let settings = ProviderConfig {

@@ -51,6 +51,12 @@ pub enum CoreError {
         "PAI_HOME could not be determined on this platform; set PAI_HOME to a directory for PAI's data"
     )]
     NoHome,
+    #[error("nothing was sent: {0}; raise the budget or wait for it to reset")]
+    BudgetExhausted(String),
+    #[error("local model '{model}' is not installed; {hint}")]
+    ModelNotInstalled { model: String, hint: String },
+    #[error("{path} is not a model PAI can add: {detail}")]
+    ModelArchive { path: PathBuf, detail: String },
     #[error(transparent)]
     Provider(#[from] pai_providers::ProviderError),
     #[error("the audit log refused the record, so nothing was sent: {0}")]

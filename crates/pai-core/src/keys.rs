@@ -1,9 +1,10 @@
-use pai_providers::{ProviderConfig, ProviderEntry, infer_locality};
+use pai_providers::{ProviderConfig, ProviderEntry, ProviderKind, infer_locality};
 use pai_types::{Locality, Secret};
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::models::ModelStore;
 use crate::session::SessionMeta;
 use crate::vault::Vault;
 
@@ -51,6 +52,15 @@ pub fn key_source(meta: &SessionMeta, entry: &ProviderEntry) -> KeySource {
 /// The endpoint a session talks to and where it runs: its own `--base-url` (locality
 /// judged from that host) or its provider's.
 pub fn session_endpoint(meta: &SessionMeta, entry: &ProviderEntry) -> (String, Locality) {
+    // The in-process provider's endpoint is the session's model file.
+    if entry.kind == ProviderKind::Local {
+        let path = ModelStore::from_env().and_then(|store| store.resolve(&meta.model));
+        let shown = path.map_or_else(
+            |_| format!("{} (not installed)", meta.model),
+            |p| p.display().to_string(),
+        );
+        return (shown, Locality::Local);
+    }
     match &meta.base_url {
         Some(url) => (url.clone(), infer_locality(url)),
         None => (entry.base_url.clone(), entry.locality),
@@ -61,7 +71,19 @@ pub fn session_endpoint(meta: &SessionMeta, entry: &ProviderEntry) -> (String, L
 /// `PAI_ENCRYPTION_KEY`; only then is the vault opened.
 pub fn resolve_provider(meta: &SessionMeta, config: &Config) -> Result<ResolvedProvider> {
     let entry = config.provider_entry(&meta.provider)?;
-    let (base_url, locality) = session_endpoint(meta, &entry);
+    if entry.kind == ProviderKind::Local && !cfg!(feature = "local") {
+        return Err(pai_providers::ProviderError::LocalUnavailable.into());
+    }
+    let (base_url, locality) = match entry.kind {
+        ProviderKind::Local => (
+            ModelStore::from_env()?
+                .resolve(&meta.model)?
+                .display()
+                .to_string(),
+            Locality::Local,
+        ),
+        _ => session_endpoint(meta, &entry),
+    };
     let key_source = key_source(meta, &entry);
     let api_key = match &key_source {
         KeySource::Session => meta

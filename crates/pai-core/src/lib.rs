@@ -4,22 +4,33 @@
 //! and the [`Engine`] that runs one turn by composing a `Provider` and an `AuditSink`.
 //! It never prints: everything a user sees leaves through [`Event`]s and errors.
 
+mod approval;
 mod config;
 mod context;
 mod detect;
 mod engine;
 mod error;
 mod keys;
+mod models;
 mod paths;
+mod pricing;
 mod session;
 mod vault;
 
-pub use config::{Config, ContextSettings, CustomProvider, NetworkSettings};
+pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
+pub use config::{
+    BudgetSettings, Config, ContextSettings, CustomProvider, LocalSettings, NetworkSettings,
+    ToolSettings,
+};
 pub use context::{ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
-pub use engine::{Engine, Event, Turn, TurnOutcome};
+pub use engine::{
+    Budgets, DEFAULT_MAX_CHAIN, Engine, Event, Limits, ToolOutcome, Turn, TurnOutcome,
+};
 pub use error::{CoreError, Result};
 pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider, session_endpoint};
+pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
 pub use paths::Paths;
+pub use pricing::{Price, cost, price_of};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use vault::Vault;

@@ -43,6 +43,11 @@ impl Paths {
         self.sessions_dir().join(name.as_str())
     }
 
+    /// The local model store: GGUF files and their index.
+    pub fn models_dir(&self) -> PathBuf {
+        self.home.join("models")
+    }
+
     pub fn audit_db(&self) -> PathBuf {
         self.home.join("audit.db")
     }

@@ -32,6 +32,9 @@ pub struct SessionMeta {
     /// How many history entries the summary covers.
     #[serde(default)]
     pub folded: usize,
+    /// Tokens the session may use over its whole history; none means no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
 }
 
 impl SessionMeta {
@@ -47,6 +50,7 @@ impl SessionMeta {
             updated_at: now,
             summary: String::new(),
             folded: 0,
+            budget_tokens: None,
         }
     }
 }

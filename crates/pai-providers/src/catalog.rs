@@ -16,6 +16,8 @@ pub enum ProviderKind {
     Ollama,
     /// Anthropic's Messages API.
     Anthropic,
+    /// A GGUF model run inside the `pai` process (candle); its endpoint is the model file.
+    Local,
 }
 
 impl std::fmt::Display for ProviderKind {
@@ -24,6 +26,7 @@ impl std::fmt::Display for ProviderKind {
             ProviderKind::OpenAiCompatible => "openai-compatible",
             ProviderKind::Ollama => "ollama",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Local => "local",
         })
     }
 }
@@ -149,6 +152,14 @@ pub const BUILTIN: &[ProviderSpec] = &[
         key_env: Some("ANTHROPIC_API_KEY"),
         about: "Anthropic's Messages API",
     },
+    ProviderSpec {
+        name: "local",
+        kind: ProviderKind::Local,
+        // Stands for this process; the real endpoint is the session's model file.
+        base_url: "in-process:",
+        key_env: None,
+        about: "a GGUF model run inside pai itself (default SmolLM2-135M-Instruct)",
+    },
 ];
 
 /// Looks a built-in provider up by the name the user typed.
@@ -166,7 +177,11 @@ impl ProviderSpec {
         ProviderEntry {
             name: self.name.to_string(),
             kind: self.kind,
-            locality: infer_locality(&base_url),
+            // In-process means on this machine, whatever the URL says.
+            locality: match self.kind {
+                ProviderKind::Local => Locality::Local,
+                _ => infer_locality(&base_url),
+            },
             base_url,
             key_env: self.key_env.map(str::to_string),
             headers: BTreeMap::new(),

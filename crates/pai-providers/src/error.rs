@@ -69,6 +69,20 @@ pub enum ProviderError {
     StreamCut { at: Endpoint, detail: String },
     #[error("invalid provider setting for {at}: {detail}")]
     Config { at: Endpoint, detail: String },
+    #[error("no model file at {path}; {hint}")]
+    ModelMissing { path: String, hint: String },
+    #[error("{path} is not a GGUF model file; pass a .gguf file, or a wheel (.whl) that holds one")]
+    NotGguf { path: String },
+    #[error("{path} cannot run in PAI's local provider: {detail}")]
+    UnsupportedModel { path: String, detail: String },
+    #[error(
+        "{path} is truncated or corrupt ({detail}); download it again, then run 'pai models add' on it"
+    )]
+    CorruptModel { path: String, detail: String },
+    #[error(
+        "this pai was built without the local provider (cargo feature 'local'); rebuild it with default features"
+    )]
+    LocalUnavailable,
 }
 
 fn wait_note(retry_after: &Option<Duration>) -> String {

@@ -9,6 +9,7 @@ mod anthropic;
 mod catalog;
 mod error;
 mod http;
+mod local;
 mod locality;
 mod ollama;
 mod openai;
@@ -18,13 +19,16 @@ mod retry;
 pub use anthropic::AnthropicProvider;
 pub use catalog::{BUILTIN, ProviderEntry, ProviderKind, ProviderSpec, find_builtin, ollama_url};
 pub use error::{Endpoint, ProviderError, Result};
+pub use local::{
+    DEFAULT_LOCAL_MODEL, GET_DEFAULT_MODEL, LocalModelInfo, LocalProvider, inspect_model,
+};
 pub use locality::infer_locality;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 #[cfg(feature = "mock")]
 pub use provider::MockProvider;
 pub use provider::{
-    ChatEvent, ChatRequest, ChatStream, ModelInfo, NetSettings, Provider, ProviderConfig,
-    ProviderInfo, connect,
+    ChatEvent, ChatRequest, ChatStream, MaxTokens, ModelInfo, NetSettings, Provider,
+    ProviderConfig, ProviderInfo, connect,
 };
 pub use retry::{Attempt, AttemptLog, RetryPolicy};

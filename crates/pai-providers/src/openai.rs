@@ -143,6 +143,9 @@ impl Provider for OpenAiProvider {
         if !request.tools.is_empty() {
             body["tools"] = wire_tools(&request.tools);
         }
+        if let Some(max) = request.max_tokens {
+            body["max_tokens"] = json!(max);
+        }
         if request.stream {
             body["stream_options"] = json!({ "include_usage": true });
             let inner = client
@@ -527,6 +530,10 @@ impl ChunkStream {
                 }
             }
             if let Some(reason) = choice.finish_reason {
+                // Calls are complete once the choice finishes; they come before usage.
+                for (_, call) in std::mem::take(&mut self.calls) {
+                    self.pending.push_back(Ok(ChatEvent::ToolCall(call)));
+                }
                 self.finish = Some(reason);
             }
         }

@@ -30,6 +30,8 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
     /// Collects the failed HTTP attempts of this call, for the audit log.
     pub attempts: AttemptLog,
+    /// Most tokens the answer may have; `None` leaves it to the provider.
+    pub max_tokens: Option<u32>,
 }
 
 impl ChatRequest {
@@ -40,6 +42,7 @@ impl ChatRequest {
             stream,
             tools: Vec::new(),
             attempts: AttemptLog::new(),
+            max_tokens: None,
         }
     }
 }
@@ -115,5 +118,45 @@ pub fn connect(config: ProviderConfig) -> Result<Box<dyn Provider>> {
         ProviderKind::OpenAiCompatible => Ok(Box::new(crate::OpenAiProvider::new(config)?)),
         ProviderKind::Ollama => Ok(Box::new(crate::OllamaProvider::new(config)?)),
         ProviderKind::Anthropic => Ok(Box::new(crate::AnthropicProvider::new(config)?)),
+        ProviderKind::Local => crate::local::connect(config),
+    }
+}
+
+/// A provider whose every answer is capped at `max_tokens` (`--max-tokens`), for callers
+/// that pass requests through code that builds them (the engine) without that setting.
+pub struct MaxTokens {
+    inner: std::sync::Arc<dyn Provider>,
+    max_tokens: u32,
+}
+
+impl MaxTokens {
+    pub fn new(inner: std::sync::Arc<dyn Provider>, max_tokens: u32) -> Self {
+        Self { inner, max_tokens }
+    }
+}
+
+impl std::fmt::Debug for MaxTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaxTokens")
+            .field("provider", self.inner.info())
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Provider for MaxTokens {
+    fn info(&self) -> &ProviderInfo {
+        self.inner.info()
+    }
+
+    async fn chat(&self, mut request: ChatRequest) -> Result<ChatStream> {
+        let cap = self.max_tokens;
+        request.max_tokens = Some(request.max_tokens.map_or(cap, |m| m.min(cap)));
+        self.inner.chat(request).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>> {
+        self.inner.models().await
     }
 }

@@ -137,6 +137,8 @@ pub enum Mode {
     Chat,
     /// Running summary, the turns not yet folded into it, and the new prompt.
     Prompt,
+    /// As prompt, but the model loops through tools until it is done or a limit is hit.
+    Agent,
 }
 
 impl fmt::Display for Mode {
@@ -144,6 +146,7 @@ impl fmt::Display for Mode {
         f.pad(match self {
             Mode::Chat => "chat",
             Mode::Prompt => "prompt",
+            Mode::Agent => "agent",
         })
     }
 }

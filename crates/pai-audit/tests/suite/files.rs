@@ -93,3 +93,28 @@ fn missing_parent_directories_are_created() {
     audit.record(&sample(EventKind::Summary, 1)).unwrap();
     assert!(path.is_file());
 }
+
+#[test]
+fn several_pai_processes_creating_the_log_at_once_all_get_in() {
+    // SQLite answers BUSY at once, without waiting, to a second connection switching a
+    // brand-new file to WAL; opening must wait its turn instead of failing.
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let log = SqliteAudit::open(&path)?;
+                    log.record(&sample(EventKind::Prompt, 1))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let report = SqliteAudit::open(&path).unwrap().verify().unwrap();
+        assert_eq!(report.rows, 4);
+        assert!(report.is_intact());
+    }
+}

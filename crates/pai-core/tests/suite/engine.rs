@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use futures::stream;
 use pai_audit::{AuditError, AuditEvent, AuditSink, EventId, EventKind};
 use pai_core::{
-    ContextManager, ContextSettings, CoreError, Engine, Event, HistoryEntry, SessionStore, Turn,
+    ContextManager, ContextSettings, CoreError, Engine, Event, HistoryEntry, Limits, SessionStore,
+    Turn,
 };
 use pai_providers::{
     ChatEvent, ChatRequest, ChatStream, Endpoint, MockProvider, ProviderError, ProviderInfo,
@@ -221,6 +222,7 @@ fn prompt(input: &str) -> Turn {
         input: input.into(),
         stream: true,
         model: None,
+        limits: Limits::default(),
     }
 }
 

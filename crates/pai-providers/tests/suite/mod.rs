@@ -8,6 +8,7 @@ mod anthropic;
 mod errors;
 mod ollama;
 mod openai;
+mod openai_tools;
 mod retry;
 
 use std::time::Duration;

@@ -1,0 +1,189 @@
+//! The CLI side of the in-process `local` provider: installing and listing models, the
+//! model a new local session gets, and candle's thread count.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use pai_core::{
+    Config, CoreError, InstalledModel, LocalSettings, ModelStore, Paths, looks_like_path,
+};
+use pai_providers::DEFAULT_LOCAL_MODEL;
+use serde::Serialize;
+
+use crate::cli::{ModelsAction, ModelsAddArgs};
+use crate::turn::Env;
+
+/// candle sizes its worker pool once, from `CANDLE_NUM_THREADS`, the first time a model
+/// runs, and offers no other way to set it. So `[local] threads` becomes that variable
+/// here, before any thread exists; a value already in the environment wins.
+pub fn set_thread_count() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
+        return;
+    }
+    let threads = Paths::from_env()
+        .ok()
+        .and_then(|p| Config::load(&p.config_file()).ok())
+        .map_or_else(|| LocalSettings::default().threads(), |c| c.local.threads());
+    // SAFETY: called first thing in `main`, while this is the only thread, so nothing can
+    // read the environment concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
+}
+
+/// The model a `local` session is created with: `--model` (a name, or a path made
+/// absolute), else the default. Says how to install it when it is not installed yet.
+pub fn session_model(model: Option<String>) -> Result<String> {
+    if !cfg!(feature = "local") {
+        return Err(pai_providers::ProviderError::LocalUnavailable.into());
+    }
+    let model = match model {
+        None => DEFAULT_LOCAL_MODEL.to_string(),
+        Some(m) if looks_like_path(&m) => {
+            let path = std::path::Path::new(&m);
+            if !path.is_file() {
+                bail!(
+                    "no model file at {m}; pass the path of a .gguf file, or the name of an installed model ('pai models local' lists them)"
+                );
+            }
+            std::path::absolute(path)?.display().to_string()
+        }
+        Some(m) => m,
+    };
+    match ModelStore::from_env()?.resolve(&model) {
+        Ok(_) => {}
+        Err(e @ CoreError::ModelNotInstalled { .. }) => eprintln!("note: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(model)
+}
+
+/// What the `local` provider's endpoint column shows: the default model's file once it is
+/// installed, else the directory models go to.
+pub fn endpoint(paths: &Paths) -> String {
+    let store = ModelStore::new(paths);
+    match store.find(DEFAULT_LOCAL_MODEL) {
+        Ok(Some(m)) => store.path_of(&m).display().to_string(),
+        _ => format!("{}/", store.dir().display()),
+    }
+}
+
+pub fn run(action: ModelsAction) -> Result<ExitCode> {
+    match action {
+        ModelsAction::Add(args) => add(args),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    model: &'a InstalledModel,
+    path: String,
+    in_use: bool,
+}
+
+fn add(args: ModelsAddArgs) -> Result<ExitCode> {
+    let env = Env::load()?;
+    let store = ModelStore::new(&env.paths);
+    // Progress for a person watching; a script's stderr keeps only the error, if any.
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "adding {}: copying into {} and checking that it loads…",
+            args.path.display(),
+            store.dir().display()
+        );
+    }
+    let added = store.add(&args.path)?;
+    if args.json {
+        let row = Row {
+            model: &added.model,
+            path: added.path.display().to_string(),
+            in_use: false,
+        };
+        outln!("{}", serde_json::to_string_pretty(&row)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &added.model;
+    let what = if added.already {
+        "already installed"
+    } else {
+        "installed"
+    };
+    outln!(
+        "{what}: {} ({}, {}, {}, sha256 {}) at {}",
+        m.name,
+        m.architecture,
+        m.quantization,
+        size(m.size),
+        &m.sha256[..m.sha256.len().min(12)],
+        added.path.display()
+    );
+    let model_flag = if m.name.eq_ignore_ascii_case(DEFAULT_LOCAL_MODEL) {
+        String::new()
+    } else {
+        format!(" --model {}", m.name)
+    };
+    outln!("use it with: pai init <session> local{model_flag}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists the installed local models; `in_use` is marked.
+pub fn list(paths: &Paths, json: bool, in_use: Option<&str>) -> Result<ExitCode> {
+    let store = ModelStore::new(paths);
+    let models = store.list()?;
+    let used = |m: &InstalledModel| {
+        in_use.is_some_and(|u| {
+            m.name.eq_ignore_ascii_case(u) || store.path_of(m).display().to_string() == u
+        })
+    };
+    if json {
+        let rows: Vec<Row<'_>> = models
+            .iter()
+            .map(|m| Row {
+                model: m,
+                path: store.path_of(m).display().to_string(),
+                in_use: used(m),
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if models.is_empty() {
+        outln!(
+            "no local models installed in {}; for the default one, {}",
+            store.dir().display(),
+            pai_providers::GET_DEFAULT_MODEL
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{:<28} {:<7} {:<6} {:>9}  FILE",
+        "LOCAL MODEL",
+        "ARCH",
+        "QUANT",
+        "SIZE"
+    );
+    for m in &models {
+        outln!(
+            "{:<28} {:<7} {:<6} {:>9}  {}{}",
+            m.name,
+            m.architecture,
+            m.quantization,
+            size(m.size),
+            store.path_of(m).display(),
+            if used(m) { "  (in use)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn size(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}

@@ -1,0 +1,112 @@
+//! `pai chat` fed from a pipe: one turn per line until exit, quit or end of input.
+
+use pai_test_support::{MockOpenAi, chat_completion, chat_endpoint};
+use pretty_assertions::assert_eq;
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use super::{Pai, snapshot};
+
+async fn chat_session() -> (MockOpenAi, Pai) {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("Hi there!", 5, 3).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    (mock, pai)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_answers_each_line_and_leaves_on_exit() {
+    let (mock, pai) = chat_session().await;
+
+    let run = pai
+        .run_stdin(&["chat"], "hello\nexit\nnot sent\n")
+        .success();
+
+    assert_eq!(run.stdout, "Hi there!\n");
+    snapshot!(pai, "chat_banner", run.stderr);
+    assert_eq!(mock.chat_requests().await.len(), 1);
+    let history = pai.history("s");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["content"], "hello");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quit_leaves_too() {
+    let (mock, pai) = chat_session().await;
+
+    pai.run_stdin(&["s", "chat"], "hello\nquit\nnot sent\n")
+        .success();
+
+    assert_eq!(mock.chat_requests().await.len(), 1);
+    assert_eq!(pai.history("s").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_of_input_leaves_and_later_turns_see_earlier_ones() {
+    let (mock, pai) = chat_session().await;
+
+    let run = pai
+        .run_stdin(&["chat", "s"], "hello\n\n   \nagain")
+        .success();
+
+    assert_eq!(run.stdout, "Hi there!\nHi there!\n");
+    let bodies = mock.chat_requests().await;
+    assert_eq!(bodies.len(), 2, "blank lines are skipped");
+    assert_eq!(
+        bodies[1]["messages"],
+        json!([
+            { "role": "system", "content": "You are PAI, a concise and helpful personal assistant." },
+            { "role": "user", "content": "hello" },
+            { "role": "assistant", "content": "Hi there!" },
+            { "role": "user", "content": "again" },
+        ])
+    );
+    assert_eq!(pai.history("s").len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_turn_is_reported_and_the_chat_goes_on_but_exits_non_zero() {
+    let mock = MockOpenAi::start().await;
+    mock.mount(
+        chat_endpoint()
+            .respond_with(
+                ResponseTemplate::new(500).set_body_json(json!({ "error": { "message": "boom" } })),
+            )
+            .up_to_n_times(1)
+            .with_priority(1),
+    )
+    .await;
+    mock.reply_with(ResponseTemplate::new(200).set_body_json(chat_completion("fine", 1, 1)))
+        .await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+
+    let run = pai.run_stdin(&["chat"], "first\nsecond\n");
+
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(run.stdout, "fine\n");
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{run:#?}");
+    assert!(errors[0].contains("failed with 500"), "{run:#?}");
+    let history = pai.history("s");
+    assert_eq!(history.len(), 2, "only the turn that worked is kept");
+    assert_eq!(history[0]["content"], "second");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backslash_continues_the_line() {
+    let (mock, pai) = chat_session().await;
+
+    pai.run_stdin(&["chat"], "line one\\\nline two\nexit\n")
+        .success();
+
+    let bodies = mock.chat_requests().await;
+    assert_eq!(bodies.len(), 1);
+    let messages = bodies[0]["messages"].as_array().unwrap();
+    assert_eq!(messages.last().unwrap()["content"], "line one\nline two");
+}

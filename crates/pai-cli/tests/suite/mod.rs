@@ -1,0 +1,241 @@
+//! The real `pai` binary, run as a child process against a mock OpenAI-compatible server
+//! on 127.0.0.1. Each test gets its own `PAI_HOME` / `PAI_CONFIG_DIR` and an environment
+//! holding nothing from the developer's shell: no keys, no proxies, no `RUST_LOG`.
+
+// clippy.toml allows unwrap in `#[test]` functions only; the suite's helpers are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chat;
+mod failures;
+mod files;
+mod help;
+mod init;
+mod keys;
+mod local;
+mod prompt;
+mod sessions;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pai_test_support::TempHome;
+use serde_json::Value;
+
+/// The model every test session is created with.
+pub const MODEL: &str = "m";
+/// A made-up API key; tests check it never reaches disk or output.
+pub const API_KEY: &str = "sk-test-PLAINTEXT-5f1c0ffee";
+
+/// Retries off and short timeouts: a failure test ends in milliseconds.
+pub const FAST_CONFIG: &str =
+    "[network]\nmax_retries = 0\nconnect_timeout_secs = 2\nread_timeout_secs = 10\n";
+
+/// One isolated PAI installation: a temporary home and config dir, and the way to run
+/// `pai` confined to them.
+pub struct Pai {
+    pub home: TempHome,
+}
+
+impl Pai {
+    /// A fresh home whose config.toml turns retries off.
+    pub fn new() -> Self {
+        let pai = Self::bare();
+        pai.home.write_config(FAST_CONFIG);
+        pai
+    }
+
+    /// A fresh home with no config.toml.
+    pub fn bare() -> Self {
+        Self {
+            home: TempHome::new(),
+        }
+    }
+
+    /// `pai` with an environment of PATH, a throwaway HOME and this PAI home only; add
+    /// keys with `.env(..)` where a test needs them. A run that hangs fails after 30s.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::from_std(self.std_cmd());
+        cmd.timeout(Duration::from_secs(30));
+        cmd
+    }
+
+    /// The same, as a `std::process::Command`, for tests that run several at once.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(pai_bin());
+        cmd.env_clear();
+        // Coverage tools need their variable; nothing else from the caller's shell leaks in.
+        for var in ["PATH", "LLVM_PROFILE_FILE"] {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
+        cmd.env("HOME", self.home.root());
+        cmd.envs(self.home.env());
+        cmd
+    }
+
+    /// Runs `pai args…` with empty stdin.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from_cmd(self.cmd().args(args))
+    }
+
+    /// Runs `pai args…` with `stdin` piped in.
+    pub fn run_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Run {
+        Run::from_cmd(self.cmd().args(args).write_stdin(stdin.into()))
+    }
+
+    /// `pai init <session> openai --model m --base-url <url>`, which must succeed.
+    pub fn init(&self, session: &str, base_url: &str) -> Run {
+        self.run(&[
+            "init",
+            session,
+            "openai",
+            "--model",
+            MODEL,
+            "--base-url",
+            base_url,
+        ])
+        .success()
+    }
+
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.home.home().join("sessions")
+    }
+
+    pub fn session_dir(&self, session: &str) -> PathBuf {
+        self.sessions_dir().join(session)
+    }
+
+    pub fn history_path(&self, session: &str) -> PathBuf {
+        self.session_dir(session).join("history.jsonl")
+    }
+
+    /// The raw bytes of a session's history (empty when there is none).
+    pub fn history_bytes(&self, session: &str) -> Vec<u8> {
+        std::fs::read(self.history_path(session)).unwrap_or_default()
+    }
+
+    /// A session's history, each line parsed (a line that does not parse fails the test).
+    pub fn history(&self, session: &str) -> Vec<Value> {
+        String::from_utf8(self.history_bytes(session))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// `pai <session> status --json`, parsed.
+    pub fn status_json(&self, session: &str) -> Value {
+        self.run(&[session, "status", "--json"]).success().json()
+    }
+
+    pub fn session_json(&self, session: &str) -> Value {
+        serde_json::from_slice(
+            &std::fs::read(self.session_dir(session).join("session.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Snapshot settings that hide what differs from run to run: this home's path, the
+    /// mock's port, timestamps and durations.
+    pub fn settings(&self) -> insta::Settings {
+        let mut s = insta::Settings::clone_current();
+        s.set_prepend_module_to_snapshot(false);
+        s.add_filter(
+            &regex_escape(&self.home.root().display().to_string()),
+            "[TEMP]",
+        );
+        // Ephemeral ports only (32000 and up): the fixed ports of local servers stay.
+        s.add_filter(r"127\.0\.0\.1:(3[2-9]|[4-6]\d)\d{3}\b", "127.0.0.1:[PORT]");
+        s.add_filter(r"\(os error \d+\)", "(os error [N])");
+        s.add_filter(
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+            "[TIMESTAMP]",
+        );
+        s.add_filter(r"\b\d+(\.\d+)?m?s\b", "[DURATION]");
+        s
+    }
+}
+
+fn pai_bin() -> &'static Path {
+    assert_cmd::cargo::cargo_bin!("pai")
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Pins `$value` under `$name` with `$pai`'s filters.
+macro_rules! snapshot {
+    ($pai:expr, $name:expr, $value:expr) => {
+        $pai.settings()
+            .bind(|| insta::assert_snapshot!($name, $value))
+    };
+}
+pub(crate) use snapshot;
+
+/// What one `pai` run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_cmd(cmd: &mut assert_cmd::Command) -> Self {
+        let out = cmd.output().expect("pai runs");
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+        }
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, Some(0), "pai failed: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self) -> Self {
+        assert!(
+            self.code.is_some_and(|c| c != 0),
+            "pai should have failed: {self:#?}"
+        );
+        self
+    }
+
+    /// The run failed with exactly one line on stderr, `error: …`; returns that line.
+    #[track_caller]
+    pub fn error_line(self) -> String {
+        let run = self.failure();
+        let line = run
+            .stderr
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("stderr does not end in a newline: {run:#?}"));
+        assert!(!line.contains('\n'), "stderr is not one line: {run:#?}");
+        assert!(line.starts_with("error: "), "no 'error: ' prefix: {run:#?}");
+        line.to_string()
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+
+    /// stdout and stderr together, for checking that a secret appears in neither.
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}

@@ -1,0 +1,417 @@
+//! Tools and the three modes through the real binary: a scripted model on 127.0.0.1
+//! asks for tool calls, and the tests check what PAI offered, ran, refused and sent back.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use pai_test_support::MockOpenAi;
+use serde_json::{Value, json};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+use super::{FAST_CONFIG, Pai};
+
+/// A model that answers with the next scripted reply (the last one repeats) and keeps
+/// every request it got.
+#[derive(Clone, Default)]
+struct Script {
+    replies: Arc<Mutex<VecDeque<Value>>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Respond for Script {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        self.requests.lock().unwrap().push(body);
+        let mut replies = self.replies.lock().unwrap();
+        let reply = if replies.len() > 1 {
+            replies.pop_front().unwrap()
+        } else {
+            replies.front().cloned().unwrap()
+        };
+        ResponseTemplate::new(200).set_body_json(reply)
+    }
+}
+
+impl Script {
+    async fn mount(replies: Vec<Value>) -> (MockOpenAi, Script) {
+        let mock = MockOpenAi::start().await;
+        let script = Script {
+            replies: Arc::new(Mutex::new(replies.into())),
+            ..Script::default()
+        };
+        Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(script.clone())
+            .mount(&mock.server)
+            .await;
+        (mock, script)
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The tool names offered in request `i`.
+    fn offered(&self, i: usize) -> Vec<String> {
+        let mut names: Vec<String> = self.requests()[i]["tools"]
+            .as_array()
+            .map(|tools| {
+                tools
+                    .iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn tool_call(name: &str, args: Value, tokens: u64) -> Value {
+    json!({
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": null, "tool_calls": [{
+                "id": format!("call_{name}"), "type": "function",
+                "function": { "name": name, "arguments": args.to_string() }
+            }] },
+            "finish_reason": "tool_calls"
+        }],
+        "usage": { "prompt_tokens": tokens, "completion_tokens": 0 }
+    })
+}
+
+fn answer(text: &str, tokens: u64) -> Value {
+    json!({
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": tokens, "completion_tokens": 0 }
+    })
+}
+
+/// A PAI home with a session on `mock` and a work directory holding notes.txt.
+fn setup(mock: &MockOpenAi) -> (Pai, tempfile::TempDir) {
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("notes.txt"), "buy oat milk").unwrap();
+    (pai, work)
+}
+
+fn root(work: &tempfile::TempDir) -> String {
+    work.path().display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prompt_mode_reads_a_file_and_answers_from_it() {
+    let (mock, script) = Script::mount(vec![
+        tool_call("read_file", json!({ "path": "notes.txt" }), 10),
+        answer("Your notes say: buy oat milk.", 20),
+    ])
+    .await;
+    let (pai, work) = setup(&mock);
+
+    let run = pai
+        .run(&["prompt", "--root", &root(&work), "what do my notes say?"])
+        .success();
+
+    assert_eq!(run.stdout, "Your notes say: buy oat milk.\n");
+    assert!(run.stderr.contains("→ read_file"), "{}", run.stderr);
+    let requests = script.requests();
+    assert_eq!(requests.len(), 2);
+    // Prompt mode offers read and network tools, never write.
+    assert!(script.offered(0).contains(&"read_file".to_string()));
+    assert!(script.offered(0).contains(&"http_get".to_string()));
+    assert!(!script.offered(0).contains(&"write_file".to_string()));
+    // The file's content went back to the model as the tool's result.
+    let messages = requests[1]["messages"].as_array().unwrap();
+    let result = messages.last().unwrap();
+    assert_eq!(result["role"], "tool");
+    assert_eq!(result["tool_call_id"], "call_read_file");
+    assert!(result["content"].as_str().unwrap().contains("buy oat milk"));
+    // The turn is saved with the tokens of both calls.
+    let history = pai.history("s");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["usage"]["prompt_tokens"], 30);
+    // The call and what it returned to the model are in the audit log, in order.
+    let audit = pai_audit::SqliteAudit::open(&pai.home.home().join("audit.db")).unwrap();
+    let kinds: Vec<(String, String)> = audit
+        .events(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event.kind.to_string(), e.event.content))
+        .collect();
+    let tool_rows: Vec<_> = kinds
+        .iter()
+        .filter(|(k, _)| k.starts_with("tool"))
+        .collect();
+    assert_eq!(tool_rows.len(), 2, "{kinds:?}");
+    assert_eq!(tool_rows[0].0, "tool_call");
+    assert_eq!(tool_rows[0].1, r#"read_file({"path":"notes.txt"})"#);
+    assert_eq!(tool_rows[1].0, "tool_result");
+    assert!(tool_rows[1].1.contains("buy oat milk"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_cap_holds_then_the_model_answers_without_tools() {
+    // A model that would list directories forever.
+    let (mock, script) = Script::mount(vec![tool_call("list_dir", json!({}), 1)]).await;
+    let (pai, work) = setup(&mock);
+
+    pai.run(&[
+        "prompt",
+        "--max-chain",
+        "2",
+        "--root",
+        &root(&work),
+        "look around",
+    ])
+    .success();
+
+    let requests = script.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "2 tool rounds, then one call for the answer"
+    );
+    assert!(!script.offered(0).is_empty());
+    assert!(!script.offered(1).is_empty());
+    assert!(
+        script.offered(2).is_empty(),
+        "the last call offers no tools"
+    );
+    let last = requests[2]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        last["content"].as_str().unwrap().contains("Answer now"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_mode_offers_read_tools_once_and_refuses_to_chain() {
+    let (mock, script) = Script::mount(vec![
+        tool_call("list_dir", json!({}), 1),
+        tool_call("list_dir", json!({}), 1),
+        answer("done", 1),
+    ])
+    .await;
+    let (pai, work) = setup(&mock);
+
+    pai.run_stdin(&["chat", "--root", &root(&work)], "what is here?\nexit\n")
+        .success();
+
+    let requests = script.requests();
+    assert_eq!(requests.len(), 2, "one tool round, then no more tools");
+    let offered = script.offered(0);
+    assert!(offered.contains(&"read_file".to_string()));
+    assert!(
+        !offered.contains(&"http_get".to_string()),
+        "chat is read-only"
+    );
+    assert!(!offered.contains(&"write_file".to_string()));
+    assert!(script.offered(1).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_loop_ends_on_its_token_budget_and_keeps_the_turn() {
+    // Each call costs 100 tokens; the model never stops calling tools.
+    let (mock, script) = Script::mount(vec![tool_call("current_time", json!({}), 100)]).await;
+    let (pai, work) = setup(&mock);
+
+    let run = pai
+        .run(&[
+            "agent",
+            "--budget-tokens",
+            "250",
+            "--root",
+            &root(&work),
+            "keep going",
+        ])
+        .success();
+
+    assert_eq!(script.requests().len(), 3, "stops once 250 tokens are used");
+    assert!(
+        run.stderr
+            .contains("stopped: the token budget for this run (250) was reached"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pai.history("s").len(), 2, "what was produced is saved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_terminal_writes_are_refused_unless_allowed() {
+    let write = tool_call(
+        "write_file",
+        json!({ "path": "out.txt", "content": "hello" }),
+        1,
+    );
+    let (mock, script) = Script::mount(vec![write.clone(), answer("ok", 1)]).await;
+    let (pai, work) = setup(&mock);
+
+    let run = pai
+        .run(&["agent", "--root", &root(&work), "write a file"])
+        .success();
+    assert!(!work.path().join("out.txt").exists(), "nothing written");
+    assert!(run.stderr.contains("refused write_file"), "{}", run.stderr);
+    let refusal = script.requests()[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        refusal["content"]
+            .as_str()
+            .unwrap()
+            .contains("did not approve"),
+        "{refusal}"
+    );
+
+    *script.replies.lock().unwrap() = vec![write, answer("ok", 1)].into();
+    pai.run(&[
+        "agent",
+        "--allow",
+        "write",
+        "--root",
+        &root(&work),
+        "write a file",
+    ])
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
+        "hello"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_terminal_the_user_is_asked_and_a_yes_lets_the_write_run() {
+    // `script` (util-linux) gives pai a pseudo-terminal; our "y" answers its question.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux 'script' is not installed");
+        return;
+    }
+    let (mock, _script) = Script::mount(vec![
+        tool_call(
+            "write_file",
+            json!({ "path": "yes.txt", "content": "approved" }),
+            1,
+        ),
+        answer("written", 1),
+    ])
+    .await;
+    let (pai, work) = setup(&mock);
+    let pai_cmd = format!(
+        "{} agent --no-stream --root {} 'write it'",
+        assert_cmd::cargo::cargo_bin!("pai").display(),
+        root(&work)
+    );
+    // The same confined environment as every other test, handed to `script`'s child.
+    let confined = pai.std_cmd();
+    let mut script_cmd = std::process::Command::new("script");
+    script_cmd.args(["-qec", &pai_cmd, "/dev/null"]);
+    script_cmd
+        .env_clear()
+        .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = assert_cmd::Command::from_std(script_cmd)
+        .timeout(std::time::Duration::from_secs(30))
+        .write_stdin("y\n")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("allow write_file (write)"),
+        "the question was not shown: {screen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("yes.txt")).unwrap(),
+        "approved",
+        "{screen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_used_up_session_budget_sends_nothing() {
+    let (mock, script) = Script::mount(vec![answer("hi", 40)]).await;
+    let pai = Pai::new();
+    pai.run(&[
+        "init",
+        "s",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        &mock.base_url(),
+        "--budget-tokens",
+        "30",
+    ])
+    .success();
+
+    pai.run(&["prompt", "hello"]).success();
+    let line = pai.run(&["prompt", "again"]).error_line();
+    assert!(
+        line.contains("nothing was sent: session 's' reached its token budget (30; 40 used)"),
+        "{line}"
+    );
+    assert_eq!(script.requests().len(), 1);
+    let status = pai.status_json("s");
+    assert_eq!(status["budget_tokens"], 30);
+
+    pai.run(&["s", "budget", "none"]).success();
+    pai.run(&["prompt", "again"]).success();
+    assert_eq!(script.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_reports_tokens_and_cost_by_session_provider_and_day() {
+    let (mock, _script) = Script::mount(vec![answer("hi", 1000)]).await;
+    let pai = Pai::new();
+    // A remote-looking price for the mock's model, to see the arithmetic.
+    pai.home.write_config(&format!(
+        "{FAST_CONFIG}\n[providers.paid]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nlocality = \"remote\"\nkey_env = \"PAID_KEY\"\n\n[prices.m]\ninput_per_mtok = 2.0\noutput_per_mtok = 8.0\n",
+        mock.base_url()
+    ));
+    pai.run(&["init", "s", "paid", "--model", "m"]).success();
+    for text in ["one", "two"] {
+        super::Run::from_cmd(pai.cmd().env("PAID_KEY", "k").args(["prompt", text])).success();
+    }
+
+    let usage = pai.run(&["usage", "--json"]).success().json();
+    let rows = usage.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{usage}");
+    assert_eq!(rows[0]["session"], "s");
+    assert_eq!(rows[0]["provider"], "paid");
+    assert_eq!(rows[0]["prompt_tokens"], 2000);
+    assert!((rows[0]["cost_usd"].as_f64().unwrap() - 0.004).abs() < 1e-9);
+    let text = pai.run(&["usage"]).success().stdout;
+    assert!(text.contains("$0.0040"), "{text}");
+}
+
+#[test]
+fn tools_lists_every_builtin_with_source_and_effects() {
+    let pai = Pai::new();
+    let tools = pai.run(&["tools", "--json"]).success().json();
+    let by_name = |name: &str| {
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {tools}"))
+            .clone()
+    };
+    assert_eq!(by_name("read_file")["effects"], json!(["read"]));
+    assert_eq!(by_name("write_file")["effects"], json!(["write"]));
+    assert_eq!(by_name("http_get")["effects"], json!(["network"]));
+    assert_eq!(by_name("sqlite_query")["source"], "builtin");
+    for name in ["list_dir", "search_files", "current_time"] {
+        by_name(name);
+    }
+}

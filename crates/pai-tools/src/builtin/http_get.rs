@@ -1,0 +1,265 @@
+use std::error::Error as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde::Deserialize;
+
+use super::{blocking, info, looks_binary, parse_args};
+use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
+
+/// Most body bytes downloaded; the rest of a larger body is never fetched.
+const MAX_DOWNLOAD_BYTES: usize = 2 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REDIRECTS: usize = 5;
+/// Column width HTML is laid out to.
+const TEXT_WIDTH: usize = 100;
+
+/// `http_get`: fetches an http(s) URL and returns its text; HTML becomes readable text.
+#[derive(Debug, Clone)]
+pub struct HttpGet {
+    info: ToolInfo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    url: String,
+}
+
+impl HttpGet {
+    pub fn new() -> Self {
+        let info = info(
+            "http_get",
+            "Fetch an http:// or https:// URL with a GET request. HTML pages come back as \
+             readable text (links as numbered footnotes), JSON, XML and other text as is; \
+             images and other binary content are refused. The answer starts with the final \
+             URL (after redirects), the HTTP status and the content type. At most 2 MiB is \
+             downloaded; a cut body ends with a `[…` line. A status other than 2xx is an error.",
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "url": {
+                        "type": "string",
+                        "description": "Full URL starting with http:// or https://."
+                    }
+                },
+                "required": ["url"],
+                "additionalProperties": false
+            }),
+            Effect::Network,
+        );
+        Self { info }
+    }
+}
+
+impl Default for HttpGet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Html,
+    Text,
+    /// No content type: decided by looking at the bytes.
+    Unknown,
+    Binary,
+}
+
+#[async_trait]
+impl Tool for HttpGet {
+    fn info(&self) -> &ToolInfo {
+        &self.info
+    }
+
+    async fn call(
+        &self,
+        args: serde_json::Value,
+        cx: &ToolContext,
+    ) -> Result<ToolOutput, ToolError> {
+        let args: Args = parse_args(args)?;
+        let url = Url::parse(args.url.trim()).map_err(|e| {
+            ToolError::InvalidArguments(format!(
+                "'{}' is not a valid URL ({e}); give a full URL such as https://example.org/page",
+                args.url
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ToolError::InvalidArguments(format!(
+                "http_get fetches http:// and https:// URLs only, not {}:// ones",
+                url.scheme()
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(cx.timeout))
+            .timeout(cx.timeout)
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                ToolError::Failed(format!("cannot start an HTTP client: {}", chain(&e)))
+            })?;
+        let mut response = client
+            .get(url.clone())
+            .header(
+                ACCEPT,
+                "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
+            )
+            .send()
+            .await
+            .map_err(|e| request_failed(&url, &e, cx.timeout))?;
+
+        let final_url = response.url().clone();
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ToolError::Failed(format!(
+                "GET {final_url} failed with HTTP status {status}; check the URL or try another page"
+            )));
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut kind = classify(content_type.as_deref());
+        let not_text = |what: &str| {
+            ToolError::Failed(format!(
+                "{final_url} returned {what}, which is not text; http_get returns web pages and text only"
+            ))
+        };
+        if kind == Kind::Binary {
+            return Err(not_text(content_type.as_deref().unwrap_or("binary data")));
+        }
+
+        let mut body = Vec::new();
+        let mut capped = false;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| request_failed(&final_url, &e, cx.timeout))?
+        {
+            let room = MAX_DOWNLOAD_BYTES - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                capped = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if kind == Kind::Unknown {
+            if looks_binary(&body) {
+                return Err(not_text("binary data"));
+            }
+            let head = String::from_utf8_lossy(&body[..body.len().min(512)]).to_ascii_lowercase();
+            let head = head.trim_start();
+            kind = if head.starts_with("<!doctype html") || head.starts_with("<html") {
+                Kind::Html
+            } else {
+                Kind::Text
+            };
+        }
+        let text = if kind == Kind::Html {
+            blocking(move |_| {
+                html2text::config::plain()
+                    .allow_width_overflow()
+                    .no_link_wrapping()
+                    .string_from_read(body.as_slice(), TEXT_WIDTH)
+                    .map_err(|e| ToolError::Failed(format!("cannot turn the page into text: {e}")))
+            })
+            .await?
+        } else {
+            String::from_utf8_lossy(&body).into_owned()
+        };
+
+        let mut content = format!(
+            "URL: {final_url}\nStatus: {status}\nContent-Type: {}\n\n{}",
+            content_type.as_deref().unwrap_or("(none)"),
+            text.trim_end()
+        );
+        if capped {
+            content.push_str(&format!(
+                "\n[… download stopped at {} MiB; the rest was not fetched]",
+                MAX_DOWNLOAD_BYTES / (1024 * 1024)
+            ));
+        }
+        Ok(ToolOutput {
+            content,
+            truncated: capped,
+        })
+    }
+}
+
+fn classify(content_type: Option<&str>) -> Kind {
+    let Some(content_type) = content_type else {
+        return Kind::Unknown;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" => Kind::Unknown,
+        "text/html" | "application/xhtml+xml" => Kind::Html,
+        "application/json"
+        | "application/xml"
+        | "application/javascript"
+        | "application/ecmascript"
+        | "application/x-javascript"
+        | "application/x-ndjson"
+        | "application/yaml"
+        | "application/x-yaml"
+        | "application/toml"
+        | "application/sql"
+        | "application/csv"
+        | "application/graphql" => Kind::Text,
+        t if t.starts_with("text/") || t.ends_with("+json") || t.ends_with("+xml") => Kind::Text,
+        _ => Kind::Binary,
+    }
+}
+
+fn request_failed(url: &Url, e: &reqwest::Error, timeout: Duration) -> ToolError {
+    if e.is_timeout() {
+        return ToolError::Failed(format!(
+            "GET {url} did not answer within {timeout:?}; try again later or another URL"
+        ));
+    }
+    if e.is_redirect() {
+        return ToolError::Failed(format!(
+            "GET {url} redirected more than {MAX_REDIRECTS} times; give the final URL"
+        ));
+    }
+    ToolError::Failed(format!("GET {url} failed: {}", chain(e)))
+}
+
+/// reqwest's own message is terse ("error sending request"); the causes say what went wrong.
+fn chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, classify};
+
+    #[test]
+    fn content_types_are_classified() {
+        assert_eq!(classify(Some("text/html; charset=utf-8")), Kind::Html);
+        assert_eq!(classify(Some("Application/JSON")), Kind::Text);
+        assert_eq!(classify(Some("application/ld+json")), Kind::Text);
+        assert_eq!(classify(Some("text/csv")), Kind::Text);
+        assert_eq!(classify(Some("image/png")), Kind::Binary);
+        assert_eq!(classify(Some("application/octet-stream")), Kind::Binary);
+        assert_eq!(classify(None), Kind::Unknown);
+    }
+}

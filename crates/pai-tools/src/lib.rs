@@ -1,0 +1,17 @@
+//! What a model may do beyond answering: the [`Tool`] trait, the [`ToolRegistry`] that
+//! holds the tools a session offers, PAI's built-in tools and tools from MCP servers.
+//! Each tool declares its [`Effect`]s (read, write, network, exec) so pai-core can decide,
+//! per mode and policy, which ones a model may call. This crate runs tools; it never
+//! decides whether a call is allowed and never talks to a model.
+
+mod builtin;
+mod mcp;
+mod registry;
+mod tool;
+
+pub use builtin::{
+    CurrentTime, HttpGet, ListDir, ReadFile, SearchFiles, SqliteQuery, WriteFile, builtin_tools,
+};
+pub use mcp::{McpClient, McpServerConfig, connect_mcp, connect_mcp_servers};
+pub use registry::ToolRegistry;
+pub use tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};

@@ -1,0 +1,109 @@
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pai_types::ToolSpec;
+use serde::{Deserialize, Serialize};
+
+/// What a tool can do to the world. A tool declares every effect it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Reads local data (files, databases) under the allowed roots.
+    Read,
+    /// Changes local data.
+    Write,
+    /// Sends or fetches data over the network.
+    Network,
+    /// Runs programs.
+    Exec,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Effect::Read => "read",
+            Effect::Write => "write",
+            Effect::Network => "network",
+            Effect::Exec => "exec",
+        })
+    }
+}
+
+/// A tool as the model and the user see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolInfo {
+    /// Name, description and JSON Schema of the arguments, as sent to the model.
+    pub spec: ToolSpec,
+    pub effects: BTreeSet<Effect>,
+    /// `builtin`, or `mcp:<server>`.
+    pub source: String,
+}
+
+/// What a tool call may touch and how much it may return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolContext {
+    /// File tools work only under these directories (canonical paths).
+    pub roots: Vec<PathBuf>,
+    /// Output beyond this many bytes is cut, with a marker saying so.
+    pub max_output_bytes: usize,
+    /// A call running longer than this is stopped.
+    pub timeout: Duration,
+}
+
+impl Default for ToolContext {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            max_output_bytes: 32 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A tool's result: text for the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolOutput {
+    pub content: String,
+    /// The content was cut to the size cap.
+    pub truncated: bool,
+}
+
+impl ToolOutput {
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            truncated: false,
+        }
+    }
+}
+
+/// Why a tool call failed. The message goes back to the model, so it says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error("no tool named '{0}'")]
+    Unknown(String),
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("'{path}' is outside the allowed roots ({roots}); only files under them can be used")]
+    OutsideRoots { path: String, roots: String },
+    #[error("'{0}' does not exist")]
+    NotFound(String),
+    #[error("the call did not finish within {}s and was stopped", .0.as_secs())]
+    Timeout(Duration),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One tool. Small enough to fake in a test.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn info(&self) -> &ToolInfo;
+    async fn call(
+        &self,
+        args: serde_json::Value,
+        cx: &ToolContext,
+    ) -> Result<ToolOutput, ToolError>;
+}
