@@ -146,58 +146,63 @@ impl StreamArgs {
 }
 
 pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
-    let env = Env::load()?;
-    let session = env.session(args.session.as_deref())?;
-    let meta = env.store.load_meta(&session)?;
-    let input = input::prompt_text(&args.text)?;
-    let engine = env
-        .engine(
-            &with_model(&meta, args.model.as_deref()),
-            Mode::Prompt,
-            &args.run,
-        )
-        .await?;
-    let turn = Turn {
-        session,
-        mode: Mode::Prompt,
-        input,
-        stream: args.stream.enabled(),
-        model: args.model.or(Some(meta.model)),
-        limits: Limits {
-            max_chain: Some(args.max_chain),
-            budget_tokens: args.run.budget_tokens,
-            ..Limits::default()
-        },
+    let limits = Limits {
+        max_chain: Some(args.max_chain),
+        budget_tokens: args.run.budget_tokens,
+        ..Limits::default()
     };
-    exit_code(run_turn(&engine, &turn).await?)
+    let one = OneShot {
+        session: args.session,
+        text: args.text,
+        model: args.model,
+        stream: args.stream.enabled(),
+    };
+    one.run(Mode::Prompt, &args.run, limits).await
 }
 
 pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
-    let env = Env::load()?;
-    let session = env.session(args.session.as_deref())?;
-    let meta = env.store.load_meta(&session)?;
-    let input = input::prompt_text(&args.text)?;
-    let engine = env
-        .engine(
-            &with_model(&meta, args.model.as_deref()),
-            Mode::Agent,
-            &args.run,
-        )
-        .await?;
-    let turn = Turn {
-        session,
-        mode: Mode::Agent,
-        input,
-        stream: args.stream.enabled(),
-        model: args.model.or(Some(meta.model)),
-        limits: Limits {
-            max_steps: args.max_steps,
-            budget_tokens: args.run.budget_tokens,
-            allow: args.allow.into_iter().collect(),
-            ..Limits::default()
-        },
+    let limits = Limits {
+        max_steps: args.max_steps,
+        budget_tokens: args.run.budget_tokens,
+        allow: args.allow.into_iter().collect(),
+        ..Limits::default()
     };
-    exit_code(run_turn(&engine, &turn).await?)
+    let one = OneShot {
+        session: args.session,
+        text: args.text,
+        model: args.model,
+        stream: args.stream.enabled(),
+    };
+    one.run(Mode::Agent, &args.run, limits).await
+}
+
+/// One input run to its end in a session: what `prompt` and `agent` share.
+struct OneShot {
+    session: Option<String>,
+    text: Vec<String>,
+    model: Option<String>,
+    stream: bool,
+}
+
+impl OneShot {
+    async fn run(self, mode: Mode, run: &RunArgs, limits: Limits) -> Result<ExitCode> {
+        let env = Env::load()?;
+        let session = env.session(self.session.as_deref())?;
+        let meta = env.store.load_meta(&session)?;
+        let input = input::prompt_text(&self.text)?;
+        let engine = env
+            .engine(&with_model(&meta, self.model.as_deref()), mode, run)
+            .await?;
+        let turn = Turn {
+            session,
+            mode,
+            input,
+            stream: self.stream,
+            model: self.model.or(Some(meta.model)),
+            limits,
+        };
+        exit_code(run_turn(&engine, &turn).await?)
+    }
 }
 
 /// The session as it runs this turn: a `--model` for this turn only replaces its model,
