@@ -13,6 +13,7 @@ mod init;
 mod keys;
 mod local;
 mod prompt;
+mod providers;
 mod sessions;
 mod tools;
 
