@@ -415,3 +415,26 @@ fn tools_lists_every_builtin_with_source_and_effects() {
         by_name(name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_cap_counts_every_session_and_stops_the_next_call() {
+    let (mock, script) = Script::mount(vec![answer("hi", 40)]).await;
+    let pai = Pai::new();
+    pai.home
+        .write_config(&format!("{FAST_CONFIG}\n[budget]\ndaily_tokens = 70\n"));
+    pai.init("a", &mock.base_url());
+    pai.init("b", &mock.base_url());
+
+    pai.run(&["a", "prompt", "one"]).success();
+    pai.run(&["b", "prompt", "two"]).success();
+    let line = pai.run(&["a", "prompt", "three"]).error_line();
+    assert!(
+        line.contains("the daily token cap (70; 80 used today) was reached"),
+        "{line}"
+    );
+    assert_eq!(
+        script.requests().len(),
+        2,
+        "nothing sent once the cap is used up"
+    );
+}
