@@ -225,7 +225,7 @@ impl Engine {
         }
 
         let offered = self.offered_tools(turn.mode);
-        let specs: Vec<ToolSpec> = offered.infos().iter().map(|i| i.spec.clone()).collect();
+        let mut specs: Vec<ToolSpec> = offered.infos().iter().map(|i| i.spec.clone()).collect();
         let rounds_allowed = match turn.mode {
             Mode::Chat => Some(1),
             Mode::Prompt => Some(turn.limits.max_chain.unwrap_or(DEFAULT_MAX_CHAIN)),
@@ -244,16 +244,39 @@ impl Engine {
             } else {
                 None
             };
-            let reply = self
+            let tools = if tools_now { specs.clone() } else { Vec::new() };
+            let reply = match self
                 .call(
                     &scope,
                     messages.clone(),
                     input,
-                    if tools_now { specs.clone() } else { Vec::new() },
+                    tools,
                     turn.stream,
                     on_event,
                 )
-                .await?;
+                .await
+            {
+                // Many local servers and models refuse a request that offers tools (llama.cpp
+                // without --jinja, Ollama models without tool support). The user asked a
+                // question, not for tools: ask again without them for the rest of the turn.
+                Err(CoreError::Provider(ProviderError::Rejected { message, .. }))
+                    if tools_now && message.to_ascii_lowercase().contains("tool") =>
+                {
+                    tracing::info!(%message, "the model refused tools; asking without them");
+                    specs.clear();
+                    self.call(
+                        &scope,
+                        messages.clone(),
+                        input,
+                        Vec::new(),
+                        turn.stream,
+                        on_event,
+                    )
+                    .await?
+                }
+                other => other?,
+            };
+            let tools_now = tools_now && !specs.is_empty();
             used.add(&reply.usage);
             if !reply.text.is_empty() {
                 if !answer.is_empty() {

@@ -438,3 +438,27 @@ async fn the_daily_cap_counts_every_session_and_stops_the_next_call() {
         "nothing sent once the cap is used up"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_refuses_tools_still_gets_the_question_without_them() {
+    // llama.cpp without --jinja answers a request offering tools with a 400.
+    let mock = MockOpenAi::start().await;
+    Mock::given(wiremock::matchers::body_string_contains("\"tools\""))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": { "message": "tools param requires --jinja flag", "code": 400 }
+        })))
+        .with_priority(1)
+        .mount(&mock.server)
+        .await;
+    mock.reply_json("plain answer", 3, 2).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+
+    let run = pai.run(&["prompt", "hello"]).success();
+
+    assert_eq!(run.stdout, "plain answer\n");
+    let bodies = mock.chat_requests().await;
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[0].get("tools").is_some());
+    assert!(bodies[1].get("tools").is_none());
+}
