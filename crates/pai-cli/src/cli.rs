@@ -186,6 +186,9 @@ pub struct RunArgs {
     /// A directory file tools may use (repeatable; default: `[tools] roots`, else the current directory).
     #[arg(long = "root", value_name = "DIR")]
     pub roots: Vec<std::path::PathBuf>,
+    /// Offer the model no tools this time (saves the tokens their descriptions cost).
+    #[arg(long)]
+    pub no_tools: bool,
     /// Most tokens each answer may have.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,

@@ -68,7 +68,14 @@ impl Env {
             self.store.clone(),
             ContextManager::new(self.config.context.clone()),
         )
-        .with_tools(self.tools(mode).await?, self.tool_context(run)?)
+        .with_tools(
+            if run.no_tools {
+                ToolRegistry::new()
+            } else {
+                self.tools(mode).await?
+            },
+            self.tool_context(run)?,
+        )
         .with_approver(Arc::new(TerminalApprover))
         .with_budgets(Budgets {
             session: meta.budget_tokens,

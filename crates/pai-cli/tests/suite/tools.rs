@@ -462,3 +462,14 @@ async fn a_server_that_refuses_tools_still_gets_the_question_without_them() {
     assert!(bodies[0].get("tools").is_some());
     assert!(bodies[1].get("tools").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_tools_offers_none() {
+    let (mock, script) = Script::mount(vec![answer("plain", 1)]).await;
+    let (pai, _work) = setup(&mock);
+
+    pai.run(&["prompt", "--no-tools", "hi"]).success();
+
+    assert!(script.offered(0).is_empty());
+    assert!(script.requests()[0].get("tools").is_none());
+}
