@@ -148,6 +148,7 @@ fn start_mock() -> Result<u16> {
 }
 
 fn serve(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
@@ -198,11 +199,13 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
                 "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Paris is the capital of France.\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":8}}".to_string(),
             )
         };
-        write!(
-            out,
+        // One write per response: split writes on a kept-alive connection meet Nagle and
+        // delayed ACKs, adding ~40 ms that would be the mock's, not PAI's.
+        let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n{payload}",
             payload.len()
-        )?;
+        );
+        out.write_all(response.as_bytes())?;
         out.flush()?;
     }
 }
