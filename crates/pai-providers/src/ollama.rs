@@ -3,12 +3,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
-use pai_types::{Message, Role, ToolCall, ToolSpec, Usage};
+use pai_types::{Message, Role, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Endpoint, ProviderError, Result, one_line};
 use crate::http::{ErrorContext, root_cause, send, transport};
+use crate::openai::wire_tools;
 use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
@@ -221,22 +222,6 @@ fn wire_arguments(text: &str) -> Value {
         Ok(v @ Value::Object(_)) => v,
         _ => Value::String(text.to_string()),
     }
-}
-
-fn wire_tools(tools: &[ToolSpec]) -> Value {
-    tools
-        .iter()
-        .map(|t| {
-            json!({
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters
-                }
-            })
-        })
-        .collect()
 }
 
 /// One object of Ollama's reply: a line of a stream, or the whole non-streamed reply.

@@ -320,7 +320,8 @@ fn wire_messages(messages: &[pai_types::Message]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn wire_tools(tools: &[pai_types::ToolSpec]) -> serde_json::Value {
+/// Tools in OpenAI's function-calling shape, which Ollama's native API shares.
+pub(crate) fn wire_tools(tools: &[pai_types::ToolSpec]) -> serde_json::Value {
     tools
         .iter()
         .map(|t| {
