@@ -477,5 +477,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all().map_err(io("sync", path))?;
     tmp.persist(path)
         .map_err(|e| io("replace", path)(e.error))?;
+    // The rename itself lives in the directory: sync it too, or a crash can bring back the
+    // old file (never a torn one).
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))?;
     Ok(())
 }
