@@ -11,6 +11,6 @@ mod openai;
 pub use gguf::{TINY_CONTEXT, TinyModel, tiny_llama_gguf, write_tiny_llama};
 pub use home::TempHome;
 pub use openai::{
-    MockOpenAi, chat_completion, chat_endpoint, raw_http_once, refused_base_url, sse_body,
-    sse_chunks,
+    MockOpenAi, chat_completion, chat_endpoint, raw_http_once, read_request, refused_base_url,
+    sse_body, sse_chunks,
 };

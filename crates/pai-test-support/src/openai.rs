@@ -205,7 +205,7 @@ pub fn sse_body(chunks: &[Value], done: bool) -> String {
 /// the connection. Returns the base URL (with `/v1`).
 #[allow(clippy::expect_used)]
 pub fn raw_http_once(response: impl Into<Vec<u8>>) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     let response = response.into();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
@@ -214,35 +214,43 @@ pub fn raw_http_once(response: impl Into<Vec<u8>>) -> String {
         let Ok((mut conn, _)) = listener.accept() else {
             return;
         };
-        // Read the head, then as much body as it announces, so the client sees its
-        // request taken before the reply starts.
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        let head_end = loop {
-            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
-        let body_len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while seen.len() < head_end + body_len {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
+        if read_request(&mut conn).is_none() {
+            return;
         }
         let _ = conn.write_all(&response);
         let _ = conn.flush();
     });
     format!("http://{addr}/v1")
+}
+
+/// Reads one HTTP request (its head, then as much body as it announces) from `conn`, so a
+/// raw test server answers only once the client's request is taken. `None` if the
+/// client went away first.
+pub fn read_request(conn: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let body_len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + body_len {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(seen)
 }
 
 /// A base URL on 127.0.0.1 where nothing listens, so connecting is refused at once.

@@ -1,7 +1,7 @@
 //! Ollama's native API over real HTTP: `/api/chat` as NDJSON or one JSON object,
 //! `/api/tags`, Ollama's `{"error": "text"}` bodies, and streams that break part way.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use pai_providers::{
@@ -116,28 +116,8 @@ fn chunked_once(parts: Vec<Vec<u8>>, complete: bool) -> String {
         let Ok((mut conn, _)) = listener.accept() else {
             return;
         };
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        let head_end = loop {
-            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
-        let body_len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while seen.len() < head_end + body_len {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
+        if pai_test_support::read_request(&mut conn).is_none() {
+            return;
         }
         let mut write = |bytes: &[u8]| {
             let _ = conn.write_all(bytes);
