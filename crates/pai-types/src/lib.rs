@@ -2,11 +2,13 @@
 //! usage, where a model runs, secrets that cannot be printed, validated session names.
 //! This crate does no I/O and has no async code; it only defines and validates values.
 
+mod effect;
 mod message;
 mod names;
 mod secret;
 mod tokens;
 
+pub use effect::Effect;
 pub use message::{Locality, Message, Mode, Role, ToolCall, ToolSpec, Usage};
 pub use names::{NameError, SessionName};
 pub use secret::Secret;

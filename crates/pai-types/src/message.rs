@@ -151,6 +151,19 @@ impl fmt::Display for Mode {
     }
 }
 
+impl Mode {
+    /// Whether this mode may offer a tool with `effect` at all: chat reads, prompt reads
+    /// and fetches, agent may do anything (write and exec still behind approval).
+    pub fn offers(self, effect: crate::Effect) -> bool {
+        use crate::Effect;
+        match self {
+            Mode::Chat => effect == Effect::Read,
+            Mode::Prompt => matches!(effect, Effect::Read | Effect::Network),
+            Mode::Agent => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
