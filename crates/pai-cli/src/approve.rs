@@ -8,8 +8,9 @@ use pai_core::{Approval, ApprovalRequest, Approver};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TerminalApprover;
 
+#[async_trait::async_trait]
 impl Approver for TerminalApprover {
-    fn approve(&self, request: &ApprovalRequest) -> Approval {
+    async fn approve(&self, request: &ApprovalRequest) -> Approval {
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         if !interactive {
             eprintln!(

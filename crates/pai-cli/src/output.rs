@@ -15,6 +15,13 @@ pub fn write(text: &str) {
     }
 }
 
+/// Writes `text` to stdout and flushes it, reporting failure to the caller (a turn that
+/// must record why it ended early).
+pub fn try_write(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush())
+}
+
 /// `println!` for stdout that survives a closed pipe.
 macro_rules! outln {
     () => {

@@ -2,14 +2,14 @@ use std::borrow::Cow;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pai_core::{Limits, Turn};
+use pai_core::{Cancel, Limits, Turn, TurnEnd};
 use pai_types::Mode;
 use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Completer, Helper, Highlighter, Hinter};
 
 use crate::cli::ChatArgs;
-use crate::turn::{Env, run_turn};
+use crate::turn::{Env, Shown, exit, run_turn};
 
 /// Multi-line input: a line ending in `\` continues, and so does an open ``` fence.
 #[derive(Completer, Helper, Highlighter, Hinter)]
@@ -54,6 +54,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     );
     let prompt = format!("{session}> ");
     let mut failed = false;
+    let mut shown = Shown::default();
     loop {
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
@@ -78,13 +79,25 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             model: Some(meta.model.clone()),
             limits: Limits {
                 budget_tokens: args.run.budget_tokens,
+                max_calls_per_round: Some(env.config.tools.max_calls_per_round),
                 ..Limits::default()
             },
         };
-        // A failed turn is reported and the conversation goes on.
-        if let Err(err) = run_turn(&engine, &turn).await {
-            eprintln!("error: {err}");
-            failed = true;
+        // A failed turn is reported and the conversation goes on; SIGTERM or a closed
+        // output ends the chat (Ctrl+C only ends the turn).
+        match run_turn(&engine, &turn, &mut shown).await {
+            Err(err) => {
+                eprintln!("error: {err}");
+                failed = true;
+            }
+            Ok(TurnEnd::Cancelled { reason, .. }) if reason != Cancel::Interrupted => {
+                let _ = save_history(&mut editor, &history_path);
+                return Ok(ExitCode::from(match reason {
+                    Cancel::OutputClosed => exit::OUTPUT_CLOSED,
+                    _ => exit::TERMINATED,
+                }));
+            }
+            Ok(_) => {}
         }
     }
     if let Err(e) = save_history(&mut editor, &history_path) {

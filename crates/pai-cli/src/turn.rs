@@ -5,11 +5,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use pai_audit::SqliteAudit;
 use pai_core::{
-    Budgets, Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta, SessionStore,
-    ToolOutcome, Turn, TurnOutcome, resolve_provider,
+    Budgets, Cancel, Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta,
+    SessionStore, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger, resolve_provider,
 };
 use pai_providers::{MaxTokens, Provider, connect};
-use pai_tools::{Effect, ToolContext, ToolRegistry};
+use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{Mode, SessionName};
 
 use crate::approve::TerminalApprover;
@@ -50,18 +50,12 @@ impl Env {
             provider = Arc::new(MaxTokens::new(provider, max));
         }
         let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
-        let daily = match self.config.budget.daily_tokens {
-            Some(cap) => {
-                let today = jiff::Timestamp::now().to_string();
-                let used: u64 = audit
-                    .usage(Some(&today[..10]))?
-                    .iter()
-                    .map(|r| r.prompt_tokens + r.completion_tokens)
-                    .sum();
-                Some((cap, used))
-            }
-            None => None,
-        };
+        // Today's use is read from the audit log before every call, not once here.
+        let daily = self
+            .config
+            .budget
+            .daily_tokens
+            .map(|cap| (cap, audit.clone() as Arc<dyn UsageLedger>));
         let engine = Engine::new(
             provider,
             audit,
@@ -91,16 +85,11 @@ impl Env {
         for tool in pai_tools::builtin_tools() {
             registry.register(tool)?;
         }
-        let offered = |e: &Effect| match mode {
-            Mode::Chat => *e == Effect::Read,
-            Mode::Prompt => matches!(e, Effect::Read | Effect::Network),
-            Mode::Agent => true,
-        };
         let servers: std::collections::BTreeMap<_, _> = self
             .config
             .mcp
             .iter()
-            .filter(|(_, cfg)| cfg.effects().iter().all(offered))
+            .filter(|(_, cfg)| cfg.effects().iter().all(|e| mode.offers(*e)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (name, client) in pai_tools::connect_mcp_servers(&servers).await {
@@ -206,9 +195,13 @@ impl OneShot {
             input,
             stream: self.stream,
             model: self.model.or(Some(meta.model)),
-            limits,
+            limits: Limits {
+                max_calls_per_round: Some(env.config.tools.max_calls_per_round),
+                ..limits
+            },
         };
-        exit_code(run_turn(&engine, &turn).await?)
+        let mut shown = Shown::default();
+        Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))
     }
 }
 
@@ -222,36 +215,99 @@ fn with_model(meta: &SessionMeta, model: Option<&str>) -> SessionMeta {
     meta
 }
 
-/// 130 after Ctrl+C, like a shell; success otherwise (a budget stop is a clean end).
-fn exit_code(outcome: Option<TurnOutcome>) -> Result<ExitCode> {
-    Ok(match outcome {
-        Some(_) => ExitCode::SUCCESS,
-        None => ExitCode::from(130),
+/// How `pai prompt` and `pai agent` end, for scripts (docs/cli.md lists them).
+pub mod exit {
+    /// The model finished its answer.
+    pub const DONE: u8 = 0;
+    // 1: an error (the message says what to do); 2: a usage error (clap).
+    /// A budget or `--max-steps` stopped the turn; what was produced is saved.
+    pub const STOPPED: u8 = 3;
+    /// Ctrl+C, as a shell reports SIGINT.
+    pub const INTERRUPTED: u8 = 130;
+    /// The reader of the answer went away (a closed pipe), as for SIGPIPE.
+    pub const OUTPUT_CLOSED: u8 = 141;
+    /// SIGTERM.
+    pub const TERMINATED: u8 = 143;
+}
+
+fn exit_code(end: &TurnEnd) -> ExitCode {
+    ExitCode::from(match end {
+        TurnEnd::Done(outcome) if outcome.stopped.is_some() => exit::STOPPED,
+        TurnEnd::Done(_) => exit::DONE,
+        TurnEnd::Cancelled { reason, .. } => match reason {
+            Cancel::Interrupted => exit::INTERRUPTED,
+            Cancel::OutputClosed => exit::OUTPUT_CLOSED,
+            Cancel::Terminated => exit::TERMINATED,
+        },
     })
 }
 
-/// Runs a turn, printing the answer as it arrives; `None` when the user pressed Ctrl+C.
-pub async fn run_turn(engine: &Engine, turn: &Turn) -> Result<Option<TurnOutcome>> {
-    let printer = std::sync::Mutex::new(Printer::default());
-    let mut print = |ev| printer.lock().unwrap_or_else(|p| p.into_inner()).event(ev);
-    let result = tokio::select! {
-        r = engine.run(turn, &mut print) => r,
-        _ = tokio::signal::ctrl_c() => {
-            let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
-            printer.finish_line();
-            engine.record_cancelled(turn, &printer.answer)?;
-            eprintln!("cancelled: the answer was not saved to the session");
-            return Ok(None);
+/// Notices worth saying once per command (a chat runs many turns).
+#[derive(Debug, Default)]
+pub struct Shown {
+    trimmed: bool,
+    tools_unsupported: bool,
+}
+
+/// Runs a turn, printing the answer as it arrives, until it ends, the user presses Ctrl+C,
+/// SIGTERM comes or stdout's reader goes away; the engine records every early end.
+pub async fn run_turn(engine: &Engine, turn: &Turn, shown: &mut Shown) -> Result<TurnEnd> {
+    let closed = tokio::sync::Notify::new();
+    let printer = std::sync::Mutex::new(Printer::new(shown));
+    let mut print = |ev| {
+        let mut printer = printer.lock().unwrap_or_else(|p| p.into_inner());
+        if !printer.event(ev) {
+            closed.notify_one();
         }
     };
-    printer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish_line();
-    let outcome = result?;
+    let end = engine.run_until(turn, &mut print, cancelled(&closed)).await;
+    let printer = printer.into_inner().unwrap_or_else(|p| p.into_inner());
+    let end = end.inspect_err(|_| printer.finish_line())?;
+    match &end {
+        TurnEnd::Cancelled { reason, .. } => {
+            if *reason != Cancel::OutputClosed {
+                printer.finish_line();
+            }
+            eprintln!("cancelled ({reason}): the answer was not saved to the session");
+        }
+        TurnEnd::Done(outcome) => {
+            printer.finish_line();
+            report(engine, outcome);
+        }
+    }
+    Ok(end)
+}
+
+/// Resolves when the turn must stop: Ctrl+C, SIGTERM, or stdout closed.
+async fn cancelled(closed: &tokio::sync::Notify) -> Cancel {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Cancel::Interrupted,
+        () = terminate => Cancel::Terminated,
+        () = closed.notified() => Cancel::OutputClosed,
+    }
+}
+
+/// The end of a finished turn on stderr: why it stopped early, and on a terminal what it
+/// ran on and cost.
+fn report(engine: &Engine, outcome: &TurnOutcome) {
     // A budget or step limit ended the turn early: what was produced is kept and saved.
     if let Some(why) = &outcome.stopped {
-        eprintln!("stopped: {why}; the answer so far was saved");
+        eprintln!(
+            "stopped: {why}; the answer so far was saved ({})",
+            why.hint()
+        );
     }
     if std::io::stderr().is_terminal() {
         let info = engine.provider().info();
@@ -270,20 +326,32 @@ pub async fn run_turn(engine: &Engine, turn: &Turn) -> Result<Option<TurnOutcome
             outcome.duration.as_secs_f32()
         );
     }
-    Ok(Some(outcome))
 }
 
-/// Writes answer text to stdout as it arrives.
-#[derive(Default)]
-struct Printer {
+/// Writes answer text to stdout as it arrives, and progress to stderr.
+struct Printer<'a> {
     answer: String,
+    shown: &'a mut Shown,
+    /// stdout's reader went away: nothing more is written.
+    closed: bool,
 }
 
-impl Printer {
-    fn event(&mut self, event: Event) {
+impl<'a> Printer<'a> {
+    fn new(shown: &'a mut Shown) -> Self {
+        Self {
+            answer: String::new(),
+            shown,
+            closed: false,
+        }
+    }
+
+    /// Shows `event`; false once stdout is closed.
+    fn event(&mut self, event: Event) -> bool {
         match event {
             Event::Delta(text) => {
-                crate::output::write(&text);
+                if !self.closed && crate::output::try_write(&text).is_err() {
+                    self.closed = true;
+                }
                 self.answer.push_str(&text);
             }
             Event::Folded { usage } => {
@@ -291,6 +359,25 @@ impl Printer {
                     tokens = usage.total(),
                     "folded earlier turns into the summary"
                 );
+            }
+            Event::FoldFailed { reason } => {
+                eprintln!(
+                    "note: earlier turns could not be folded into the summary ({reason}); answering with the recent turns that fit"
+                );
+            }
+            Event::Trimmed { left_out } => {
+                if !std::mem::replace(&mut self.shown.trimmed, true) {
+                    eprintln!(
+                        "note: {left_out} older messages do not fit the model's context window and were left out (the session keeps them)"
+                    );
+                }
+            }
+            Event::ToolsUnsupported { detail } => {
+                if !std::mem::replace(&mut self.shown.tools_unsupported, true) {
+                    eprintln!(
+                        "note: the model refused a request with tools ({detail}); answering without tools"
+                    );
+                }
             }
             // Progress goes to stderr as it happens, so stdout stays the answer alone.
             Event::ToolCall { name, arguments } => {
@@ -310,14 +397,17 @@ impl Printer {
                 ToolOutcome::Failed(e) => eprintln!("← {name}: failed: {e}"),
                 ToolOutcome::Refused(why) => eprintln!("← {name}: refused: {why}"),
             },
+            Event::ToolCallsRefused { count, reason } => {
+                eprintln!("← {count} more tool calls refused: {reason}");
+            }
         }
+        !self.closed
     }
 
     /// Ends the answer with a newline if it did not bring one.
-    fn finish_line(&mut self) {
-        if !self.answer.is_empty() && !self.answer.ends_with('\n') {
-            outln!();
-            self.answer.push('\n');
+    fn finish_line(&self) {
+        if !self.closed && !self.answer.is_empty() && !self.answer.ends_with('\n') {
+            let _ = crate::output::try_write("\n");
         }
     }
 }

@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 
-use pai_tools::Effect;
+use async_trait::async_trait;
+use pai_types::Effect;
 
 /// A tool call that needs the user's consent before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +22,20 @@ pub enum Approval {
     Always,
 }
 
-/// Answers approval requests: interactively in a terminal, or by a fixed rule.
+/// Answers the questions the engine asks: interactively in a terminal, or by a fixed rule.
+/// Async, so an embedder can ask over a channel or a UI without blocking the turn.
+#[async_trait]
 pub trait Approver: Send + Sync {
-    fn approve(&self, request: &ApprovalRequest) -> Approval;
+    async fn approve(&self, request: &ApprovalRequest) -> Approval;
 }
 
 /// Refuses everything: what runs when nobody is there to ask.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DenyAll;
 
+#[async_trait]
 impl Approver for DenyAll {
-    fn approve(&self, _request: &ApprovalRequest) -> Approval {
+    async fn approve(&self, _request: &ApprovalRequest) -> Approval {
         Approval::No
     }
 }

@@ -38,6 +38,8 @@ pub struct ToolSettings {
     pub max_output_kib: usize,
     /// A tool call running longer than this is stopped.
     pub timeout_secs: u64,
+    /// Tool calls run from one model reply; the rest are refused (the model is told).
+    pub max_calls_per_round: u32,
 }
 
 impl Default for ToolSettings {
@@ -46,6 +48,7 @@ impl Default for ToolSettings {
             roots: Vec::new(),
             max_output_kib: 32,
             timeout_secs: 30,
+            max_calls_per_round: crate::DEFAULT_MAX_CALLS_PER_ROUND,
         }
     }
 }

@@ -39,18 +39,33 @@ pub fn model_window(model: &str) -> u64 {
         .map_or(DEFAULT_WINDOW, |(_, w)| *w)
 }
 
+/// What a model will see for one call, and what had to be left out to fit its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub messages: Vec<Message>,
+    /// History messages left out (oldest first) because the window could not hold them.
+    pub left_out: usize,
+}
+
 /// The one place that decides what a model sees.
 #[derive(Debug, Clone)]
 pub struct ContextManager {
     settings: ContextSettings,
 }
 
+/// Instructions for a fold call.
+const FOLD_SYSTEM: &str = "You maintain a running summary of a conversation between a user \
+     and an assistant. Merge the previous summary and the new turns into one updated summary. \
+     Keep facts, names, decisions, open questions and the user's preferences; drop \
+     pleasantries. Reply with the summary only.";
+
 impl ContextManager {
     pub fn new(settings: ContextSettings) -> Self {
         Self { settings }
     }
 
-    fn budget(&self, model: &str) -> u64 {
+    /// Tokens a request to `model` may hold: its window less the room kept for the answer.
+    pub fn budget(&self, model: &str) -> u64 {
         let window = match self.settings.context_window {
             0 => model_window(model),
             w => w,
@@ -60,22 +75,34 @@ impl ContextManager {
 
     /// Chat mode: the system prompt, then as much of the history as fits (newest kept,
     /// oldest dropped first), then the new input.
-    pub fn chat(&self, model: &str, history: &[HistoryEntry], input: &str) -> Result<Vec<Message>> {
+    pub fn chat(&self, model: &str, history: &[HistoryEntry], input: &str) -> Result<Context> {
         self.assemble(model, None, history, input)
     }
 
     /// Prompt mode: the system prompt, the running summary, the turns not yet folded into
-    /// it (trimmed like chat if they must be), then the new input.
+    /// it (trimmed like chat if they must be), then the new input. A summary too long for
+    /// the window is cut rather than failing the prompt: a fold can misbehave (a model that
+    /// echoes everything back), and that must never make later prompts fail.
     pub fn prompt(
         &self,
         model: &str,
         summary: &str,
         unfolded: &[HistoryEntry],
         input: &str,
-    ) -> Result<Vec<Message>> {
-        let summary = (!summary.is_empty())
-            .then(|| Message::system(format!("Summary of the conversation so far:\n{summary}")));
+    ) -> Result<Context> {
+        let summary = (!summary.is_empty()).then(|| {
+            let fixed = estimate_message_tokens(&self.system())
+                + estimate_message_tokens(&Message::user(input));
+            // Half of what is left after the fixed parts, so recent turns still fit.
+            let room = self.budget(model).saturating_sub(fixed) / 2;
+            let text = fit(summary, room.saturating_sub(16));
+            Message::system(format!("Summary of the conversation so far:\n{text}"))
+        });
         self.assemble(model, summary, unfolded, input)
+    }
+
+    fn system(&self) -> Message {
+        Message::system(self.settings.system_prompt.clone())
     }
 
     fn assemble(
@@ -84,9 +111,9 @@ impl ContextManager {
         summary: Option<Message>,
         history: &[HistoryEntry],
         input: &str,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<Context> {
         let budget = self.budget(model);
-        let system = Message::system(self.settings.system_prompt.clone());
+        let system = self.system();
         let user = Message::user(input);
         let fixed: u64 = [Some(&system), summary.as_ref(), Some(&user)]
             .into_iter()
@@ -94,10 +121,19 @@ impl ContextManager {
             .map(estimate_message_tokens)
             .sum();
         if fixed > budget {
-            return Err(CoreError::InputTooLong {
-                tokens: estimate_tokens(input),
-                window: budget,
-                model: model.into(),
+            let system_tokens = estimate_message_tokens(&system);
+            return Err(if system_tokens >= budget {
+                CoreError::SystemPromptTooLong {
+                    tokens: system_tokens,
+                    window: budget,
+                    model: model.into(),
+                }
+            } else {
+                CoreError::InputTooLong {
+                    tokens: estimate_tokens(input),
+                    window: budget.saturating_sub(system_tokens),
+                    model: model.into(),
+                }
             });
         }
         let mut room = budget - fixed;
@@ -115,12 +151,13 @@ impl ContextManager {
         while kept.last().is_some_and(|m| m.role == Role::Assistant) {
             kept.pop();
         }
-        let mut out = Vec::with_capacity(kept.len() + 3);
-        out.push(system);
-        out.extend(summary);
-        out.extend(kept.into_iter().rev());
-        out.push(user);
-        Ok(out)
+        let left_out = history.len() - kept.len();
+        let mut messages = Vec::with_capacity(kept.len() + 3);
+        messages.push(system);
+        messages.extend(summary);
+        messages.extend(kept.into_iter().rev());
+        messages.push(user);
+        Ok(Context { messages, left_out })
     }
 
     /// Whether the unfolded turns have grown past the threshold and should be folded.
@@ -132,32 +169,81 @@ impl ContextManager {
         tokens > self.settings.summary_threshold_tokens
     }
 
-    /// The request that asks the model to fold `unfolded` into `summary`.
-    pub fn fold_request(&self, summary: &str, unfolded: &[HistoryEntry]) -> Vec<Message> {
+    /// How many of `unfolded` (from the start) the next fold call can take with `summary`
+    /// inside `model`'s window: at least one, whose text [`Self::fold_request`] cuts if it
+    /// alone is too long. Folding piece by piece keeps every fold call within the window.
+    pub fn fold_piece(&self, model: &str, summary: &str, unfolded: &[HistoryEntry]) -> usize {
+        let budget = self.budget(model);
+        let mut used =
+            estimate_message_tokens(&Message::system(FOLD_SYSTEM)) + estimate_tokens(summary) + 32;
+        let mut n = 0;
+        for e in unfolded {
+            let cost = estimate_tokens(&e.content) + 4;
+            if n > 0 && used + cost > budget {
+                break;
+            }
+            used += cost;
+            n += 1;
+        }
+        n
+    }
+
+    /// The request that asks `model` to fold `unfolded` into `summary`, cut to fit its
+    /// window: a summary or a turn too long for it keeps its start and end.
+    pub fn fold_request(
+        &self,
+        model: &str,
+        summary: &str,
+        unfolded: &[HistoryEntry],
+    ) -> Vec<Message> {
+        let budget = self.budget(model);
+        let overhead = estimate_message_tokens(&Message::system(FOLD_SYSTEM)) + 32;
+        let room = budget.saturating_sub(overhead);
+        // The previous summary may take half the room; the new turns share the rest.
+        let previous = if summary.is_empty() {
+            "(none yet)".to_string()
+        } else {
+            fit(summary, room / 2)
+        };
+        let per_turn =
+            room.saturating_sub(estimate_tokens(&previous)) / unfolded.len().max(1) as u64;
         let mut transcript = String::new();
         for e in unfolded {
             transcript.push_str(e.role.as_str());
             transcript.push_str(": ");
-            transcript.push_str(&e.content);
+            transcript.push_str(&fit(&e.content, per_turn.saturating_sub(4)));
             transcript.push('\n');
         }
-        let previous = if summary.is_empty() {
-            "(none yet)"
-        } else {
-            summary
-        };
         vec![
-            Message::system(
-                "You maintain a running summary of a conversation between a user and an assistant. \
-                 Merge the previous summary and the new turns into one updated summary. Keep facts, \
-                 names, decisions, open questions and the user's preferences; drop pleasantries. \
-                 Reply with the summary only.",
-            ),
+            Message::system(FOLD_SYSTEM),
             Message::user(format!(
                 "Previous summary:\n{previous}\n\nNew turns:\n{transcript}"
             )),
         ]
     }
+}
+
+/// `text` cut to about `tokens` tokens, keeping its start and end around a marker.
+fn fit(text: &str, tokens: u64) -> String {
+    if estimate_tokens(text) <= tokens {
+        return text.to_string();
+    }
+    // The estimate is about four bytes a token.
+    let keep = (tokens as usize * 4).saturating_sub(48) / 2;
+    let mut head = keep.min(text.len());
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len().saturating_sub(keep).max(head);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n[… {} bytes left out to fit the context window …]\n{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
 }
 
 #[cfg(test)]
@@ -181,7 +267,7 @@ mod tests {
     #[test]
     fn chat_keeps_everything_that_fits() {
         let h = [entry(Role::User, "q1"), entry(Role::Assistant, "a1")];
-        let msgs = manager(1000).chat("m", &h, "q2").unwrap();
+        let msgs = manager(1000).chat("m", &h, "q2").unwrap().messages;
         assert_eq!(
             msgs,
             vec![
@@ -202,7 +288,9 @@ mod tests {
             entry(Role::User, "recent question"),
             entry(Role::Assistant, "recent answer"),
         ];
-        let msgs = manager(80).chat("m", &h, "now").unwrap();
+        let ctx = manager(80).chat("m", &h, "now").unwrap();
+        assert_eq!(ctx.left_out, 2);
+        let msgs = ctx.messages;
         assert_eq!(
             msgs,
             vec![
@@ -219,7 +307,8 @@ mod tests {
         let h = [entry(Role::User, "q"), entry(Role::Assistant, "a")];
         let msgs = manager(1000)
             .prompt("m", "earlier stuff", &h, "next")
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(
             msgs,
             vec![
@@ -245,6 +334,48 @@ mod tests {
         let m = manager(1000);
         assert!(!m.should_fold(&[entry(Role::User, "short")]));
         assert!(m.should_fold(&[entry(Role::User, &"word ".repeat(60))]));
+    }
+
+    #[test]
+    fn an_oversized_summary_is_cut_instead_of_failing_the_prompt() {
+        let huge = "fact ".repeat(2000);
+        let ctx = manager(200).prompt("m", &huge, &[], "next").unwrap();
+        let sent: u64 = ctx.messages.iter().map(estimate_message_tokens).sum();
+        assert!(sent <= 200, "{sent}");
+        assert!(ctx.messages[1].content.contains("left out to fit"));
+        assert_eq!(ctx.messages.last().unwrap(), &Message::user("next"));
+    }
+
+    #[test]
+    fn folds_are_planned_in_pieces_that_fit_the_window() {
+        let m = manager(200);
+        let turns: Vec<_> = (0..20)
+            .map(|i| entry(Role::User, &format!("turn {i} {}", "word ".repeat(20))))
+            .collect();
+        let mut start = 0;
+        let mut pieces = 0;
+        while start < turns.len() {
+            let n = m.fold_piece("m", "a summary", &turns[start..]);
+            assert!(n >= 1);
+            let sent: u64 = m
+                .fold_request("m", "a summary", &turns[start..start + n])
+                .iter()
+                .map(estimate_message_tokens)
+                .sum();
+            assert!(sent <= 200, "piece of {n} is {sent} tokens");
+            start += n;
+            pieces += 1;
+        }
+        assert!(pieces > 1);
+        // One turn longer than the window alone is cut to fit.
+        let giant = [entry(Role::User, &"word ".repeat(1000))];
+        assert_eq!(m.fold_piece("m", "", &giant), 1);
+        let sent: u64 = m
+            .fold_request("m", "", &giant)
+            .iter()
+            .map(estimate_message_tokens)
+            .sum();
+        assert!(sent <= 200, "{sent}");
     }
 
     #[test]

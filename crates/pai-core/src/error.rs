@@ -48,11 +48,19 @@ pub enum CoreError {
         model: String,
     },
     #[error(
+        "the system prompt is about {tokens} tokens, more than model '{model}' can take ({window}); shorten [context] system_prompt in config.toml or raise [context] context_window"
+    )]
+    SystemPromptTooLong {
+        tokens: u64,
+        window: u64,
+        model: String,
+    },
+    #[error(
         "PAI_HOME could not be determined on this platform; set PAI_HOME to a directory for PAI's data"
     )]
     NoHome,
-    #[error("nothing was sent: {0}; raise the budget or wait for it to reset")]
-    BudgetExhausted(String),
+    #[error("nothing was sent: {0}; {hint}", hint = .0.hint())]
+    BudgetExhausted(crate::StopReason),
     #[error("local model '{model}' is not installed; {hint}")]
     ModelNotInstalled { model: String, hint: String },
     #[error("{path} is not a model PAI can add: {detail}")]
@@ -61,6 +69,15 @@ pub enum CoreError {
     Provider(#[from] pai_providers::ProviderError),
     #[error("the audit log refused the record, so nothing was sent: {0}")]
     Audit(#[from] pai_audit::AuditError),
+    /// The audit log failed after something already happened that cannot be taken back.
+    #[error(
+        "{done}, but the audit log could not record it ({source}); nothing was saved to the session — fix the audit log (free disk space?) before going on"
+    )]
+    Unrecorded {
+        /// What happened before the record failed, e.g. "the request was sent and answered".
+        done: &'static str,
+        source: pai_audit::AuditError,
+    },
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

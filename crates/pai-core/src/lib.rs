@@ -22,10 +22,11 @@ pub use config::{
     BudgetSettings, Config, ContextSettings, CustomProvider, LocalSettings, NetworkSettings,
     ToolSettings,
 };
-pub use context::{ContextManager, model_window};
+pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
 pub use engine::{
-    Budgets, DEFAULT_MAX_CHAIN, Engine, Event, Limits, ToolOutcome, Turn, TurnOutcome,
+    Budget, Budgets, Cancel, DEFAULT_MAX_CALLS_PER_ROUND, DEFAULT_MAX_CHAIN, Engine, Event, Limits,
+    StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
 };
 pub use error::{CoreError, Result};
 pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider, session_endpoint};

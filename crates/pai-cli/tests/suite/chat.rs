@@ -110,3 +110,32 @@ async fn a_backslash_continues_the_line() {
     let messages = bodies[0]["messages"].as_array().unwrap();
     assert_eq!(messages.last().unwrap()["content"], "line one\nline two");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_left_out_to_fit_the_window_are_counted_once_per_chat() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json(&"long answer ".repeat(40), 5, 3).await;
+    let pai = Pai::new();
+    pai.home.write_config(
+        "[context]\ncontext_window = 200\nreserve_output_tokens = 0\nsystem_prompt = \"sys\"\n",
+    );
+    pai.init("s", &mock.base_url());
+
+    let run = pai
+        .run_stdin(&["chat", "--no-tools"], "one\ntwo\nthree\nfour\n")
+        .success();
+    let notes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("do not fit the model's context window"))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![
+            "note: 2 older messages do not fit the model's context window and were left out (the session keeps them)"
+        ],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pai.history("s").len(), 8);
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat;
+mod endings;
 mod failures;
 mod files;
 mod help;
@@ -204,6 +205,13 @@ impl Run {
     #[track_caller]
     pub fn success(self) -> Self {
         assert_eq!(self.code, Some(0), "pai failed: {self:#?}");
+        self
+    }
+
+    /// The run ended with exactly this exit code (docs/cli.md lists them).
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, Some(code), "pai exit code: {self:#?}");
         self
     }
 

@@ -217,29 +217,130 @@ async fn chat_mode_offers_read_tools_once_and_refuses_to_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_loop_ends_on_its_token_budget_and_keeps_the_turn() {
-    // Each call costs 100 tokens; the model never stops calling tools.
-    let (mock, script) = Script::mount(vec![tool_call("current_time", json!({}), 100)]).await;
+    // Each call costs 1000 tokens; the model never stops calling tools. A request with the
+    // tool descriptions is about 1,300 tokens, so after two calls the 500 left cannot pay
+    // for a third: it is never sent.
+    let (mock, script) = Script::mount(vec![tool_call("current_time", json!({}), 1000)]).await;
     let (pai, work) = setup(&mock);
 
     let run = pai
         .run(&[
             "agent",
             "--budget-tokens",
-            "250",
+            "2500",
             "--root",
             &root(&work),
             "keep going",
         ])
-        .success();
+        .code(3);
 
-    assert_eq!(script.requests().len(), 3, "stops once 250 tokens are used");
+    assert_eq!(
+        script.requests().len(),
+        2,
+        "stops before the budget is passed"
+    );
     assert!(
         run.stderr
-            .contains("stopped: the token budget for this run (250) was reached"),
+            .contains("stopped: the next request alone is about")
+            && run
+                .stderr
+                .contains("more than the 500 left of the token budget for this run"),
         "{}",
         run.stderr
     );
     assert_eq!(pai.history("s").len(), 2, "what was produced is saved");
+    // The answer's max_tokens is clamped to what the budget leaves.
+    let first = &script.requests()[0];
+    let max = first["max_tokens"]
+        .as_u64()
+        .or(first["max_completion_tokens"].as_u64())
+        .unwrap_or_else(|| panic!("no max_tokens: {first}"));
+    assert!(max < 2500, "{max}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_smaller_than_the_request_sends_nothing() {
+    let (mock, script) = Script::mount(vec![answer("hi", 5)]).await;
+    let (pai, _work) = setup(&mock);
+    let line = pai
+        .run(&["prompt", "--budget-tokens", "5", "hello"])
+        .error_line();
+    assert!(
+        line.contains("nothing was sent: the next request alone is about")
+            && line.ends_with("raise --budget-tokens"),
+        "{line}"
+    );
+    assert_eq!(script.requests().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_exits_3_when_its_step_limit_stops_it() {
+    let (mock, _script) = Script::mount(vec![
+        tool_call("current_time", json!({}), 1),
+        answer("partial", 1),
+    ])
+    .await;
+    let (pai, work) = setup(&mock);
+    let run = pai
+        .run(&["agent", "--max-steps", "1", "--root", &root(&work), "go"])
+        .code(3);
+    assert!(
+        run.stderr
+            .contains("stopped: the step limit (1) was reached"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "partial\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_reply_with_300_tool_calls_runs_only_the_round_cap() {
+    let many: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({ "id": format!("c{i}"), "type": "function",
+                    "function": { "name": "current_time", "arguments": "{}" } })
+        })
+        .collect();
+    let flood = json!({
+        "choices": [{ "index": 0,
+            "message": { "role": "assistant", "content": null, "tool_calls": many },
+            "finish_reason": "tool_calls" }],
+        "usage": { "prompt_tokens": 1, "completion_tokens": 0 }
+    });
+    let (mock, script) = Script::mount(vec![flood, answer("done", 1)]).await;
+    let (pai, work) = setup(&mock);
+    pai.home.write_config(&format!(
+        "{FAST_CONFIG}\n[tools]\nmax_calls_per_round = 3\n"
+    ));
+    let run = pai
+        .run(&[
+            "prompt",
+            "--max-chain",
+            "1",
+            "--root",
+            &root(&work),
+            "time?",
+        ])
+        .success();
+    assert_eq!(
+        run.stderr.matches("→ current_time").count(),
+        3,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("297 more tool calls refused"),
+        "{}",
+        run.stderr
+    );
+    let back = &script.requests()[1]["messages"];
+    let results = back
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .count();
+    assert_eq!(results, 300, "every call id is answered");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,10 +455,13 @@ async fn a_used_up_session_budget_sends_nothing() {
     ])
     .success();
 
-    pai.run(&["prompt", "hello"]).success();
-    let line = pai.run(&["prompt", "again"]).error_line();
+    // Without tool descriptions a short prompt fits the budget of 30.
+    pai.run(&["prompt", "--no-tools", "hello"]).success();
+    let line = pai.run(&["prompt", "--no-tools", "again"]).error_line();
     assert!(
-        line.contains("nothing was sent: session 's' reached its token budget (30; 40 used)"),
+        line.contains(
+            "nothing was sent: the token budget of session 's' (30; 40 used) was reached; session budgets never reset"
+        ),
         "{line}"
     );
     assert_eq!(script.requests().len(), 1);
@@ -365,7 +469,7 @@ async fn a_used_up_session_budget_sends_nothing() {
     assert_eq!(status["budget_tokens"], 30);
 
     pai.run(&["s", "budget", "none"]).success();
-    pai.run(&["prompt", "again"]).success();
+    pai.run(&["prompt", "--no-tools", "again"]).success();
     assert_eq!(script.requests().len(), 2);
 }
 
@@ -425,9 +529,11 @@ async fn the_daily_cap_counts_every_session_and_stops_the_next_call() {
     pai.init("a", &mock.base_url());
     pai.init("b", &mock.base_url());
 
-    pai.run(&["a", "prompt", "one"]).success();
-    pai.run(&["b", "prompt", "two"]).success();
-    let line = pai.run(&["a", "prompt", "three"]).error_line();
+    pai.run(&["a", "prompt", "--no-tools", "one"]).success();
+    pai.run(&["b", "prompt", "--no-tools", "two"]).success();
+    let line = pai
+        .run(&["a", "prompt", "--no-tools", "three"])
+        .error_line();
     assert!(
         line.contains("the daily token cap (70; 80 used today) was reached"),
         "{line}"

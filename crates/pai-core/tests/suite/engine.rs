@@ -4,17 +4,21 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use futures::stream;
 use pai_audit::{AuditError, AuditEvent, AuditSink, EventId, EventKind};
 use pai_core::{
-    ContextManager, ContextSettings, CoreError, Engine, Event, HistoryEntry, Limits, SessionStore,
-    Turn,
+    Approval, ApprovalRequest, Approver, Budgets, Cancel, ContextManager, ContextSettings,
+    CoreError, DEFAULT_MAX_CALLS_PER_ROUND, Engine, Event, HistoryEntry, Limits, SessionStore,
+    StopReason, Turn, TurnEnd, UsageLedger,
 };
 use pai_providers::{
     ChatEvent, ChatRequest, ChatStream, Endpoint, MockProvider, ProviderError, ProviderInfo,
     ProviderKind,
 };
-use pai_types::{Locality, Message, Mode, Role, Usage, estimate_message_tokens, estimate_tokens};
+use pai_types::{
+    Effect, Locality, Message, Mode, Role, Usage, estimate_message_tokens, estimate_tokens,
+};
 use pretty_assertions::assert_eq;
 
 use super::{MODEL, create, name, temp_store, turn};
@@ -517,7 +521,7 @@ async fn prompt_mode_folds_once_past_the_threshold_and_then_sends_the_summary() 
         [
             Sent {
                 model: MODEL.into(),
-                messages: ContextManager::new(folding).fold_request("", &history),
+                messages: ContextManager::new(folding).fold_request(MODEL, "", &history),
                 stream: false,
             },
             Sent {
@@ -590,22 +594,482 @@ async fn a_model_override_is_used_for_the_turn_only() {
 async fn a_cancelled_turn_is_recorded_with_the_model_it_ran_with() {
     let h = Harness::new();
     let engine = h.engine(never_called(), settings());
-    engine.record_cancelled(&chat("q"), "partial answ").unwrap();
+    engine
+        .record_cancelled(&chat("q"), Cancel::Interrupted, "partial answ")
+        .unwrap();
     engine
         .record_cancelled(
             &Turn {
                 model: Some("other-model".into()),
                 ..prompt("q")
             },
+            Cancel::OutputClosed,
             "",
         )
         .unwrap();
     assert_eq!(
         h.audit.events(),
         vec![
-            audit(EventKind::Cancelled, Mode::Chat, MODEL, "partial answ"),
-            audit(EventKind::Cancelled, Mode::Prompt, "other-model", ""),
+            audit(
+                EventKind::Cancelled,
+                Mode::Chat,
+                MODEL,
+                "[interrupted] partial answ"
+            ),
+            audit(
+                EventKind::Cancelled,
+                Mode::Prompt,
+                "other-model",
+                "[output closed]"
+            ),
         ]
     );
+    assert_eq!(h.history(), vec![]);
+}
+
+// ---- Limits, budgets, folds in pieces, approvals, cancellation -----------------------
+
+/// A provider answering each call with the next reply (the last repeats), recording each
+/// request whole (`max_tokens` and tools included).
+fn recording(replies: Vec<Reply>) -> (MockProvider, Arc<Mutex<Vec<ChatRequest>>>) {
+    let mut provider = MockProvider::new();
+    provider.expect_info().return_const(info());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let replies = Mutex::new(VecDeque::from(replies));
+    let log = seen.clone();
+    provider.expect_chat().returning(move |request| {
+        log.lock().unwrap().push(request);
+        let mut replies = replies.lock().unwrap();
+        let reply = if replies.len() > 1 {
+            replies.pop_front().unwrap()
+        } else {
+            let last = replies.front().unwrap();
+            last.iter()
+                .map(|e| Ok(e.as_ref().expect("recording() replies are Ok").clone()))
+                .collect()
+        };
+        Ok(Box::pin(stream::iter(reply)) as ChatStream)
+    });
+    (provider, seen)
+}
+
+fn calls(name: &str, n: usize, tokens: u64) -> Reply {
+    let mut events: Reply = (0..n)
+        .map(|i| {
+            Ok(ChatEvent::ToolCall(pai_types::ToolCall {
+                id: format!("call_{i}"),
+                name: name.into(),
+                arguments: "{}".into(),
+            }))
+        })
+        .collect();
+    events.push(Ok(ChatEvent::Usage(reported(tokens, 0))));
+    events.push(Ok(ChatEvent::Finished {
+        reason: "tool_calls".into(),
+    }));
+    events
+}
+
+/// A tool that counts its calls, with the effects given.
+#[derive(Debug)]
+struct Counter {
+    info: pai_tools::ToolInfo,
+    runs: Arc<Mutex<u32>>,
+}
+
+#[async_trait::async_trait]
+impl pai_tools::Tool for Counter {
+    fn info(&self) -> &pai_tools::ToolInfo {
+        &self.info
+    }
+    async fn call(
+        &self,
+        _args: serde_json::Value,
+        _cx: &pai_tools::ToolContext,
+    ) -> Result<pai_tools::ToolOutput, pai_tools::ToolError> {
+        *self.runs.lock().unwrap() += 1;
+        Ok(pai_tools::ToolOutput::text("counted"))
+    }
+}
+
+fn counter(name: &str, effect: Effect) -> (pai_tools::ToolRegistry, Arc<Mutex<u32>>) {
+    let runs = Arc::new(Mutex::new(0));
+    let mut registry = pai_tools::ToolRegistry::new();
+    registry
+        .register(Arc::new(Counter {
+            info: pai_tools::ToolInfo {
+                spec: pai_types::ToolSpec {
+                    name: name.into(),
+                    description: "counts".into(),
+                    parameters: serde_json::json!({"type": "object"}),
+                },
+                effects: [effect].into(),
+                source: "test".into(),
+            },
+            runs: runs.clone(),
+        }))
+        .unwrap();
+    (registry, runs)
+}
+
+mockall::mock! {
+    Asker {}
+    #[async_trait::async_trait]
+    impl Approver for Asker {
+        async fn approve(&self, request: &ApprovalRequest) -> Approval;
+    }
+}
+
+/// Today's use as another process would change it.
+struct SharedLedger(Arc<Mutex<u64>>);
+
+impl UsageLedger for SharedLedger {
+    fn used_today(&self) -> pai_core::Result<u64> {
+        Ok(*self.0.lock().unwrap())
+    }
+}
+
+fn session_budget(h: &Harness, cap: u64) {
+    h.store
+        .update(&name(SESSION), |meta| {
+            meta.budget_tokens = Some(cap);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_sends_nothing_not_even_a_fold() {
+    let h = Harness::new();
+    // 8 entries of 5 tokens each and 1 reported token per answer: 4 used of a budget of 4.
+    for i in 0..4 {
+        let [q, mut a] = turn(&format!("q{i}"), &format!("a{i}"));
+        a.usage = Some(reported(1, 0));
+        h.store.append(&name(SESSION), &[q, a]).unwrap();
+    }
+    session_budget(&h, 4);
+    let engine = h.engine(
+        never_called(),
+        ContextSettings {
+            summary_threshold_tokens: 1,
+            ..settings()
+        },
+    );
+    let (result, events) = run(&engine, &prompt("more")).await;
+    let err = result.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "nothing was sent: the token budget of session 'work' (4; 4 used) was reached; session budgets never reset: raise it with 'pai work budget <tokens>' or remove it with 'pai work budget none'"
+    );
+    assert_eq!(events, vec![]);
+    assert_eq!(h.audit.kinds(), vec![]);
+    assert_eq!(h.store.load_meta(&name(SESSION)).unwrap().folded, 0);
+}
+
+#[tokio::test]
+async fn a_request_bigger_than_what_is_left_is_refused_and_answers_are_clamped() {
+    let h = Harness::new();
+    let engine = h.engine(never_called(), settings());
+    let turn = Turn {
+        limits: Limits {
+            budget_tokens: Some(5),
+            ..Limits::default()
+        },
+        ..prompt("a question of a good many words, more than five tokens")
+    };
+    let err = run(&engine, &turn).await.0.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoreError::BudgetExhausted(StopReason::RequestOverBudget { left: 5, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("raise --budget-tokens"), "{err}");
+    drop(engine);
+
+    // With room, the answer may use only what the request leaves.
+    let (provider, seen) = recording(vec![reply(&["ok"], Some((10, 2)))]);
+    let engine = h.engine(provider, settings());
+    let turn = Turn {
+        limits: Limits {
+            budget_tokens: Some(100),
+            ..Limits::default()
+        },
+        ..prompt("hi")
+    };
+    run(&engine, &turn).await.0.unwrap();
+    let request = seen.lock().unwrap()[0].clone();
+    let input: u64 = request.messages.iter().map(estimate_message_tokens).sum();
+    assert_eq!(request.max_tokens, Some((100 - input) as u32));
+}
+
+#[tokio::test]
+async fn the_daily_cap_is_read_before_every_call() {
+    let h = Harness::new();
+    let (provider, seen) = recording(vec![reply(&["ok"], Some((1, 1)))]);
+    // Other processes use tokens while this engine (a long chat) lives.
+    let today = Arc::new(Mutex::new(0));
+    let engine = h.engine(provider, settings()).with_budgets(Budgets {
+        session: None,
+        daily: Some((100, Arc::new(SharedLedger(today.clone())))),
+    });
+    run(&engine, &chat("one")).await.0.unwrap();
+    *today.lock().unwrap() = 60;
+    run(&engine, &chat("two")).await.0.unwrap();
+    *today.lock().unwrap() = 120;
+    let err = run(&engine, &chat("three")).await.0.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the daily token cap (100; 120 used today) was reached"),
+        "{err}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn folding_goes_in_pieces_that_fit_the_window_and_a_bad_fold_never_bricks_the_session() {
+    let h = Harness::new();
+    let long = "word ".repeat(30); // ~40 tokens a message
+    for i in 0..10 {
+        h.seed(&[(&format!("q{i} {long}"), &format!("a{i} {long}"))]);
+    }
+    let window = ContextSettings {
+        summary_threshold_tokens: 100,
+        context_window: 300,
+        ..settings()
+    };
+    // The fold "model" echoes a summary far bigger than the window, every time.
+    let echo = "everything ".repeat(2000);
+    let (provider, seen) = recording(vec![reply(&[&echo], Some((1, 1)))]);
+    let engine = h.engine(provider, window.clone());
+    let (outcome, events) = run(&engine, &prompt("next")).await;
+    let outcome = outcome.unwrap();
+    assert!(matches!(events[0], Event::Folded { .. }), "{events:?}");
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests.len() > 2, "folded in several pieces");
+    for r in &requests {
+        let sent: u64 = r.messages.iter().map(estimate_message_tokens).sum();
+        assert!(
+            sent <= 300,
+            "a request of {sent} tokens in a 300-token window"
+        );
+    }
+    // Fold answers are capped at half the window.
+    assert!(
+        requests[..requests.len() - 1]
+            .iter()
+            .all(|r| r.max_tokens == Some(150))
+    );
+    assert_eq!(outcome.answer, echo);
+    // Later prompts work: the oversized summary is cut to fit, not an error.
+    run(&engine, &prompt("and again")).await.0.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_fold_is_reported_and_the_prompt_still_answers() {
+    let h = Harness::new();
+    h.seed(&[("q1", "a1"), ("q2", "a2")]);
+    let (provider, _) = scripted(vec![
+        Err(ProviderError::Connect {
+            at: at(),
+            detail: "connection refused".into(),
+        }),
+        Ok(reply(&["answer"], Some((5, 1)))),
+    ]);
+    let engine = h.engine(
+        provider,
+        ContextSettings {
+            summary_threshold_tokens: 1,
+            ..settings()
+        },
+    );
+    let (outcome, events) = run(&engine, &prompt("next")).await;
+    assert_eq!(outcome.unwrap().answer, "answer");
+    assert!(
+        matches!(&events[0], Event::FoldFailed { reason } if reason.contains("connection refused")),
+        "{events:?}"
+    );
+    assert_eq!(h.store.load_meta(&name(SESSION)).unwrap().folded, 0);
+}
+
+#[tokio::test]
+async fn one_reply_runs_at_most_the_round_cap_of_tool_calls() {
+    let h = Harness::new();
+    let (tools, runs) = counter("count", Effect::Read);
+    let (provider, seen) = recording(vec![calls("count", 300, 1), reply(&["done"], Some((1, 1)))]);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default());
+    let turn = Turn {
+        limits: Limits {
+            max_chain: Some(1),
+            ..Limits::default()
+        },
+        ..prompt("count")
+    };
+    let (outcome, events) = run(&engine, &turn).await;
+    assert_eq!(outcome.unwrap().answer, "done");
+    assert_eq!(*runs.lock().unwrap(), DEFAULT_MAX_CALLS_PER_ROUND);
+    assert!(
+        events.contains(&Event::ToolCallsRefused {
+            count: 292,
+            reason:
+                "at most 8 tool calls run per reply; 292 more were not run (ask for fewer at once)"
+                    .into()
+        })
+    );
+    // Every call id got an answer, and the model was asked once more, without tools.
+    let second = seen.lock().unwrap()[1].clone();
+    let results = second
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .count();
+    assert_eq!(results, 300);
+    assert!(second.tools.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_budget_is_checked_before_tool_results_go_back() {
+    let h = Harness::new();
+    let (tools, runs) = counter("count", Effect::Read);
+    let (provider, seen) = recording(vec![calls("count", 1, 490)]);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default());
+    let turn = Turn {
+        mode: Mode::Agent,
+        limits: Limits {
+            budget_tokens: Some(500),
+            ..Limits::default()
+        },
+        ..prompt("go")
+    };
+    let outcome = run(&engine, &turn).await.0.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "the results were never sent");
+    assert_eq!(*runs.lock().unwrap(), 1);
+    assert!(
+        matches!(outcome.stopped, Some(StopReason::RequestOverBudget { .. })),
+        "{:?}",
+        outcome.stopped
+    );
+}
+
+#[tokio::test]
+async fn agent_steps_approvals_and_always() {
+    let h = Harness::new();
+    let (tools, runs) = counter("write_it", Effect::Write);
+    let (provider, _) = recording(vec![calls("write_it", 2, 1)]);
+    let mut asker = MockAsker::new();
+    // "Always" on the first question: the second call runs without asking.
+    asker.expect_approve().times(1).returning(|r| {
+        assert_eq!(r.tool, "write_it");
+        Approval::Always
+    });
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default())
+        .with_approver(Arc::new(asker));
+    let turn = Turn {
+        mode: Mode::Agent,
+        limits: Limits {
+            max_steps: Some(2),
+            ..Limits::default()
+        },
+        ..prompt("go")
+    };
+    let outcome = run(&engine, &turn).await.0.unwrap();
+    assert_eq!(*runs.lock().unwrap(), 4, "two calls in each of two steps");
+    assert_eq!(outcome.stopped, Some(StopReason::StepLimit { steps: 2 }));
+}
+
+#[tokio::test]
+async fn a_refused_approval_goes_back_to_the_model() {
+    let h = Harness::new();
+    let (tools, runs) = counter("write_it", Effect::Write);
+    let (provider, seen) = recording(vec![calls("write_it", 1, 1), reply(&["ok"], None)]);
+    let mut asker = MockAsker::new();
+    asker.expect_approve().times(1).return_const(Approval::No);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default())
+        .with_approver(Arc::new(asker));
+    let turn = Turn {
+        mode: Mode::Agent,
+        ..prompt("go")
+    };
+    let (outcome, events) = run(&engine, &turn).await;
+    assert_eq!(outcome.unwrap().stopped, None);
+    assert_eq!(*runs.lock().unwrap(), 0);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ToolResult { outcome: pai_core::ToolOutcome::Refused(why), .. }
+            if why.contains("did not approve")
+    )));
+    let back = seen.lock().unwrap()[1].messages.last().unwrap().clone();
+    assert!(
+        back.content
+            .starts_with("refused: the user did not approve"),
+        "{back:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_audit_failure_after_the_request_left_says_it_was_sent() {
+    let h = Harness::with_audit(RecordingAudit::refusing(EventKind::Response));
+    let (provider, _) = scripted(vec![Ok(reply(&["hi"], Some((1, 1))))]);
+    let engine = h.engine(provider, settings());
+    let err = run(&engine, &prompt("hello")).await.0.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "the request was sent and answered, but the audit log could not record it"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("nothing was sent"), "{text}");
+    assert_eq!(h.history(), vec![]);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_records_why_and_what_had_arrived() {
+    let h = Harness::new();
+    let mut provider = MockProvider::new();
+    provider.expect_info().return_const(info());
+    provider.expect_chat().times(1).returning(|_| {
+        let head = stream::iter(vec![Ok(ChatEvent::Delta("half an ans".into()))]);
+        Ok(Box::pin(head.chain(stream::pending())) as ChatStream)
+    });
+    let engine = h.engine(provider, settings());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut tx = Some(tx);
+    let end = engine
+        .run_until(
+            &prompt("q"),
+            &mut |e| {
+                if matches!(e, Event::Delta(_)) {
+                    tx.take().map(|tx| tx.send(()));
+                }
+            },
+            async {
+                let _ = rx.await;
+                Cancel::OutputClosed
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        end,
+        TurnEnd::Cancelled {
+            reason: Cancel::OutputClosed,
+            partial: "half an ans".into()
+        }
+    );
+    assert_eq!(
+        h.audit.kinds(),
+        vec![EventKind::Prompt, EventKind::Cancelled]
+    );
+    assert_eq!(h.audit.events()[1].content, "[output closed] half an ans");
     assert_eq!(h.history(), vec![]);
 }

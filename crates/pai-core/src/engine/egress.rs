@@ -1,0 +1,159 @@
+//! The chokepoint: every model call is recorded before it leaves, refused when the record
+//! cannot be written, and its outcome recorded when it returns.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use pai_audit::{AuditEvent, EventKind};
+use pai_providers::{ChatEvent, ChatRequest, Endpoint, ProviderError};
+use pai_types::{Message, ToolCall, ToolSpec, Usage, estimate_message_tokens, estimate_tokens};
+
+use super::{Engine, Event, Scope};
+use crate::error::{CoreError, Result};
+
+/// One model call as the turn loop wants it.
+pub(crate) struct Call<'a> {
+    pub messages: Vec<Message>,
+    /// What the audit's prompt record says was sent.
+    pub label: &'a str,
+    pub tools: Vec<ToolSpec>,
+    pub stream: bool,
+    /// Most tokens the answer may have (what the tightest budget leaves).
+    pub max_tokens: Option<u64>,
+    /// `Response`, or `Summary` for a fold.
+    pub kind: EventKind,
+}
+
+/// One model reply: its text, the tools it wants called, what it cost.
+pub(crate) struct Reply {
+    pub text: String,
+    pub calls: Vec<ToolCall>,
+    pub usage: Usage,
+}
+
+impl Engine {
+    pub(crate) async fn call(
+        &self,
+        scope: &Scope<'_>,
+        call: Call<'_>,
+        on_event: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<Reply> {
+        let started = Instant::now();
+        self.audit
+            .record(&self.event(scope, EventKind::Prompt, call.label.to_string()))?;
+
+        let prompt_estimate: u64 = call.messages.iter().map(estimate_message_tokens).sum();
+        let mut request = ChatRequest::new(scope.model, call.messages, call.stream);
+        request.tools = call.tools;
+        request.max_tokens = call.max_tokens.map(|m| m.min(u64::from(u32::MAX)) as u32);
+        let attempts = request.attempts.clone();
+        let outcome = self.collect(request, on_event).await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        self.record_attempts(scope, attempts.take());
+        match outcome {
+            Ok((text, calls, usage)) => {
+                let usage = usage.unwrap_or(Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: estimate_tokens(&text)
+                        + calls
+                            .iter()
+                            .map(|c| estimate_tokens(&c.arguments))
+                            .sum::<u64>(),
+                    estimated: true,
+                });
+                self.audit
+                    .record(
+                        &self
+                            .event(scope, call.kind, text.clone())
+                            .usage(usage)
+                            .duration_ms(elapsed),
+                    )
+                    .map_err(|source| CoreError::Unrecorded {
+                        done: "the request was sent and answered",
+                        source,
+                    })?;
+                Ok(Reply { text, calls, usage })
+            }
+            Err(err) => {
+                // The failure is recorded best-effort: the user must see the real error.
+                if let Err(audit_err) = self.audit.record(
+                    &self
+                        .event(scope, EventKind::Error, err.to_string())
+                        .duration_ms(elapsed),
+                ) {
+                    tracing::warn!(error = %audit_err, "could not record a failed call");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends `request` and gathers the answer. Per the `Provider` contract a stream that
+    /// ends without `Finished` was cut off: its partial answer must not be stored.
+    async fn collect(
+        &self,
+        request: ChatRequest,
+        on_event: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<(String, Vec<ToolCall>, Option<Usage>)> {
+        let mut events = self.provider.chat(request).await?;
+        let mut answer = String::new();
+        let mut calls = Vec::new();
+        let mut usage = None;
+        let mut finished = false;
+        while let Some(event) = events.next().await {
+            match event? {
+                ChatEvent::Delta(text) => {
+                    answer.push_str(&text);
+                    on_event(Event::Delta(text));
+                }
+                ChatEvent::Usage(u) => usage = Some(u),
+                ChatEvent::ToolCall(call) => calls.push(call),
+                ChatEvent::Finished { .. } => finished = true,
+            }
+        }
+        if !finished {
+            let info = self.provider.info();
+            return Err(ProviderError::StreamCut {
+                at: Endpoint {
+                    provider: info.name.clone(),
+                    url: info.endpoint.clone(),
+                },
+                detail: "the stream ended without a finish reason".into(),
+            }
+            .into());
+        }
+        Ok((answer, calls, usage))
+    }
+
+    pub(crate) fn event(&self, scope: &Scope<'_>, kind: EventKind, content: String) -> AuditEvent {
+        let info = self.provider.info();
+        AuditEvent::new(kind, content)
+            .session(scope.session)
+            .mode(scope.mode)
+            .provider(info.name.clone())
+            .endpoint(info.endpoint.clone())
+            .model(scope.model)
+            .locality(info.locality)
+    }
+
+    /// Every failed HTTP attempt of a call, retried or final, goes into the audit log.
+    fn record_attempts(&self, scope: &Scope<'_>, attempts: Vec<pai_providers::Attempt>) {
+        for a in attempts {
+            let next = match a.waited_ms {
+                Some(ms) => format!("retried after {ms} ms"),
+                None => "gave up".to_string(),
+            };
+            let asked = a
+                .asked_wait_ms
+                .map(|ms| format!(" (server asked to wait {ms} ms)"))
+                .unwrap_or_default();
+            let line = format!("attempt {}: {}{asked}; {next}", a.number, a.outcome);
+            if let Err(e) = self
+                .audit
+                .record(&self.event(scope, EventKind::Attempt, line))
+            {
+                tracing::warn!(error = %e, "could not record a failed attempt");
+            }
+        }
+    }
+}

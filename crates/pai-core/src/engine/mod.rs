@@ -1,0 +1,463 @@
+//! The engine: one turn from input to stored answer. `mod.rs` holds the turn loop;
+//! `egress` the one path a model call takes; `tools` the tool checkpoint; `budget` the
+//! token caps; `fold` the running summary.
+
+mod budget;
+mod egress;
+mod fold;
+mod tools;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::Either;
+use pai_audit::{AuditSink, EventKind};
+use pai_providers::{Provider, ProviderError};
+use pai_tools::{ToolContext, ToolRegistry};
+use pai_types::{
+    Effect, Message, Mode, SessionName, ToolSpec, Usage, estimate_message_tokens, estimate_tokens,
+};
+
+use crate::approval::{Approver, DenyAll};
+use crate::context::ContextManager;
+use crate::error::{CoreError, Result};
+use crate::session::{HistoryEntry, SessionStore};
+
+pub use budget::{Budget, Budgets, StopReason, UsageLedger};
+pub use tools::DEFAULT_MAX_CALLS_PER_ROUND;
+
+use budget::Spend;
+use egress::Call;
+
+/// Tool rounds prompt mode allows when the user sets none.
+pub const DEFAULT_MAX_CHAIN: u32 = 3;
+
+/// One user input to run in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub session: SessionName,
+    pub mode: Mode,
+    pub input: String,
+    /// Ask the provider to stream.
+    pub stream: bool,
+    /// Use this model for this turn only instead of the session's.
+    pub model: Option<String>,
+    pub limits: Limits,
+}
+
+/// What one turn may spend and do beyond its mode's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Prompt mode: tool rounds before the model must answer (default 3).
+    pub max_chain: Option<u32>,
+    /// Agent mode: tool rounds before the run stops (default: unbounded).
+    pub max_steps: Option<u32>,
+    /// Tool calls run from one model reply (default [`DEFAULT_MAX_CALLS_PER_ROUND`]).
+    pub max_calls_per_round: Option<u32>,
+    /// Tokens this turn may use, all model calls together.
+    pub budget_tokens: Option<u64>,
+    /// Effects allowed without asking (agent mode), e.g. `--allow write`.
+    pub allow: BTreeSet<Effect>,
+}
+
+/// How a tool call ended, as reported to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolOutcome {
+    /// It ran; `bytes` of output went back to the model.
+    Done { bytes: usize, truncated: bool },
+    /// It ran and failed; the error went back to the model.
+    Failed(String),
+    /// It was not allowed to run; the reason went back to the model.
+    Refused(String),
+}
+
+/// What a running turn reports, in order, for the caller to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The unfolded turns were folded into the running summary first.
+    Folded { usage: Usage },
+    /// Folding failed; the turn goes on with the recent turns that fit.
+    FoldFailed { reason: String },
+    /// Chat: this many older history messages did not fit the window and were left out.
+    Trimmed { left_out: usize },
+    /// The model refused a request that offered tools; the turn goes on without them.
+    ToolsUnsupported { detail: String },
+    /// A piece of the answer.
+    Delta(String),
+    /// The model asked to call a tool.
+    ToolCall { name: String, arguments: String },
+    /// A tool call ended.
+    ToolResult { name: String, outcome: ToolOutcome },
+    /// A reply asked for more tool calls than a round allows; these did not run.
+    ToolCallsRefused { count: usize, reason: String },
+}
+
+/// The result of a finished turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnOutcome {
+    pub answer: String,
+    /// Every model call of the turn, a fold it needed included.
+    pub usage: Usage,
+    pub model: String,
+    pub duration: Duration,
+    /// Tool calls the model made.
+    pub tool_calls: u32,
+    /// Why the turn ended before the model was done (a budget or a step limit).
+    pub stopped: Option<StopReason>,
+}
+
+/// Why a caller ended a turn before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The user pressed Ctrl+C.
+    Interrupted,
+    /// The process was asked to stop (SIGTERM).
+    Terminated,
+    /// Whoever read the answer went away (a closed pipe).
+    OutputClosed,
+}
+
+impl fmt::Display for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cancel::Interrupted => "interrupted",
+            Cancel::Terminated => "terminated",
+            Cancel::OutputClosed => "output closed",
+        })
+    }
+}
+
+/// How a cancellable turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnEnd {
+    Done(TurnOutcome),
+    /// Cancelled: recorded in the audit log, nothing stored in the session.
+    Cancelled {
+        reason: Cancel,
+        partial: String,
+    },
+}
+
+/// Runs turns: context in, model calls and tool rounds within the mode's limits, history
+/// and audit out. Every byte sent to a model passes `Engine::call`, which records the
+/// request in the audit log before anything leaves and refuses to send when the record
+/// cannot be written; every tool call passes the tool checkpoint.
+pub struct Engine {
+    provider: Arc<dyn Provider>,
+    audit: Arc<dyn AuditSink>,
+    store: SessionStore,
+    context: ContextManager,
+    tools: ToolRegistry,
+    tool_cx: ToolContext,
+    approver: Arc<dyn Approver>,
+    /// Tools the user approved with "always" while this engine runs.
+    always: Mutex<BTreeSet<String>>,
+    budgets: Budgets,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("provider", self.provider.info())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a model call is for, for the audit record.
+pub(crate) struct Scope<'a> {
+    session: &'a SessionName,
+    mode: Mode,
+    model: &'a str,
+}
+
+const FOLD_LABEL: &str = "[fold the unfolded turns into the running summary]";
+const TOOL_RESULTS_LABEL: &str = "[the tool results above, sent back to the model]";
+
+impl Engine {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        audit: Arc<dyn AuditSink>,
+        store: SessionStore,
+        context: ContextManager,
+    ) -> Self {
+        Self {
+            provider,
+            audit,
+            store,
+            context,
+            tools: ToolRegistry::new(),
+            tool_cx: ToolContext::default(),
+            approver: Arc::new(DenyAll),
+            always: Mutex::new(BTreeSet::new()),
+            budgets: Budgets::default(),
+        }
+    }
+
+    /// The tools a model may be offered (each mode offers a subset) and their limits.
+    pub fn with_tools(mut self, tools: ToolRegistry, cx: ToolContext) -> Self {
+        self.tools = tools;
+        self.tool_cx = cx;
+        self
+    }
+
+    /// Who answers when a write or exec tool needs consent (default: nobody, so refused).
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = approver;
+        self
+    }
+
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    /// The tools `mode` offers (see [`Mode::offers`]).
+    pub fn offered_tools(&self, mode: Mode) -> ToolRegistry {
+        self.tools.filtered(|effect| mode.offers(effect))
+    }
+
+    pub fn provider(&self) -> &dyn Provider {
+        self.provider.as_ref()
+    }
+
+    /// Runs one turn until it ends or `cancel` resolves. A cancelled turn is recorded in
+    /// the audit log (with the reason and what had arrived) and stores nothing.
+    pub async fn run_until(
+        &self,
+        turn: &Turn,
+        on_event: &mut (dyn FnMut(Event) + Send),
+        cancel: impl Future<Output = Cancel>,
+    ) -> Result<TurnEnd> {
+        let partial = Mutex::new(String::new());
+        let mut watch = |event: Event| {
+            if let Event::Delta(text) = &event {
+                partial
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(text);
+            }
+            on_event(event);
+        };
+        let run = self.run(turn, &mut watch);
+        // Boxed, so that dropping it below really ends the request before the record.
+        let (run, cancel) = (Box::pin(run), std::pin::pin!(cancel));
+        match futures::future::select(run, cancel).await {
+            Either::Left((result, _)) => result.map(TurnEnd::Done),
+            Either::Right((reason, run)) => {
+                // Dropping the turn drops its request; only then is the partial final.
+                drop(run);
+                let partial =
+                    std::mem::take(&mut *partial.lock().unwrap_or_else(|p| p.into_inner()));
+                self.record_cancelled(turn, reason, &partial)?;
+                Ok(TurnEnd::Cancelled { reason, partial })
+            }
+        }
+    }
+
+    /// Runs one turn. On success the user's input and the answer are appended to the
+    /// session's history together; on any failure the history is left exactly as it was.
+    /// (A fold that succeeded before the answer failed stands: it only summarises turns
+    /// already stored, and keeping it saves paying for it again.)
+    pub async fn run(
+        &self,
+        turn: &Turn,
+        on_event: &mut (dyn FnMut(Event) + Send),
+    ) -> Result<TurnOutcome> {
+        let started = Instant::now();
+        let mut snapshot = self.store.snapshot(&turn.session)?;
+        let model = turn
+            .model
+            .clone()
+            .unwrap_or_else(|| snapshot.meta.model.clone());
+        let scope = Scope {
+            session: &turn.session,
+            mode: turn.mode,
+            model: &model,
+        };
+        let session_cap = snapshot.meta.budget_tokens.or(self.budgets.session);
+        let mut spend = Spend {
+            run_cap: turn.limits.budget_tokens,
+            session: session_cap.map(|cap| (&turn.session, cap, snapshot.usage().total())),
+            daily: self
+                .budgets
+                .daily
+                .as_ref()
+                .map(|(cap, ledger)| (*cap, ledger.as_ref())),
+            used: 0,
+        };
+        // Budgets first: an exhausted one sends nothing, not even a fold.
+        spend.headroom().map_err(CoreError::BudgetExhausted)?;
+
+        let offered = self.offered_tools(turn.mode);
+        let mut specs: Vec<ToolSpec> = offered.infos().iter().map(|i| i.spec.clone()).collect();
+        let mut used = Usage::default();
+        if turn.mode != Mode::Chat && self.context.should_fold(snapshot.unfolded()) {
+            // What the answer's own request will need, so a fold never spends its room.
+            let after = estimate_tokens(&turn.input) + specs_tokens(&specs);
+            match self.fold(&scope, &snapshot, &mut spend, after).await {
+                Ok(Some(usage)) => {
+                    used.add(&usage);
+                    on_event(Event::Folded { usage });
+                }
+                Ok(None) => {}
+                Err(e @ (CoreError::Audit(_) | CoreError::Unrecorded { .. })) => return Err(e),
+                Err(e) => on_event(Event::FoldFailed {
+                    reason: e.to_string(),
+                }),
+            }
+            snapshot = self.store.snapshot(&turn.session)?;
+        }
+        let context = match turn.mode {
+            Mode::Chat => self.context.chat(&model, &snapshot.history, &turn.input)?,
+            Mode::Prompt | Mode::Agent => self.context.prompt(
+                &model,
+                &snapshot.meta.summary,
+                snapshot.unfolded(),
+                &turn.input,
+            )?,
+        };
+        if context.left_out > 0 {
+            on_event(Event::Trimmed {
+                left_out: context.left_out,
+            });
+        }
+        let mut messages = context.messages;
+        let rounds_allowed = match turn.mode {
+            Mode::Chat => Some(1),
+            Mode::Prompt => Some(turn.limits.max_chain.unwrap_or(DEFAULT_MAX_CHAIN)),
+            Mode::Agent => turn.limits.max_steps,
+        };
+
+        let mut answer = String::new();
+        let mut rounds = 0u32;
+        let mut tool_calls = 0u32;
+        let mut stopped = None;
+        loop {
+            let tools_now = !specs.is_empty() && rounds_allowed.is_none_or(|cap| rounds < cap);
+            let tools = if tools_now { specs.clone() } else { Vec::new() };
+            let estimate =
+                messages.iter().map(estimate_message_tokens).sum::<u64>() + specs_tokens(&tools);
+            let max_tokens = match spend.allow(estimate) {
+                Ok(max) => max,
+                // Nothing of this turn has left yet: refuse it whole.
+                Err(reason) if rounds == 0 => return Err(CoreError::BudgetExhausted(reason)),
+                Err(reason) => {
+                    stopped = Some(reason);
+                    break;
+                }
+            };
+            let label = if rounds == 0 {
+                turn.input.as_str()
+            } else {
+                TOOL_RESULTS_LABEL
+            };
+            let call = |tools| Call {
+                messages: messages.clone(),
+                label,
+                tools,
+                stream: turn.stream,
+                max_tokens,
+                kind: EventKind::Response,
+            };
+            let reply = match self.call(&scope, call(tools), on_event).await {
+                // Many local servers and models refuse a request that offers tools (llama.cpp
+                // without --jinja, Ollama models without tool support). The user asked a
+                // question, not for tools: say so, and ask again without them.
+                Err(CoreError::Provider(ProviderError::Rejected { message, .. }))
+                    if tools_now && message.to_ascii_lowercase().contains("tool") =>
+                {
+                    tracing::info!(%message, "the model refused tools; asking without them");
+                    on_event(Event::ToolsUnsupported { detail: message });
+                    specs.clear();
+                    self.call(&scope, call(Vec::new()), on_event).await?
+                }
+                other => other?,
+            };
+            let tools_now = tools_now && !specs.is_empty();
+            used.add(&reply.usage);
+            spend.used += reply.usage.total();
+            if !reply.text.is_empty() {
+                if !answer.is_empty() {
+                    answer.push_str("\n\n");
+                    on_event(Event::Delta("\n\n".into()));
+                }
+                answer.push_str(&reply.text);
+            }
+            // A model that calls tools it was not offered gets no tool round.
+            if reply.calls.is_empty() || !tools_now {
+                break;
+            }
+            tool_calls += reply.calls.len() as u32;
+            let results = self
+                .tool_round(&scope, &offered, &reply.calls, &turn.limits, on_event)
+                .await?;
+            messages.push(Message::assistant_with_tools(reply.text, reply.calls));
+            messages.extend(results);
+            rounds += 1;
+            if rounds_allowed.is_some_and(|cap| rounds >= cap) {
+                // Out of tool rounds: one more call, without tools, for the best answer.
+                if turn.mode == Mode::Agent && stopped.is_none() {
+                    stopped = Some(StopReason::StepLimit { steps: rounds });
+                }
+                messages.push(Message::user(
+                    "You have used all the tool calls allowed for this request. Answer now, \
+                     as well as you can, from the information above.",
+                ));
+            }
+        }
+
+        let question = HistoryEntry::new(Message::user(turn.input.clone()));
+        let mut reply = HistoryEntry::new(Message::assistant(answer.clone()));
+        reply.model = Some(model.clone());
+        reply.usage = Some(used);
+        self.store.append(&turn.session, &[question, reply])?;
+
+        Ok(TurnOutcome {
+            answer,
+            usage: used,
+            model,
+            duration: started.elapsed(),
+            tool_calls,
+            stopped,
+        })
+    }
+
+    /// Records that a turn was cancelled (its request dropped mid-flight), why, and the
+    /// part of the answer that had arrived.
+    pub fn record_cancelled(&self, turn: &Turn, reason: Cancel, partial: &str) -> Result<()> {
+        // The model the turn ran with: its override, else the session's. A session that
+        // cannot be read must not stop the cancellation from being recorded.
+        let model = match &turn.model {
+            Some(model) => model.clone(),
+            None => self
+                .store
+                .load_meta(&turn.session)
+                .map(|meta| meta.model)
+                .unwrap_or_default(),
+        };
+        let scope = Scope {
+            session: &turn.session,
+            mode: turn.mode,
+            model: &model,
+        };
+        let content = if partial.is_empty() {
+            format!("[{reason}]")
+        } else {
+            format!("[{reason}] {partial}")
+        };
+        self.audit
+            .record(&self.event(&scope, EventKind::Cancelled, content))?;
+        Ok(())
+    }
+}
+
+/// About how many tokens the tool descriptions add to a request.
+fn specs_tokens(specs: &[ToolSpec]) -> u64 {
+    if specs.is_empty() {
+        return 0;
+    }
+    estimate_tokens(&serde_json::to_string(specs).unwrap_or_default())
+}
