@@ -1,10 +1,4 @@
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
-use std::time::Duration;
-
 use async_trait::async_trait;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures::{Stream, StreamExt};
 use pai_types::{Locality, Message, Role, ToolCall, ToolSpec, Usage};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -16,6 +10,7 @@ use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
 use crate::retry::AttemptLog;
+use crate::stream::{Frame, Framing, ToolPart, Wire, WireError, WireFormat};
 
 /// The Messages API version PAI speaks; Anthropic refuses requests without one.
 const API_VERSION: &str = "2023-06-01";
@@ -72,14 +67,8 @@ impl AnthropicProvider {
         format!("{}/{path}", self.info.endpoint)
     }
 
-    fn context<'a>(&'a self, model: &'a str, log: &'a AttemptLog) -> ErrorContext<'a> {
-        ErrorContext {
-            at: self.endpoint(),
-            model,
-            key_hint: &self.settings.key_hint,
-            read_timeout: self.settings.net.read_timeout,
-            log,
-        }
+    fn context(&self, model: &str, log: AttemptLog) -> ErrorContext {
+        ErrorContext::new(&self.settings, model, log)
     }
 
     /// A remote endpoint with no key would only bounce the request: say so before sending.
@@ -101,46 +90,47 @@ impl Provider for AnthropicProvider {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
-        self.check_key()?;
-        let body = request_body(&request);
-        let cx = self.context(&request.model, &request.attempts);
-        let (http, url) = (self.http.clone(), self.url("messages"));
-        let response = crate::http::send(&self.http, &self.settings, &cx, move || {
-            http.post(url.as_str()).json(&body)
-        })
-        .await?;
-        if request.stream {
-            let reader = EventReader::new(
-                Box::pin(response.bytes_stream().eventsource()),
-                StreamContext {
-                    at: cx.at.clone(),
-                    model: request.model.clone(),
-                    key_hint: self.settings.key_hint.clone(),
-                    read_timeout: self.settings.net.read_timeout,
-                },
-            );
-            return Ok(Box::pin(reader.into_stream()));
-        }
-        let bytes = response.bytes().await.map_err(|e| transport(&e, &cx))?;
-        let reply: WireReply = serde_json::from_slice(&bytes).map_err(|e| malformed(&cx, &e))?;
-        let events = reply.into_events(&cx)?;
-        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+        let cx = self.context(&request.model, request.attempts.clone());
+        self.open_chat(request, &cx).await.map_err(|e| cx.redact(e))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
+        let cx = self.context("", AttemptLog::new());
+        self.list_models(&cx).await.map_err(|e| cx.redact(e))
+    }
+}
+
+impl AnthropicProvider {
+    async fn open_chat(&self, request: ChatRequest, cx: &ErrorContext) -> Result<ChatStream> {
         self.check_key()?;
-        let log = AttemptLog::new();
-        let cx = self.context("", &log);
-        let (http, url) = (
-            self.http.clone(),
-            self.url(&format!("models?limit={MODEL_PAGE}")),
-        );
-        let response = crate::http::send(&self.http, &self.settings, &cx, move || {
-            http.get(url.as_str())
+        let body = request_body(&request);
+        let url = self.url("messages");
+        let response = crate::http::send(&self.http, &self.settings.net.retry, cx, || {
+            self.http.post(&url).json(&body)
         })
         .await?;
-        let bytes = response.bytes().await.map_err(|e| transport(&e, &cx))?;
-        let list: WireModelList = serde_json::from_slice(&bytes).map_err(|e| malformed(&cx, &e))?;
+        if request.stream {
+            return Ok(crate::stream::drive(
+                Box::pin(response.bytes_stream()),
+                Sse,
+                cx.clone(),
+            ));
+        }
+        let bytes = response.bytes().await.map_err(|e| transport(&e, cx))?;
+        let reply: WireReply = serde_json::from_slice(&bytes).map_err(|e| malformed(cx, &e))?;
+        let events = reply.into_events(cx)?;
+        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+    }
+
+    async fn list_models(&self, cx: &ErrorContext) -> Result<Vec<ModelInfo>> {
+        self.check_key()?;
+        let url = self.url(&format!("models?limit={MODEL_PAGE}"));
+        let response = crate::http::send(&self.http, &self.settings.net.retry, cx, || {
+            self.http.get(&url)
+        })
+        .await?;
+        let bytes = response.bytes().await.map_err(|e| transport(&e, cx))?;
+        let list: WireModelList = serde_json::from_slice(&bytes).map_err(|e| malformed(cx, &e))?;
         Ok(list
             .data
             .into_iter()
@@ -152,7 +142,7 @@ impl Provider for AnthropicProvider {
     }
 }
 
-fn malformed(cx: &ErrorContext<'_>, err: &serde_json::Error) -> ProviderError {
+fn malformed(cx: &ErrorContext, err: &serde_json::Error) -> ProviderError {
     ProviderError::Malformed {
         at: cx.at.clone(),
         detail: one_line(&err.to_string()),
@@ -299,16 +289,16 @@ enum WireBlock {
 }
 
 #[derive(Debug, Deserialize)]
-struct WireError {
+struct ApiError {
     #[serde(rename = "type", default)]
     kind: String,
     #[serde(default)]
     message: String,
 }
 
-impl WireError {
-    /// The error the HTTP status Anthropic documents for this error type would have meant.
-    fn into_error(self, cx: &ErrorContext<'_>) -> ProviderError {
+impl ApiError {
+    /// The HTTP status Anthropic documents for this error type, if it is one it documents.
+    fn status(&self) -> Option<StatusCode> {
         let status = match self.kind.as_str() {
             "invalid_request_error" => 400,
             "authentication_error" => 401,
@@ -318,21 +308,35 @@ impl WireError {
             "rate_limit_error" => 429,
             "api_error" => 500,
             "overloaded_error" => 529,
-            _ => {
-                return ProviderError::Malformed {
-                    at: cx.at.clone(),
-                    detail: format!(
-                        "the server reported an error: {}",
-                        one_line(&format!("{} {}", self.kind, self.message))
-                    ),
-                };
-            }
+            _ => return None,
         };
-        match StatusCode::from_u16(status) {
-            Ok(status) => classify(status, &self.message, "", cx),
-            Err(_) => ProviderError::Malformed {
+        StatusCode::from_u16(status).ok()
+    }
+
+    /// The error in a stream: what its status would have meant, else its own words.
+    fn into_wire(self) -> WireError {
+        match self.status() {
+            Some(status) => WireError::Reported {
+                status: Some(status),
+                message: self.message,
+            },
+            None => WireError::Reported {
+                status: None,
+                message: format!("{} {}", self.kind, self.message),
+            },
+        }
+    }
+
+    /// The error in a whole reply.
+    fn into_error(self, cx: &ErrorContext) -> ProviderError {
+        match self.status() {
+            Some(status) => classify(status, &self.message, "", cx),
+            None => ProviderError::Malformed {
                 at: cx.at.clone(),
-                detail: one_line(&self.message),
+                detail: format!(
+                    "the server reported an error: {}",
+                    one_line(&format!("{} {}", self.kind, self.message))
+                ),
             },
         }
     }
@@ -345,11 +349,11 @@ struct WireReply {
     content: Vec<WireBlock>,
     stop_reason: Option<String>,
     usage: Option<WireUsage>,
-    error: Option<WireError>,
+    error: Option<ApiError>,
 }
 
 impl WireReply {
-    fn into_events(self, cx: &ErrorContext<'_>) -> Result<Vec<ChatEvent>> {
+    fn into_events(self, cx: &ErrorContext) -> Result<Vec<ChatEvent>> {
         if let Some(error) = self.error {
             return Err(error.into_error(cx));
         }
@@ -358,9 +362,17 @@ impl WireReply {
         for (index, block) in self.content.into_iter().enumerate() {
             match block {
                 WireBlock::Text { text: t } => text.push_str(&t),
-                WireBlock::ToolUse { id, name, input } => calls.push(ChatEvent::ToolCall(
-                    tool_call(index, id, name, String::new(), input),
-                )),
+                WireBlock::ToolUse { id, name, input } => {
+                    calls.push(ChatEvent::ToolCall(ToolCall {
+                        id: if id.is_empty() {
+                            format!("{}_{index}", Sse::ID_PREFIX)
+                        } else {
+                            id
+                        },
+                        name,
+                        arguments: input_text(input),
+                    }))
+                }
                 WireBlock::Other => {}
             }
         }
@@ -383,30 +395,11 @@ impl WireReply {
     }
 }
 
-/// A complete tool call: the streamed argument text, else the `input` object, else `{}`.
-fn tool_call(
-    index: usize,
-    id: String,
-    name: String,
-    json: String,
-    input: Option<Value>,
-) -> ToolCall {
-    let arguments = if !json.trim().is_empty() {
-        json
-    } else {
-        match input {
-            Some(v @ Value::Object(_)) => v.to_string(),
-            _ => "{}".into(),
-        }
-    };
-    ToolCall {
-        id: if id.is_empty() {
-            format!("toolu_{index}")
-        } else {
-            id
-        },
-        name,
-        arguments,
+/// A tool call's `input` as argument text; anything but an object means no arguments.
+fn input_text(input: Option<Value>) -> String {
+    match input {
+        Some(v @ Value::Object(_)) => v.to_string(),
+        _ => "{}".into(),
     }
 }
 
@@ -427,10 +420,8 @@ enum WireEvent {
         index: usize,
         delta: WireDelta,
     },
-    ContentBlockStop {
-        #[serde(default)]
-        index: usize,
-    },
+    /// Tool calls are complete when the message stops, so a block's end says nothing new.
+    ContentBlockStop {},
     MessageDelta {
         #[serde(default)]
         delta: WireMessageDelta,
@@ -438,7 +429,7 @@ enum WireEvent {
     },
     MessageStop,
     Error {
-        error: WireError,
+        error: ApiError,
     },
     /// `ping` and event types added after this was written.
     #[serde(other)]
@@ -481,241 +472,67 @@ struct WireModel {
     id: String,
 }
 
-type Events = Pin<
-    Box<dyn Stream<Item = std::result::Result<Event, EventStreamError<reqwest::Error>>> + Send>,
->;
-
-/// What a stream needs to name its errors, owned because it outlives the call.
+/// Anthropic's SSE events as wire events: text as it arrives, tool calls from their
+/// JSON fragments, usage as running totals, and the end at `message_stop`.
 #[derive(Debug)]
-struct StreamContext {
-    at: Endpoint,
-    model: String,
-    key_hint: String,
-    read_timeout: Duration,
-}
+struct Sse;
 
-/// A tool_use block being streamed: its argument JSON arrives in fragments.
-#[derive(Debug)]
-struct ToolBlock {
-    id: String,
-    name: String,
-    json: String,
-    input: Option<Value>,
-}
+impl WireFormat for Sse {
+    const FRAMING: Framing = Framing::Sse;
+    const ID_PREFIX: &'static str = "toolu";
+    const DEFAULT_REASON: &'static str = "end_turn";
 
-/// Turns Anthropic's SSE events into [`ChatEvent`]s: text as it arrives, each tool call
-/// when its block closes, usage and the stop reason at `message_stop`. A stream that ends
-/// before `message_stop` was cut off and yields an error instead.
-struct EventReader {
-    inner: Events,
-    cx: StreamContext,
-    pending: VecDeque<Result<ChatEvent>>,
-    tools: BTreeMap<usize, ToolBlock>,
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    stop_reason: Option<String>,
-    done: bool,
-}
-
-impl EventReader {
-    fn new(inner: Events, cx: StreamContext) -> Self {
-        Self {
-            inner,
-            cx,
-            pending: VecDeque::new(),
-            tools: BTreeMap::new(),
-            prompt_tokens: None,
-            completion_tokens: None,
-            stop_reason: None,
-            done: false,
-        }
-    }
-
-    fn into_stream(self) -> impl Stream<Item = Result<ChatEvent>> + Send {
-        futures::stream::unfold(self, |mut s| async move {
-            loop {
-                if let Some(ev) = s.pending.pop_front() {
-                    return Some((ev, s));
-                }
-                if s.done {
-                    return None;
-                }
-                match s.inner.next().await {
-                    Some(Ok(event)) => s.absorb(event),
-                    Some(Err(err)) => {
-                        let err = s.stream_error(err);
-                        s.fail(err);
-                    }
-                    None => s.fail(ProviderError::StreamCut {
-                        at: s.cx.at.clone(),
-                        detail: "the stream ended before message_stop".into(),
-                    }),
-                }
-            }
-        })
-    }
-
-    fn fail(&mut self, err: ProviderError) {
-        self.pending.push_back(Err(err));
-        self.done = true;
-    }
-
-    fn stream_error(&self, err: EventStreamError<reqwest::Error>) -> ProviderError {
-        let at = self.cx.at.clone();
-        match err {
-            EventStreamError::Transport(e) => {
-                let log = AttemptLog::new();
-                match transport(&e, &self.error_context(&log)) {
-                    // Mid-stream, a broken connection means a cut-off answer.
-                    ProviderError::Connect { detail, .. } => {
-                        ProviderError::StreamCut { at, detail }
-                    }
-                    other => other,
-                }
-            }
-            EventStreamError::Utf8(e) => ProviderError::Malformed {
-                at,
-                detail: one_line(&e.to_string()),
-            },
-            EventStreamError::Parser(e) => ProviderError::Malformed {
-                at,
-                detail: one_line(&e.to_string()),
-            },
-        }
-    }
-
-    fn error_context<'a>(&'a self, log: &'a AttemptLog) -> ErrorContext<'a> {
-        ErrorContext {
-            at: self.cx.at.clone(),
-            model: &self.cx.model,
-            key_hint: &self.cx.key_hint,
-            read_timeout: self.cx.read_timeout,
-            log,
-        }
-    }
-
-    fn absorb(&mut self, event: Event) {
-        let mut data: Value = match serde_json::from_str(&event.data) {
-            Ok(v) => v,
-            Err(e) => {
-                return self.fail(ProviderError::Malformed {
-                    at: self.cx.at.clone(),
-                    detail: format!(
-                        "'{}' event is not JSON: {}",
-                        event.event,
-                        one_line(&e.to_string())
-                    ),
-                });
-            }
-        };
+    fn decode(&mut self, frame: Frame<'_>, out: &mut Vec<Wire>) -> Result<(), WireError> {
+        let unreadable = |e: serde_json::Error| WireError::Unreadable(e.to_string());
+        let mut data: Value = serde_json::from_str(frame.data).map_err(unreadable)?;
         // Anthropic repeats the event name as `type` in the data; trust the SSE name if not.
         if let Some(obj) = data.as_object_mut()
             && !obj.contains_key("type")
         {
-            obj.insert("type".into(), Value::String(event.event.clone()));
+            obj.insert("type".into(), Value::String(frame.event.to_string()));
         }
-        let parsed = match serde_json::from_value::<WireEvent>(data) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                return self.fail(ProviderError::Malformed {
-                    at: self.cx.at.clone(),
-                    detail: format!(
-                        "unreadable '{}' event: {}",
-                        event.event,
-                        one_line(&e.to_string())
-                    ),
-                });
-            }
-        };
-        match parsed {
-            WireEvent::MessageStart { message } => {
-                if let Some(u) = message.usage {
-                    self.absorb_usage(&u);
-                }
-            }
+        match serde_json::from_value::<WireEvent>(data).map_err(unreadable)? {
+            WireEvent::MessageStart { message } => out.extend(message.usage.map(usage)),
             WireEvent::ContentBlockStart {
                 index,
                 content_block,
             } => match content_block {
-                WireBlock::Text { text } => self.text(text),
-                WireBlock::ToolUse { id, name, input } => {
-                    self.tools.insert(
-                        index,
-                        ToolBlock {
-                            id,
-                            name,
-                            json: String::new(),
-                            input,
-                        },
-                    );
-                }
+                WireBlock::Text { text } => out.push(Wire::Text(text)),
+                WireBlock::ToolUse { id, name, input } => out.push(Wire::Tool(ToolPart {
+                    index,
+                    id: Some(id),
+                    name: Some(name),
+                    arguments: None,
+                    fallback: Some(input_text(input)),
+                })),
                 WireBlock::Other => {}
             },
             WireEvent::ContentBlockDelta { index, delta } => match delta {
-                WireDelta::TextDelta { text } => self.text(text),
-                WireDelta::InputJsonDelta { partial_json } => {
-                    if let Some(tool) = self.tools.get_mut(&index) {
-                        tool.json.push_str(&partial_json);
-                    }
-                }
+                WireDelta::TextDelta { text } => out.push(Wire::Text(text)),
+                WireDelta::InputJsonDelta { partial_json } => out.push(Wire::Tool(ToolPart {
+                    index,
+                    arguments: Some(partial_json),
+                    ..ToolPart::default()
+                })),
                 WireDelta::Other => {}
             },
-            WireEvent::ContentBlockStop { index } => self.close_tool(index),
-            WireEvent::MessageDelta { delta, usage } => {
-                if let Some(reason) = delta.stop_reason {
-                    self.stop_reason = Some(reason);
-                }
-                if let Some(u) = usage {
-                    self.absorb_usage(&u);
-                }
+            WireEvent::MessageDelta { delta, usage: u } => {
+                out.extend(delta.stop_reason.map(Wire::Reason));
+                out.extend(u.map(usage));
             }
-            WireEvent::MessageStop => {
-                let open: Vec<usize> = self.tools.keys().copied().collect();
-                for index in open {
-                    self.close_tool(index);
-                }
-                if self.prompt_tokens.is_some() || self.completion_tokens.is_some() {
-                    self.pending.push_back(Ok(ChatEvent::Usage(Usage {
-                        prompt_tokens: self.prompt_tokens.unwrap_or(0),
-                        completion_tokens: self.completion_tokens.unwrap_or(0),
-                        estimated: false,
-                    })));
-                }
-                let reason = self.stop_reason.take().unwrap_or_else(|| "end_turn".into());
-                self.pending.push_back(Ok(ChatEvent::Finished { reason }));
-                self.done = true;
-            }
-            WireEvent::Error { error } => {
-                let log = AttemptLog::new();
-                let err = error.into_error(&self.error_context(&log));
-                self.fail(err);
-            }
-            WireEvent::Other => {}
+            WireEvent::MessageStop => out.extend([Wire::Finish, Wire::End]),
+            WireEvent::Error { error } => return Err(error.into_wire()),
+            WireEvent::ContentBlockStop {} | WireEvent::Other => {}
         }
+        Ok(())
     }
+}
 
-    fn text(&mut self, text: String) {
-        if !text.is_empty() {
-            self.pending.push_back(Ok(ChatEvent::Delta(text)));
-        }
-    }
-
-    fn close_tool(&mut self, index: usize) {
-        if let Some(t) = self.tools.remove(&index) {
-            self.pending.push_back(Ok(ChatEvent::ToolCall(tool_call(
-                index, t.id, t.name, t.json, t.input,
-            ))));
-        }
-    }
-
-    /// Anthropic's counts are running totals, so a later report replaces an earlier one.
-    fn absorb_usage(&mut self, usage: &WireUsage) {
-        if let Some(prompt) = usage.prompt_tokens() {
-            self.prompt_tokens = Some(prompt);
-        }
-        if let Some(output) = usage.output_tokens {
-            self.completion_tokens = Some(output);
-        }
+/// Anthropic's counts are running totals, so a later report replaces an earlier one.
+fn usage(u: WireUsage) -> Wire {
+    Wire::Usage {
+        prompt: u.prompt_tokens(),
+        completion: u.output_tokens,
     }
 }
 

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which provider, at which URL: every error names both.
@@ -105,9 +106,125 @@ pub(crate) fn one_line(text: &str) -> String {
     format!("{cut}…")
 }
 
+/// The session's secret values (API key, credential header values), kept to scrub them
+/// from anything a server sends back: a server that echoes the key in an error body must
+/// not get it printed or written to the audit log.
+#[derive(Clone, Default)]
+pub(crate) struct Secrets(Arc<[String]>);
+
+impl Secrets {
+    /// Shorter values are left alone: replacing every "abc" in a message would mangle it
+    /// and hide nothing worth hiding.
+    const MIN_LEN: usize = 8;
+
+    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut values: Vec<String> = values
+            .into_iter()
+            .map(str::trim)
+            .filter(|v| v.chars().count() >= Self::MIN_LEN)
+            .map(str::to_string)
+            .collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Self(values.into())
+    }
+
+    /// `text` with every known secret replaced by `[REDACTED]`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in self.0.iter() {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "[REDACTED]");
+            }
+        }
+        text
+    }
+
+    /// `err` with every known secret scrubbed from the text it carries.
+    pub(crate) fn redact(&self, err: ProviderError) -> ProviderError {
+        if self.0.is_empty() {
+            return err;
+        }
+        let s = |text: String| self.scrub(&text);
+        use ProviderError as E;
+        match err {
+            E::MissingKey { at, hint } => E::MissingKey { at, hint: s(hint) },
+            E::Auth { at, status, hint } => E::Auth {
+                at,
+                status,
+                hint: s(hint),
+            },
+            E::Server {
+                at,
+                status,
+                attempts,
+                message,
+            } => E::Server {
+                at,
+                status,
+                attempts,
+                message: s(message),
+            },
+            E::Rejected {
+                at,
+                status,
+                message,
+            } => E::Rejected {
+                at,
+                status,
+                message: s(message),
+            },
+            E::Connect { at, detail } => E::Connect {
+                at,
+                detail: s(detail),
+            },
+            E::Malformed { at, detail } => E::Malformed {
+                at,
+                detail: s(detail),
+            },
+            E::StreamCut { at, detail } => E::StreamCut {
+                at,
+                detail: s(detail),
+            },
+            E::Config { at, detail } => E::Config {
+                at,
+                detail: s(detail),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Never shows the values, only how many there are.
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} value(s))", self.0.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_scrubbed_longest_first_and_short_values_ignored() {
+        let secrets = Secrets::new(["sk-abcdef12", "sk-abcdef1234", "short"]);
+        assert_eq!(
+            secrets.scrub("key sk-abcdef1234 and sk-abcdef12, short"),
+            "key [REDACTED] and [REDACTED], short"
+        );
+        let err = secrets.redact(ProviderError::Rejected {
+            at: Endpoint {
+                provider: "p".into(),
+                url: "u".into(),
+            },
+            status: 400,
+            message: "bad key sk-abcdef12".into(),
+        });
+        assert!(!err.to_string().contains("sk-abcdef12"), "{err}");
+        assert!(format!("{secrets:?}").contains("2 value(s)"));
+    }
 
     #[test]
     fn one_line_folds_and_caps() {

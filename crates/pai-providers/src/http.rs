@@ -3,23 +3,55 @@
 
 use std::time::Duration;
 
-use async_openai::error::OpenAIError;
-use async_openai::middleware::HttpRequestFactory;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use crate::error::{Endpoint, ProviderError, Result, one_line};
+use crate::error::{Endpoint, ProviderError, Result, Secrets, one_line};
 use crate::provider::ProviderConfig;
-use crate::retry::{AttemptLog, send_with_retries};
+use crate::retry::{AttemptLog, RetryPolicy, send_with_retries};
 
-/// What an error message needs to say where and what to do.
+/// What an error message needs to say where and what to do, owned so a stream can keep
+/// it after the call that opened it returned.
 #[derive(Debug, Clone)]
-pub(crate) struct ErrorContext<'a> {
+pub(crate) struct ErrorContext {
     pub at: Endpoint,
-    pub model: &'a str,
-    pub key_hint: &'a str,
+    pub model: String,
+    pub key_hint: String,
     pub read_timeout: Duration,
-    pub log: &'a AttemptLog,
+    pub log: AttemptLog,
+    /// Scrubbed from every error built from server text.
+    pub secrets: Secrets,
+}
+
+impl ErrorContext {
+    /// The context of one call to `settings`' endpoint about `model`.
+    pub(crate) fn new(settings: &ProviderConfig, model: &str, log: AttemptLog) -> Self {
+        Self {
+            at: endpoint(settings),
+            model: model.to_string(),
+            key_hint: settings.key_hint.clone(),
+            read_timeout: settings.net.read_timeout,
+            log,
+            secrets: secrets(settings),
+        }
+    }
+
+    /// `err` with the session's secrets scrubbed from it.
+    pub(crate) fn redact(&self, err: ProviderError) -> ProviderError {
+        self.secrets.redact(err)
+    }
+}
+
+/// The values a server must never get printed back: the API key and every configured
+/// header value (those may be credentials too).
+pub(crate) fn secrets(settings: &ProviderConfig) -> Secrets {
+    Secrets::new(
+        settings
+            .api_key
+            .iter()
+            .chain(settings.headers.iter().map(|(_, v)| v))
+            .map(|v| v.expose().as_str()),
+    )
 }
 
 pub(crate) fn endpoint(settings: &ProviderConfig) -> Endpoint {
@@ -79,48 +111,60 @@ pub(crate) fn headers(
     Ok(map)
 }
 
-/// Sends the request `build` makes (rebuilt per attempt), retrying per `settings`, and
+/// Sends the request `build` makes (rebuilt per attempt), retrying per `policy`, and
 /// returns a successful response or the error it maps to.
 pub(crate) async fn send(
     client: &reqwest::Client,
-    settings: &ProviderConfig,
-    cx: &ErrorContext<'_>,
-    build: impl Fn() -> reqwest::RequestBuilder + Send + Sync + 'static,
+    policy: &RetryPolicy,
+    cx: &ErrorContext,
+    build: impl Fn() -> reqwest::RequestBuilder + Send + Sync,
 ) -> Result<reqwest::Response> {
-    let factory = HttpRequestFactory::new(move || {
-        let request = build().build();
-        async move { request.map_err(OpenAIError::Reqwest) }
-    });
-    let response = send_with_retries(
-        client.clone(),
-        settings.net.retry.clone(),
-        factory,
-        cx.log.clone(),
-    )
-    .await
-    .map_err(|e| match e {
-        OpenAIError::Reqwest(e) => transport(&e, cx),
-        other => ProviderError::Malformed {
+    let build = || {
+        build().build().map_err(|e| ProviderError::Config {
             at: cx.at.clone(),
-            detail: one_line(&other.to_string()),
-        },
-    })?;
-    if response.status().is_success() {
+            detail: one_line(&root_cause(&e)),
+        })
+    };
+    send_request(client, policy, cx, &build).await
+}
+
+/// [`send`] for a caller that builds whole requests.
+pub(crate) async fn send_request(
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    cx: &ErrorContext,
+    build: &(dyn Fn() -> Result<reqwest::Request> + Send + Sync),
+) -> Result<reqwest::Response> {
+    let response = send_with_retries(client, policy, cx, build)
+        .await
+        .map_err(|e| cx.redact(e))?;
+    let status = response.status();
+    if status.is_success() {
         return Ok(response);
     }
-    // `send_with_retries` normalised the body to `{"error": {"message", "code"?}}`, or
-    // for a 5xx to the message text alone.
-    let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_default();
-    let (message, code) = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(body) if body["error"].is_object() => (
-            text(&body["error"]["message"]),
-            text(&body["error"]["code"]),
-        ),
-        _ => (String::from_utf8_lossy(&body).into_owned(), String::new()),
+    let (message, code) = error_text(&body);
+    Err(cx.redact(classify(status, &message, &code, cx)))
+}
+
+/// The message and code of an error body, whichever shape it has: OpenAI's and
+/// Anthropic's `{"error": {"message", "code"?}}`, Ollama's `{"error": "text"}`, or any
+/// other text as a whole.
+fn error_text(body: &[u8]) -> (String, String) {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        // llama.cpp sends `"code": 401`.
+        other => other.to_string(),
     };
-    Err(classify(status, &message, &code, cx))
+    match parsed.as_ref().map(|v| &v["error"]) {
+        Some(error @ serde_json::Value::Object(_)) => {
+            (text(&error["message"]), text(&error["code"]))
+        }
+        Some(serde_json::Value::String(message)) => (message.clone(), String::new()),
+        _ => (String::from_utf8_lossy(body).into_owned(), String::new()),
+    }
 }
 
 /// The error a non-success status means.
@@ -128,7 +172,7 @@ pub(crate) fn classify(
     status: StatusCode,
     message: &str,
     code: &str,
-    cx: &ErrorContext<'_>,
+    cx: &ErrorContext,
 ) -> ProviderError {
     let at = cx.at.clone();
     let attempts = cx.log.failures().max(1);
@@ -139,12 +183,12 @@ pub(crate) fn classify(
         401 | 403 => ProviderError::Auth {
             at,
             status: status_u16,
-            hint: cx.key_hint.to_string(),
+            hint: cx.key_hint.clone(),
         },
         404 if code == "model_not_found" || lower.contains("model") || lower.is_empty() => {
             ProviderError::UnknownModel {
                 at,
-                model: cx.model.to_string(),
+                model: cx.model.clone(),
             }
         }
         429 => ProviderError::RateLimited {
@@ -162,7 +206,7 @@ pub(crate) fn classify(
         {
             ProviderError::ContextTooLong {
                 at,
-                model: cx.model.to_string(),
+                model: cx.model.clone(),
             }
         }
         500..=599 | 408 | 409 => ProviderError::Server {
@@ -184,7 +228,7 @@ pub(crate) fn classify(
 }
 
 /// The error a transport failure means.
-pub(crate) fn transport(err: &reqwest::Error, cx: &ErrorContext<'_>) -> ProviderError {
+pub(crate) fn transport(err: &reqwest::Error, cx: &ErrorContext) -> ProviderError {
     let at = cx.at.clone();
     let detail = one_line(&root_cause(err));
     if err.is_timeout() {

@@ -15,6 +15,7 @@ mod ollama;
 mod openai;
 mod provider;
 mod retry;
+mod stream;
 
 pub use anthropic::AnthropicProvider;
 pub use catalog::{BUILTIN, ProviderEntry, ProviderKind, ProviderSpec, find_builtin, ollama_url};
@@ -31,4 +32,4 @@ pub use provider::{
     ChatEvent, ChatRequest, ChatStream, MaxTokens, ModelInfo, NetSettings, Provider,
     ProviderConfig, ProviderInfo, connect,
 };
-pub use retry::{Attempt, AttemptLog, RetryPolicy};
+pub use retry::{Attempt, AttemptLog, RetryPolicy, RetryWait, WaitNotifier};

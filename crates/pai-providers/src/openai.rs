@@ -1,11 +1,8 @@
-use std::collections::{BTreeMap, VecDeque};
-
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::{ApiErrorResponse, OpenAIError};
 use async_openai::middleware::HttpRequestFactory;
 use async_trait::async_trait;
-use futures::StreamExt;
 use pai_types::{Locality, ToolCall, Usage};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,12 +12,16 @@ use crate::http::{ErrorContext, classify, transport};
 use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
-use crate::retry::{AttemptLog, send_with_retries};
+use crate::retry::AttemptLog;
+use crate::stream::{Frame, Framing, ToolPart, Wire, WireError, WireFormat};
 
-/// A provider speaking OpenAI's Chat Completions API, through async-openai.
+/// A provider speaking OpenAI's Chat Completions API.
 ///
-/// Responses are read into PAI's own lenient types (async-openai's `byot`), so servers
-/// that omit fields OpenAI always sends (`object`, `created`, …) still work.
+/// Whole replies and model lists go through async-openai, whose HTTP service is PAI's
+/// retry path; responses are read into PAI's own lenient types (async-openai's `byot`),
+/// so servers that omit fields OpenAI always sends (`object`, `created`, …) still work.
+/// Streams are opened on the same retry path and read by PAI's one stream driver, which
+/// needs the body's own transport errors (async-openai turns them into text).
 #[derive(Debug)]
 pub struct OpenAiProvider {
     info: ProviderInfo,
@@ -92,12 +93,27 @@ impl OpenAiProvider {
         }
     }
 
-    /// A client for one call; `log` collects the failed HTTP attempts that call makes.
-    fn client(&self, log: AttemptLog) -> Client<OpenAIConfig> {
+    /// A client for one call whose HTTP goes through PAI's retry path; errors from it
+    /// come back as the [`ProviderError`] they already are.
+    fn client(&self, cx: &ErrorContext) -> Client<OpenAIConfig> {
         let http = self.http.clone();
         let policy = self.settings.net.retry.clone();
+        let cx = cx.clone();
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
-            send_with_retries(http.clone(), policy.clone(), factory, log.clone())
+            let (http, policy, cx) = (http.clone(), policy.clone(), cx.clone());
+            async move {
+                let template = factory.build().await?;
+                // async-openai's JSON bodies are bytes, so the request can be replayed.
+                let build = || {
+                    template.try_clone().ok_or_else(|| ProviderError::Config {
+                        at: cx.at.clone(),
+                        detail: "the request cannot be sent twice".into(),
+                    })
+                };
+                crate::http::send_request(&http, &policy, &cx, &build)
+                    .await
+                    .map_err(|e| OpenAIError::Boxed(Box::new(e)))
+            }
         });
         Client::build(self.http.clone(), self.config.clone()).with_http_service(service)
     }
@@ -113,28 +129,8 @@ impl OpenAiProvider {
         Ok(())
     }
 
-    fn map_error(&self, err: OpenAIError, model: &str, log: &AttemptLog) -> ProviderError {
-        map_error(
-            err,
-            self.endpoint(),
-            model,
-            log,
-            &self.settings.key_hint,
-            self.settings.net.read_timeout,
-        )
-    }
-}
-
-#[async_trait]
-impl Provider for OpenAiProvider {
-    fn info(&self) -> &ProviderInfo {
-        &self.info
-    }
-
-    async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
+    async fn open_chat(&self, request: ChatRequest, cx: &ErrorContext) -> Result<ChatStream> {
         self.check_key()?;
-        let log = request.attempts.clone();
-        let client = self.client(log.clone());
         let mut body = json!({
             "model": request.model,
             "messages": wire_messages(&request.messages),
@@ -148,34 +144,41 @@ impl Provider for OpenAiProvider {
         }
         if request.stream {
             body["stream_options"] = json!({ "include_usage": true });
-            let inner = client
-                .chat()
-                .create_stream_byot::<_, WireChunk>(body)
-                .await
-                .map_err(|e| self.map_error(e, &request.model, &log))?;
-            Ok(Box::pin(
-                ChunkStream::new(inner, self.endpoint()).into_stream(),
-            ))
-        } else {
-            let response: WireResponse = client
-                .chat()
-                .create_byot(body)
-                .await
-                .map_err(|e| self.map_error(e, &request.model, &log))?;
-            let events = response.into_events(&self.endpoint())?;
-            Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+            let url = format!("{}/chat/completions", self.info.endpoint);
+            let key = self.settings.api_key.clone();
+            let http = self.http.clone();
+            let response = crate::http::send(&self.http, &self.settings.net.retry, cx, || {
+                let request = http.post(&url).json(&body);
+                match &key {
+                    Some(key) => request.bearer_auth(key.expose()),
+                    None => request,
+                }
+            })
+            .await?;
+            return Ok(crate::stream::drive(
+                Box::pin(response.bytes_stream()),
+                Sse,
+                cx.clone(),
+            ));
         }
+        let response: WireResponse = self
+            .client(cx)
+            .chat()
+            .create_byot(body)
+            .await
+            .map_err(|e| map_error(e, cx))?;
+        let events = response.into_events(&cx.at)?;
+        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
     }
 
-    async fn models(&self) -> Result<Vec<ModelInfo>> {
+    async fn list_models(&self, cx: &ErrorContext) -> Result<Vec<ModelInfo>> {
         self.check_key()?;
-        let log = AttemptLog::new();
         let list: WireModelList = self
-            .client(log.clone())
+            .client(cx)
             .models()
             .list_byot()
             .await
-            .map_err(|e| self.map_error(e, "", &log))?;
+            .map_err(|e| map_error(e, cx))?;
         Ok(list
             .data
             .into_iter()
@@ -187,22 +190,35 @@ impl Provider for OpenAiProvider {
     }
 }
 
-fn map_error(
-    err: OpenAIError,
-    at: Endpoint,
-    model: &str,
-    log: &AttemptLog,
-    key_hint: &str,
-    read_timeout: std::time::Duration,
-) -> ProviderError {
-    let cx = ErrorContext {
-        at: at.clone(),
-        model,
-        key_hint,
-        read_timeout,
-        log,
-    };
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
+        let cx = ErrorContext::new(&self.settings, &request.model, request.attempts.clone());
+        self.open_chat(request, &cx).await.map_err(|e| cx.redact(e))
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>> {
+        let cx = ErrorContext::new(&self.settings, "", AttemptLog::new());
+        self.list_models(&cx).await.map_err(|e| cx.redact(e))
+    }
+}
+
+/// The error an async-openai call ended with. Failures on PAI's own send path come back
+/// boxed and whole; the rest happened while async-openai read a successful response.
+fn map_error(err: OpenAIError, cx: &ErrorContext) -> ProviderError {
+    let at = cx.at.clone();
     match err {
+        OpenAIError::Boxed(err) => match err.downcast::<ProviderError>() {
+            Ok(err) => *err,
+            Err(other) => ProviderError::Malformed {
+                at,
+                detail: one_line(&other.to_string()),
+            },
+        },
         OpenAIError::ApiError(ApiErrorResponse {
             status_code,
             api_error,
@@ -210,14 +226,10 @@ fn map_error(
             status_code,
             &api_error.message,
             api_error.code.as_deref().unwrap_or_default(),
-            &cx,
+            cx,
         ),
-        OpenAIError::Reqwest(e) => transport(&e, &cx),
+        OpenAIError::Reqwest(e) => transport(&e, cx),
         OpenAIError::JSONDeserialize(e, _) => ProviderError::Malformed {
-            at,
-            detail: one_line(&e.to_string()),
-        },
-        OpenAIError::StreamError(e) => ProviderError::StreamCut {
             at,
             detail: one_line(&e.to_string()),
         },
@@ -407,139 +419,64 @@ struct WireModel {
     owned_by: Option<String>,
 }
 
-type Inner = std::pin::Pin<
-    Box<dyn futures::Stream<Item = std::result::Result<WireChunk, OpenAIError>> + Send>,
->;
+/// OpenAI's SSE chunks as wire events: text, tool-call fragments keyed by index, the
+/// finish reason, then (asked for with `include_usage`) a usage chunk and `[DONE]`.
+#[derive(Debug)]
+struct Sse;
 
-/// Turns SSE chunks into [`ChatEvent`]s. The finish reason is held back until the
-/// stream ends, because the usage chunk comes after it; a stream that ends without a
-/// finish reason was cut off and yields an error instead.
-struct ChunkStream {
-    inner: Inner,
-    at: Endpoint,
-    pending: VecDeque<Result<ChatEvent>>,
-    /// Tool-call fragments by index: id, name, argument text so far.
-    calls: BTreeMap<usize, ToolCall>,
-    finish: Option<String>,
-    done: bool,
-}
+impl WireFormat for Sse {
+    const FRAMING: Framing = Framing::Sse;
+    const ID_PREFIX: &'static str = "call";
+    const DEFAULT_REASON: &'static str = "stop";
 
-impl ChunkStream {
-    fn new(inner: Inner, at: Endpoint) -> Self {
-        Self {
-            inner,
-            at,
-            pending: VecDeque::new(),
-            calls: BTreeMap::new(),
-            finish: None,
-            done: false,
+    fn decode(&mut self, frame: Frame<'_>, out: &mut Vec<Wire>) -> Result<(), WireError> {
+        if frame.data == "[DONE]" {
+            out.push(Wire::End);
+            return Ok(());
         }
-    }
-
-    fn into_stream(self) -> impl futures::Stream<Item = Result<ChatEvent>> + Send {
-        futures::stream::unfold(self, |mut s| async move {
-            loop {
-                if let Some(ev) = s.pending.pop_front() {
-                    return Some((ev, s));
-                }
-                if s.done {
-                    return None;
-                }
-                match s.inner.next().await {
-                    Some(Ok(chunk)) => s.absorb(chunk),
-                    Some(Err(e)) => {
-                        s.done = true;
-                        let err = map_error(
-                            e,
-                            s.at.clone(),
-                            "",
-                            &AttemptLog::new(),
-                            "",
-                            Default::default(),
-                        );
-                        // Already a stream error: wrapping it again would say "cut off" twice.
-                        let err = match err {
-                            err @ (ProviderError::Malformed { .. }
-                            | ProviderError::StreamCut { .. }) => err,
-                            other => ProviderError::StreamCut {
-                                at: s.at.clone(),
-                                detail: other.to_string(),
-                            },
-                        };
-                        s.pending.push_back(Err(err));
-                    }
-                    None => {
-                        s.done = true;
-                        for (_, call) in std::mem::take(&mut s.calls) {
-                            s.pending.push_back(Ok(ChatEvent::ToolCall(call)));
-                        }
-                        match s.finish.take() {
-                            Some(reason) => s.pending.push_back(Ok(ChatEvent::Finished { reason })),
-                            None => s.pending.push_back(Err(ProviderError::StreamCut {
-                                at: s.at.clone(),
-                                detail: "the stream ended without a finish reason".into(),
-                            })),
-                        }
-                    }
-                }
-            }
-        })
-    }
-
-    fn absorb(&mut self, chunk: WireChunk) {
+        if frame.event == "keepalive" {
+            return Ok(());
+        }
+        let chunk: WireChunk =
+            serde_json::from_str(frame.data).map_err(|e| WireError::Unreadable(e.to_string()))?;
         if let Some(error) = chunk.error {
             let message = error
                 .get("message")
                 .and_then(|m| m.as_str())
                 .map(str::to_string)
                 .unwrap_or_else(|| error.to_string());
-            self.pending.push_back(Err(ProviderError::Malformed {
-                at: self.at.clone(),
-                detail: format!(
-                    "the server reported an error mid-stream: {}",
-                    one_line(&message)
-                ),
-            }));
-            self.done = true;
-            return;
+            return Err(WireError::Reported {
+                status: None,
+                message,
+            });
         }
         for choice in chunk.choices {
-            let (text, calls) = match choice.delta {
-                Some(d) => (d.content, d.tool_calls),
-                None => (None, Vec::new()),
-            };
-            if let Some(text) = text
-                && !text.is_empty()
-            {
-                self.pending.push_back(Ok(ChatEvent::Delta(text)));
-            }
-            for (pos, fragment) in calls.into_iter().enumerate() {
-                let index = fragment.index.unwrap_or(pos);
-                let call = self.calls.entry(index).or_insert_with(|| ToolCall {
-                    id: format!("call_{index}"),
-                    name: String::new(),
-                    arguments: String::new(),
-                });
-                if let Some(id) = fragment.id.filter(|id| !id.is_empty()) {
-                    call.id = id;
-                }
-                if let Some(f) = fragment.function {
-                    if let Some(name) = f.name {
-                        call.name.push_str(&name);
-                    }
-                    call.arguments.push_str(&arguments_text(f.arguments));
+            if let Some(delta) = choice.delta {
+                out.extend(delta.content.map(Wire::Text));
+                for (pos, fragment) in delta.tool_calls.into_iter().enumerate() {
+                    let (name, arguments) = match fragment.function {
+                        Some(f) => (f.name, Some(arguments_text(f.arguments))),
+                        None => (None, None),
+                    };
+                    out.push(Wire::Tool(ToolPart {
+                        index: fragment.index.unwrap_or(pos),
+                        id: fragment.id,
+                        name,
+                        arguments,
+                        fallback: None,
+                    }));
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                // Calls are complete once the choice finishes; they come before usage.
-                for (_, call) in std::mem::take(&mut self.calls) {
-                    self.pending.push_back(Ok(ChatEvent::ToolCall(call)));
-                }
-                self.finish = Some(reason);
+                out.extend([Wire::Reason(reason), Wire::Finish]);
             }
         }
         if let Some(u) = chunk.usage {
-            self.pending.push_back(Ok(ChatEvent::Usage(u.into())));
+            out.push(Wire::Usage {
+                prompt: Some(u.prompt_tokens),
+                completion: Some(u.completion_tokens),
+            });
         }
+        Ok(())
     }
 }

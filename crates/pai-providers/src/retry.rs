@@ -1,11 +1,13 @@
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_openai::error::OpenAIError;
-use async_openai::middleware::HttpRequestFactory;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
+
+use crate::error::{Endpoint, Result};
+use crate::http::{ErrorContext, root_cause, transport};
 
 /// When to try a request again. Only opening a request is retried, never a stream that
 /// already delivered text, so a retry can never duplicate output.
@@ -76,13 +78,43 @@ pub struct Attempt {
     pub waited_ms: Option<u64>,
 }
 
-/// The failed attempts of one call, shared between the caller and the retry loop.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptLog(Arc<Mutex<Vec<Attempt>>>);
+/// A wait before the next try of a call, told to the caller before it starts so a
+/// long one (a rate limit may ask for many seconds) is not a silent hang.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryWait {
+    /// The endpoint that failed.
+    pub endpoint: Endpoint,
+    /// What went wrong: a status line (`429 Too Many Requests`) or the transport error.
+    pub outcome: String,
+    /// How long PAI will wait before trying again.
+    pub wait: Duration,
+    /// The server said it is rate limiting (429).
+    pub rate_limited: bool,
+    /// The attempt that failed, 1 for the first.
+    pub attempt: u32,
+}
+
+/// Called before each retry wait; see [`AttemptLog::on_wait`].
+pub type WaitNotifier = Arc<dyn Fn(&RetryWait) + Send + Sync>;
+
+/// The failed attempts of one call, shared between the caller and the retry loop, and
+/// the caller's optional notifier for waits.
+#[derive(Clone, Default)]
+pub struct AttemptLog {
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    on_wait: Option<WaitNotifier>,
+}
 
 impl AttemptLog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This log, with `notify` called before each wait between two tries of the call.
+    /// It runs on the task that sends the request, so it should return quickly.
+    pub fn on_wait(mut self, notify: impl Fn(&RetryWait) + Send + Sync + 'static) -> Self {
+        self.on_wait = Some(Arc::new(notify));
+        self
     }
 
     /// Removes and returns what was logged so far.
@@ -107,105 +139,86 @@ impl AttemptLog {
         self.lock().push(attempt);
     }
 
+    fn notify(&self, wait: &RetryWait) {
+        if let Some(notify) = &self.on_wait {
+            notify(wait);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for AttemptLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptLog")
+            .field("attempts", &*self.lock())
+            .field("on_wait", &self.on_wait.is_some())
+            .finish()
     }
 }
 
 /// Logs are equal when they are the same log: a request compares equal to its clone.
 impl PartialEq for AttemptLog {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.attempts, &other.attempts)
     }
 }
 
 impl Eq for AttemptLog {}
 
-/// Sends a request, retrying per `policy` and logging each failed attempt, and normalises
-/// every error body to OpenAI's `{"error": {...}}` shape so the status code survives into
-/// the error the user sees.
+/// Sends the request `build` makes (a fresh one per attempt), retrying per `policy` and
+/// logging each failed attempt in `cx.log`. Returns the first success, or the last
+/// failed response for the caller to read; a transport failure that outlasts the
+/// retries is mapped to its [`ProviderError`](crate::ProviderError) here.
 pub(crate) async fn send_with_retries(
-    client: reqwest::Client,
-    policy: RetryPolicy,
-    factory: HttpRequestFactory,
-    log: AttemptLog,
-) -> Result<reqwest::Response, OpenAIError> {
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    cx: &ErrorContext,
+    build: &(dyn Fn() -> Result<reqwest::Request> + Send + Sync),
+) -> Result<reqwest::Response> {
     let mut retry = 0;
     loop {
-        let request = factory.build().await?;
-        let url = request.url().clone();
-        let (outcome, asked, response) = match client.execute(request).await {
+        let request = build()?;
+        let (outcome, status, response) = match client.execute(request).await {
             Ok(response) if response.status().is_success() => return Ok(response),
             Ok(response) => {
                 let status = response.status();
                 if !RetryPolicy::retryable(status) {
-                    return Ok(normalise_error(response).await);
+                    return Ok(response);
                 }
-                let asked = server_asked_wait(response.headers());
-                (status.to_string(), asked, Ok(response))
+                (status.to_string(), Some(status), Ok(response))
             }
-            Err(err) if err.is_connect() || err.is_timeout() => {
-                (crate::http::root_cause(&err), None, Err(err))
-            }
-            Err(err) => return Err(OpenAIError::Reqwest(err)),
+            Err(err) if err.is_connect() || err.is_timeout() => (root_cause(&err), None, Err(err)),
+            Err(err) => return Err(transport(&err, cx)),
         };
+        let headers = response.as_ref().ok().map(|r| r.headers());
+        let asked = headers.and_then(server_asked_wait);
         let give_up = retry >= policy.max_retries;
-        let wait =
-            (!give_up).then(|| policy.delay(retry, response.as_ref().ok().map(|r| r.headers())));
-        log.push(Attempt {
+        let wait = (!give_up).then(|| policy.delay(retry, headers));
+        cx.log.push(Attempt {
             number: retry + 1,
-            outcome,
+            outcome: outcome.clone(),
             asked_wait_ms: asked.map(|d| d.as_millis() as u64),
             waited_ms: wait.map(|d| d.as_millis() as u64),
         });
-        match (wait, response) {
-            (None, Ok(response)) => return Ok(normalise_error(response).await),
-            (None, Err(err)) => return Err(OpenAIError::Reqwest(err)),
-            (Some(wait), _) => {
-                tracing::info!(%url, retry, ?wait, "retrying");
-                tokio::time::sleep(wait).await;
-                retry += 1;
-            }
-        }
+        let Some(wait) = wait else {
+            return response.map_err(|err| transport(&err, cx));
+        };
+        cx.log.notify(&RetryWait {
+            endpoint: cx.at.clone(),
+            outcome,
+            wait,
+            rate_limited: status == Some(StatusCode::TOO_MANY_REQUESTS),
+            attempt: retry + 1,
+        });
+        tracing::info!(at = %cx.at, retry, ?wait, "retrying");
+        // The failed response is dropped before the wait so its connection is freed.
+        drop(response);
+        tokio::time::sleep(wait).await;
+        retry += 1;
     }
-}
-
-async fn normalise_error(response: reqwest::Response) -> reqwest::Response {
-    let status = response.status();
-    let mut headers = response.headers().clone();
-    let body = response.bytes().await.unwrap_or_default();
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let error = match parsed.as_ref().and_then(|v| v.get("error")) {
-        Some(serde_json::Value::Object(obj)) => {
-            let mut obj = obj.clone();
-            if !obj.get("message").is_some_and(|m| m.is_string()) {
-                obj.insert("message".into(), serde_json::Value::String(String::new()));
-            }
-            // async-openai wants these as strings; llama.cpp sends `"code": 401`.
-            for field in ["type", "param", "code"] {
-                if let Some(value) = obj.get_mut(field)
-                    && !(value.is_string() || value.is_null())
-                {
-                    *value = serde_json::Value::String(value.to_string());
-                }
-            }
-            serde_json::Value::Object(obj)
-        }
-        // Ollama-style `{"error": "text"}`.
-        Some(serde_json::Value::String(text)) => serde_json::json!({ "message": text }),
-        _ => serde_json::json!({ "message": String::from_utf8_lossy(&body) }),
-    };
-    // async-openai reads a 5xx body as plain text and uses all of it as the message, so
-    // hand it the message alone rather than the JSON around it.
-    let body = match error.get("message").and_then(|m| m.as_str()) {
-        Some(message) if status.is_server_error() => message.to_string(),
-        _ => serde_json::json!({ "error": error }).to_string(),
-    };
-    headers.remove(reqwest::header::CONTENT_LENGTH);
-    let mut rebuilt = http::Response::new(body);
-    *rebuilt.status_mut() = status;
-    *rebuilt.headers_mut() = headers;
-    reqwest::Response::from(rebuilt)
 }
 
 #[cfg(test)]

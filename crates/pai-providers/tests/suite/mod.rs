@@ -10,6 +10,8 @@ mod ollama;
 mod openai;
 mod openai_tools;
 mod retry;
+mod secrets;
+mod stream;
 
 use std::time::Duration;
 

@@ -1,14 +1,16 @@
 //! Retries: transient statuses are tried again up to the cap, the server's Retry-After is
 //! honoured but capped, and a request that cannot succeed is sent once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pai_providers::{ChatEvent, ProviderError};
-use pai_test_support::{MockOpenAi, chat_endpoint, sse_body, sse_chunks};
+use pai_providers::{AttemptLog, ChatEvent, ProviderError, RetryWait};
+use pai_test_support::{MockOpenAi, chat_completion, chat_endpoint, sse_body, sse_chunks};
 use pai_types::Usage;
 use pretty_assertions::assert_eq;
 use serde_json::json;
-use wiremock::ResponseTemplate;
+use wiremock::{Respond, ResponseTemplate};
 
 use super::{chat, config, endpoint, request};
 
@@ -204,4 +206,97 @@ async fn a_json_server_error_shows_its_message() {
         panic!("expected Server, got {err:?}");
     };
     assert_eq!((status, message), (502, "upstream unavailable".to_string()));
+}
+
+/// What a call went through, in order: requests the server took and waits PAI announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Request(usize),
+    Wait(RetryWait),
+}
+
+/// Answers the first request with 429 and `Retry-After: 1`, later ones with a reply,
+/// noting each request in `seen` as it takes it.
+struct RateLimitOnce {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    calls: AtomicUsize,
+}
+
+impl Respond for RateLimitOnce {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.seen.lock().unwrap().push(Seen::Request(n));
+        if n == 1 {
+            too_many().insert_header("retry-after", "1")
+        } else {
+            ResponseTemplate::new(200).set_body_json(chat_completion("Finally.", 4, 1))
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_caller_is_told_of_a_rate_limit_wait_before_it_starts() {
+    let mock = MockOpenAi::start().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    mock.mount(chat_endpoint().respond_with(RateLimitOnce {
+        seen: seen.clone(),
+        calls: AtomicUsize::new(0),
+    }))
+    .await;
+    let mut cfg = config(&mock);
+    cfg.net.retry.max_wait = Duration::from_secs(5);
+    let mut req = request(false);
+    let heard = seen.clone();
+    req.attempts =
+        AttemptLog::new().on_wait(move |wait| heard.lock().unwrap().push(Seen::Wait(wait.clone())));
+    let attempts = req.attempts.clone();
+
+    chat(cfg, req).await.events();
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            Seen::Request(1),
+            Seen::Wait(RetryWait {
+                endpoint: endpoint(&mock),
+                outcome: "429 Too Many Requests".into(),
+                wait: Duration::from_secs(1),
+                rate_limited: true,
+                attempt: 1,
+            }),
+            Seen::Request(2),
+        ]
+    );
+    // The log the caller kept still has the attempt for the audit.
+    assert_eq!(attempts.failures(), 1);
+}
+
+#[tokio::test]
+async fn a_server_error_wait_is_told_too_and_not_as_a_rate_limit() {
+    let mock = MockOpenAi::start().await;
+    mock.mount(
+        chat_endpoint()
+            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+            .up_to_n_times(1)
+            .with_priority(1),
+    )
+    .await;
+    mock.reply_json("ok", 1, 1).await;
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let heard = waits.clone();
+    let mut req = request(false);
+    req.attempts = AttemptLog::new().on_wait(move |w| heard.lock().unwrap().push(w.clone()));
+
+    chat(config(&mock), req).await.events();
+
+    let waits = waits.lock().unwrap();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(
+        (
+            waits[0].outcome.as_str(),
+            waits[0].rate_limited,
+            waits[0].attempt
+        ),
+        ("503 Service Unavailable", false, 1)
+    );
 }
