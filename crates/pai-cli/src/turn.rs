@@ -8,7 +8,7 @@ use pai_core::{
     Budgets, Cancel, Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta,
     SessionStore, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger, resolve_provider,
 };
-use pai_providers::{MaxTokens, Provider, connect};
+use pai_providers::{MaxTokens, Provider, RetryWait, connect};
 use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{Mode, SessionName};
 
@@ -71,6 +71,12 @@ impl Env {
             self.tool_context(run)?,
         )
         .with_approver(Arc::new(TerminalApprover))
+        .with_wait_notifier(Arc::new(|w: &RetryWait| {
+            // Scripts get the audit's attempt rows; a person at a terminal gets a line.
+            if std::io::stderr().is_terminal() {
+                eprintln!("{}", wait_line(w));
+            }
+        }))
         .with_budgets(Budgets {
             session: meta.budget_tokens,
             daily,
@@ -131,6 +137,21 @@ impl Env {
             max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
             timeout: std::time::Duration::from_secs(self.config.tools.timeout_secs.max(1)),
         })
+    }
+}
+
+/// "rate limited by openai at https://…; retrying in 3 s".
+pub fn wait_line(w: &RetryWait) -> String {
+    let secs = w.wait.as_secs_f32().ceil().max(1.0);
+    if w.rate_limited {
+        format!("rate limited by {}; retrying in {secs} s", w.endpoint)
+    } else {
+        format!(
+            "{} failed ({}); retrying in {secs} s (attempt {})",
+            w.endpoint,
+            w.outcome,
+            w.attempt + 1
+        )
     }
 }
 
@@ -409,5 +430,38 @@ impl<'a> Printer<'a> {
         if !self.closed && !self.answer.is_empty() && !self.answer.ends_with('\n') {
             let _ = crate::output::try_write("\n");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pai_providers::Endpoint;
+
+    use super::*;
+
+    #[test]
+    fn a_wait_says_who_and_how_long() {
+        let mut w = RetryWait {
+            endpoint: Endpoint {
+                provider: "openai".into(),
+                url: "https://api.openai.com/v1".into(),
+            },
+            outcome: "429 Too Many Requests".into(),
+            wait: Duration::from_millis(2500),
+            rate_limited: true,
+            attempt: 1,
+        };
+        assert_eq!(
+            wait_line(&w),
+            "rate limited by openai at https://api.openai.com/v1; retrying in 3 s"
+        );
+        w.rate_limited = false;
+        w.outcome = "503 Service Unavailable".into();
+        assert_eq!(
+            wait_line(&w),
+            "openai at https://api.openai.com/v1 failed (503 Service Unavailable); retrying in 3 s (attempt 2)"
+        );
     }
 }

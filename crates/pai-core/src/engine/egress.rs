@@ -46,6 +46,10 @@ impl Engine {
         let mut request = ChatRequest::new(scope.model, call.messages, call.stream);
         request.tools = call.tools;
         request.max_tokens = call.max_tokens.map(|m| m.min(u64::from(u32::MAX)) as u32);
+        if let Some(notify) = &self.on_wait {
+            let notify = notify.clone();
+            request.attempts = request.attempts.on_wait(move |w| notify(w));
+        }
         let attempts = request.attempts.clone();
         let outcome = self.collect(request, on_event).await;
         let elapsed = started.elapsed().as_millis() as u64;

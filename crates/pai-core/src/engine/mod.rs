@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::Either;
 use pai_audit::{AuditSink, EventKind};
-use pai_providers::{Provider, ProviderError};
+use pai_providers::{Provider, ProviderError, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{
     Effect, Message, Mode, SessionName, ToolSpec, Usage, estimate_message_tokens, estimate_tokens,
@@ -156,6 +156,8 @@ pub struct Engine {
     /// Tools the user approved with "always" while this engine runs.
     always: Mutex<BTreeSet<String>>,
     budgets: Budgets,
+    /// Told before each wait between two tries of a model call (a 429, a 5xx).
+    on_wait: Option<WaitNotifier>,
 }
 
 impl fmt::Debug for Engine {
@@ -193,6 +195,7 @@ impl Engine {
             approver: Arc::new(DenyAll),
             always: Mutex::new(BTreeSet::new()),
             budgets: Budgets::default(),
+            on_wait: None,
         }
     }
 
@@ -211,6 +214,13 @@ impl Engine {
 
     pub fn with_budgets(mut self, budgets: Budgets) -> Self {
         self.budgets = budgets;
+        self
+    }
+
+    /// Who is told, before each wait, that a model call is being retried (so a rate limit
+    /// is not a silent pause of up to `[network] max_retry_wait_secs`).
+    pub fn with_wait_notifier(mut self, notify: WaitNotifier) -> Self {
+        self.on_wait = Some(notify);
         self
     }
 

@@ -1073,3 +1073,50 @@ async fn a_cancelled_run_records_why_and_what_had_arrived() {
     assert_eq!(h.audit.events()[1].content, "[output closed] half an ans");
     assert_eq!(h.history(), vec![]);
 }
+
+#[tokio::test]
+async fn a_rate_limited_call_tells_the_caller_before_it_waits() {
+    use wiremock::{Mock, ResponseTemplate};
+    let mock = pai_test_support::MockOpenAi::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&mock.server)
+        .await;
+    mock.reply_json("after the wait", 1, 1).await;
+    let provider = pai_providers::connect(pai_providers::ProviderConfig {
+        name: "limited".into(),
+        kind: ProviderKind::OpenAiCompatible,
+        base_url: mock.base_url(),
+        locality: Locality::Local,
+        api_key: None,
+        key_hint: String::new(),
+        headers: Vec::new(),
+        net: pai_providers::NetSettings::default(),
+    })
+    .unwrap();
+    let h = Harness::new();
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let seen = waits.clone();
+    let engine = Engine::new(
+        Arc::from(provider),
+        h.audit.clone(),
+        h.store.clone(),
+        ContextManager::new(settings()),
+    )
+    .with_wait_notifier(Arc::new(move |w: &pai_providers::RetryWait| {
+        seen.lock()
+            .unwrap()
+            .push((w.endpoint.to_string(), w.rate_limited, w.attempt));
+    }));
+    let turn = Turn {
+        stream: false,
+        ..prompt("hi")
+    };
+    let outcome = run(&engine, &turn).await.0.unwrap();
+    assert_eq!(outcome.answer, "after the wait");
+    assert_eq!(
+        *waits.lock().unwrap(),
+        vec![(format!("limited at {}", mock.base_url()), true, 1)]
+    );
+}
