@@ -77,11 +77,10 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             input: text.to_string(),
             stream,
             model: Some(meta.model.clone()),
-            limits: Limits {
+            limits: env.ws.limits(Limits {
                 budget_tokens: args.run.budget_tokens,
-                max_calls_per_round: Some(env.config.tools.max_calls_per_round),
                 ..Limits::default()
-            },
+            }),
         };
         // A failed turn is reported and the conversation goes on; SIGTERM or a closed
         // output ends the chat (Ctrl+C only ends the turn).

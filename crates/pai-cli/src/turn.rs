@@ -3,21 +3,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use pai_audit::SqliteAudit;
 use pai_core::{
-    Budgets, Cancel, Config, ContextManager, Engine, Event, Limits, Paths, SessionMeta,
-    SessionStore, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger, resolve_provider,
+    Cancel, Config, Engine, EngineOptions, Event, Limits, Paths, SessionMeta, SessionStore,
+    ToolOutcome, Turn, TurnEnd, TurnOutcome, Workspace,
 };
-use pai_providers::{MaxTokens, Provider, RetryWait, connect};
-use pai_tools::{ToolContext, ToolRegistry};
+use pai_providers::RetryWait;
 use pai_types::{Mode, SessionName};
 
 use crate::approve::TerminalApprover;
 use crate::cli::{AgentArgs, PromptArgs, RunArgs, StreamArgs};
 use crate::input;
 
-/// PAI's files and settings, loaded once per command.
+/// PAI's files and settings, loaded once per command: pai-core's [`Workspace`] plus
+/// what only a terminal program decides (the approver, what is printed).
 pub struct Env {
+    pub ws: Workspace,
     pub paths: Paths,
     pub config: Config,
     pub store: SessionStore,
@@ -25,118 +25,52 @@ pub struct Env {
 
 impl Env {
     pub fn load() -> Result<Self> {
-        let paths = Paths::from_env()?;
-        let config = Config::load(&paths.config_file())?;
-        let store = SessionStore::new(paths.clone());
+        let ws = Workspace::open(Paths::from_env()?)?;
         Ok(Self {
-            paths,
-            config,
-            store,
+            paths: ws.paths().clone(),
+            config: ws.config().clone(),
+            store: ws.store().clone(),
+            ws,
         })
     }
 
     /// The named session (validated), else the active one.
     pub fn session(&self, name: Option<&str>) -> Result<SessionName> {
-        let name = name.map(SessionName::new).transpose()?;
-        Ok(self.store.resolve(name.as_ref())?)
+        Ok(self.ws.session(name)?)
     }
 
-    /// An engine wired to the session's provider, the audit log, the tools `mode` may
-    /// offer, the terminal approver and the session and daily budgets.
+    /// An engine wired by the workspace, with the terminal approver and wait notices.
     pub async fn engine(&self, meta: &SessionMeta, mode: Mode, run: &RunArgs) -> Result<Engine> {
-        let resolved = resolve_provider(meta, &self.config)?;
-        let mut provider: Arc<dyn Provider> = Arc::from(connect(resolved.config)?);
-        if let Some(max) = run.max_tokens {
-            provider = Arc::new(MaxTokens::new(provider, max));
+        let opts = EngineOptions {
+            max_tokens: run.max_tokens,
+            no_tools: run.no_tools,
+            roots: run.roots.clone(),
+            approver: Arc::new(TerminalApprover),
+            on_wait: Some(Arc::new(|w: &RetryWait| {
+                // Scripts get the audit's attempt rows; a person at a terminal gets a line.
+                if std::io::stderr().is_terminal() {
+                    eprintln!("{}", wait_line(w));
+                }
+            })),
+            ..EngineOptions::new(
+                std::env::current_dir().context("cannot read the current directory")?,
+            )
+        };
+        let wired = self.ws.engine(meta, mode, &opts).await?;
+        for warning in &wired.warnings {
+            eprintln!("warning: {warning}");
         }
-        let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
-        // Today's use is read from the audit log before every call, not once here.
-        let daily = self
-            .config
-            .budget
-            .daily_tokens
-            .map(|cap| (cap, audit.clone() as Arc<dyn UsageLedger>));
-        let engine = Engine::new(
-            provider,
-            audit,
-            self.store.clone(),
-            ContextManager::new(self.config.context.clone()),
-        )
-        .with_tools(
-            if run.no_tools {
-                ToolRegistry::new()
-            } else {
-                self.tools(mode).await?
-            },
-            self.tool_context(run)?,
-        )
-        .with_approver(Arc::new(TerminalApprover))
-        .with_wait_notifier(Arc::new(|w: &RetryWait| {
-            // Scripts get the audit's attempt rows; a person at a terminal gets a line.
-            if std::io::stderr().is_terminal() {
-                eprintln!("{}", wait_line(w));
-            }
-        }))
-        .with_budgets(Budgets {
-            session: meta.budget_tokens,
-            daily,
-        });
-        Ok(engine)
+        Ok(wired.engine)
     }
 
-    /// Built-in tools, plus the tools of configured MCP servers whose declared effects the
-    /// mode could offer (a server is only started when its tools could be used).
-    pub async fn tools(&self, mode: Mode) -> Result<ToolRegistry> {
-        let mut registry = ToolRegistry::new();
-        for tool in pai_tools::builtin_tools() {
-            registry.register(tool)?;
-        }
-        let servers: std::collections::BTreeMap<_, _> = self
-            .config
-            .mcp
-            .iter()
-            .filter(|(_, cfg)| cfg.effects().iter().all(|e| mode.offers(*e)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, client) in pai_tools::connect_mcp_servers(&servers).await {
-            match client {
-                Ok(client) => {
-                    for tool in client.tools() {
-                        registry.register(tool.clone())?;
-                    }
-                }
-                // One broken server must not take the others (or the answer) down.
-                Err(e) => eprintln!("warning: MCP server '{name}' is not available: {e}"),
-            }
+    /// Every tool a model may be offered in agent mode, warning about MCP servers that
+    /// could not be started.
+    pub async fn tools(&self, mode: Mode) -> Result<pai_tools::ToolRegistry> {
+        let (registry, warnings) = self.ws.tools(mode).await?;
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
         }
         Ok(registry)
-    }
-
-    /// Where file tools may work: `--root`, else `[tools] roots`, else the current directory.
-    pub fn tool_context(&self, run: &RunArgs) -> Result<ToolContext> {
-        let roots = if !run.roots.is_empty() {
-            run.roots.clone()
-        } else if !self.config.tools.roots.is_empty() {
-            self.config.tools.roots.clone()
-        } else {
-            vec![std::env::current_dir().context("cannot read the current directory")?]
-        };
-        let roots = roots
-            .iter()
-            .map(|r| {
-                r.canonicalize().with_context(|| {
-                    format!(
-                        "tool root '{}' does not exist; create it or pass another --root",
-                        r.display()
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ToolContext {
-            roots,
-            max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
-            timeout: std::time::Duration::from_secs(self.config.tools.timeout_secs.max(1)),
-        })
     }
 }
 
@@ -216,10 +150,7 @@ impl OneShot {
             input,
             stream: self.stream,
             model: self.model.or(Some(meta.model)),
-            limits: Limits {
-                max_calls_per_round: Some(env.config.tools.max_calls_per_round),
-                ..limits
-            },
+            limits: env.ws.limits(limits),
         };
         let mut shown = Shown::default();
         Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))

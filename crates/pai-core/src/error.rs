@@ -67,6 +67,10 @@ pub enum CoreError {
     ModelArchive { path: PathBuf, detail: String },
     #[error(transparent)]
     Provider(#[from] pai_providers::ProviderError),
+    #[error("tool root '{}' does not exist; create it or pass another --root", .0.display())]
+    NoToolRoot(PathBuf),
+    #[error(transparent)]
+    Tool(#[from] pai_tools::ToolError),
     #[error("the audit log refused the record, so nothing was sent: {0}")]
     Audit(#[from] pai_audit::AuditError),
     /// The audit log failed after something already happened that cannot be taken back.

@@ -16,6 +16,7 @@ mod paths;
 mod pricing;
 mod session;
 mod vault;
+mod workspace;
 
 pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
 pub use config::{
@@ -35,3 +36,4 @@ pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use vault::Vault;
+pub use workspace::{EngineOptions, Wired, Workspace};

@@ -1,0 +1,221 @@
+//! The facade an embedder opens: PAI's files and settings, and engines wired from them.
+//! Nothing here reads the environment or prints: the caller passes paths, the working
+//! directory and who answers approvals, and gets warnings back as values.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pai_audit::SqliteAudit;
+use pai_providers::{MaxTokens, Provider, WaitNotifier};
+use pai_tools::{ToolContext, ToolRegistry};
+use pai_types::{Mode, SessionName};
+
+use crate::approval::{Approver, DenyAll};
+use crate::config::Config;
+use crate::context::ContextManager;
+use crate::engine::{Budgets, Engine, Limits, UsageLedger};
+use crate::error::{CoreError, Result};
+use crate::keys::resolve_provider;
+use crate::paths::Paths;
+use crate::session::{SessionMeta, SessionStore};
+
+/// PAI's data and settings, opened once per command (or once per embedding program).
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    paths: Paths,
+    config: Config,
+    store: SessionStore,
+}
+
+/// How an engine for one run is wired beyond the workspace's settings.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Most tokens each answer may have (`--max-tokens`).
+    pub max_tokens: Option<u32>,
+    /// Offer the model no tools at all.
+    pub no_tools: bool,
+    /// Directories file tools may use; empty means `[tools] roots`, else `cwd`.
+    pub roots: Vec<PathBuf>,
+    /// The working directory, the default tool root.
+    pub cwd: PathBuf,
+    /// Who answers when a tool needs consent (default: nobody, so refused).
+    pub approver: Arc<dyn Approver>,
+    /// Told before each wait between two tries of a model call.
+    pub on_wait: Option<WaitNotifier>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("max_tokens", &self.max_tokens)
+            .field("no_tools", &self.no_tools)
+            .field("roots", &self.roots)
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineOptions {
+    /// Defaults for a run in `cwd`: tools on, nobody to approve, no caps.
+    pub fn new(cwd: impl Into<PathBuf>) -> Self {
+        Self {
+            max_tokens: None,
+            no_tools: false,
+            roots: Vec::new(),
+            cwd: cwd.into(),
+            approver: Arc::new(DenyAll),
+            on_wait: None,
+        }
+    }
+}
+
+/// An engine ready to run turns, and what the caller should tell the user about it.
+#[derive(Debug)]
+pub struct Wired {
+    pub engine: Engine,
+    /// MCP servers that could not be started, with why (the turn goes on without them).
+    pub warnings: Vec<String>,
+}
+
+impl Workspace {
+    /// Opens the workspace at `paths`, reading `config.toml` from its config dir.
+    pub fn open(paths: Paths) -> Result<Self> {
+        let config = Config::load(&paths.config_file())?;
+        Ok(Self::with_config(paths, config))
+    }
+
+    /// A workspace with settings the caller made.
+    pub fn with_config(paths: Paths, config: Config) -> Self {
+        let store = SessionStore::new(paths.clone());
+        Self {
+            paths,
+            config,
+            store,
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    /// The named session (validated), else the active one.
+    pub fn session(&self, name: Option<&str>) -> Result<SessionName> {
+        let name = name.map(SessionName::new).transpose()?;
+        self.store.resolve(name.as_ref())
+    }
+
+    /// The limits a run gets from the settings, over `limits` the caller set.
+    pub fn limits(&self, limits: Limits) -> Limits {
+        Limits {
+            max_calls_per_round: limits
+                .max_calls_per_round
+                .or(Some(self.config.tools.max_calls_per_round)),
+            ..limits
+        }
+    }
+
+    /// An engine for `meta` (as it runs this turn) in `mode`: its provider, the audit
+    /// log, the tools `mode` may offer, the approver, and the session and daily budgets.
+    pub async fn engine(
+        &self,
+        meta: &SessionMeta,
+        mode: Mode,
+        opts: &EngineOptions,
+    ) -> Result<Wired> {
+        let resolved = resolve_provider(meta, &self.config)?;
+        let mut provider: Arc<dyn Provider> = Arc::from(pai_providers::connect(resolved.config)?);
+        if let Some(max) = opts.max_tokens {
+            provider = Arc::new(MaxTokens::new(provider, max));
+        }
+        let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
+        // Today's use is read from the audit log before every call, not once here.
+        let daily = self
+            .config
+            .budget
+            .daily_tokens
+            .map(|cap| (cap, audit.clone() as Arc<dyn UsageLedger>));
+        let (tools, warnings) = if opts.no_tools {
+            (ToolRegistry::new(), Vec::new())
+        } else {
+            self.tools(mode).await?
+        };
+        let mut engine = Engine::new(
+            provider,
+            audit,
+            self.store.clone(),
+            ContextManager::new(self.config.context.clone()),
+        )
+        .with_tools(tools, self.tool_context(&opts.roots, &opts.cwd)?)
+        .with_approver(opts.approver.clone())
+        .with_budgets(Budgets {
+            session: meta.budget_tokens,
+            daily,
+        });
+        if let Some(notify) = &opts.on_wait {
+            engine = engine.with_wait_notifier(notify.clone());
+        }
+        Ok(Wired { engine, warnings })
+    }
+
+    /// Built-in tools, plus the tools of configured MCP servers whose declared effects
+    /// `mode` could offer (a server is only started when its tools could be used), and a
+    /// warning for each server that could not be started.
+    pub async fn tools(&self, mode: Mode) -> Result<(ToolRegistry, Vec<String>)> {
+        let mut registry = ToolRegistry::new();
+        for tool in pai_tools::builtin_tools() {
+            registry.register(tool)?;
+        }
+        let servers: std::collections::BTreeMap<_, _> = self
+            .config
+            .mcp
+            .iter()
+            .filter(|(_, cfg)| cfg.effects().iter().all(|e| mode.offers(*e)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut warnings = Vec::new();
+        for (name, client) in pai_tools::connect_mcp_servers(&servers).await {
+            match client {
+                Ok(client) => {
+                    for tool in client.tools() {
+                        registry.register(tool.clone())?;
+                    }
+                }
+                // One broken server must not take the others (or the answer) down.
+                Err(e) => warnings.push(format!("MCP server '{name}' is not available: {e}")),
+            }
+        }
+        Ok((registry, warnings))
+    }
+
+    /// Where file tools may work: `roots`, else `[tools] roots`, else `cwd`; each must exist.
+    pub fn tool_context(&self, roots: &[PathBuf], cwd: &Path) -> Result<ToolContext> {
+        let roots = if !roots.is_empty() {
+            roots.to_vec()
+        } else if !self.config.tools.roots.is_empty() {
+            self.config.tools.roots.clone()
+        } else {
+            vec![cwd.to_path_buf()]
+        };
+        let roots = roots
+            .iter()
+            .map(|r| {
+                r.canonicalize()
+                    .map_err(|_| CoreError::NoToolRoot(r.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ToolContext {
+            roots,
+            max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
+            timeout: Duration::from_secs(self.config.tools.timeout_secs.max(1)),
+        })
+    }
+}
