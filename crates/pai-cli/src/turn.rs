@@ -44,7 +44,7 @@ impl Env {
     /// An engine wired to the session's provider, the audit log, the tools `mode` may
     /// offer, the terminal approver and the session and daily budgets.
     pub async fn engine(&self, meta: &SessionMeta, mode: Mode, run: &RunArgs) -> Result<Engine> {
-        let resolved = resolve_provider(meta, &self.config)?;
+        let resolved = resolve_provider(meta, &self.config, &self.paths)?;
         let mut provider: Arc<dyn Provider> = Arc::from(connect(resolved.config)?);
         if let Some(max) = run.max_tokens {
             provider = Arc::new(MaxTokens::new(provider, max));

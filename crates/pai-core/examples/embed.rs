@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     meta.base_url = Some(base_url);
     store.create(&meta, false)?;
 
-    let resolved = resolve_provider(&meta, &config)?;
+    let resolved = resolve_provider(&meta, &config, &paths)?;
     let engine = Engine::new(
         Arc::from(pai_providers::connect(resolved.config)?),
         Arc::new(SqliteAudit::open(&paths.audit_db())?),
