@@ -9,7 +9,6 @@
 mod chain;
 mod error;
 mod event;
-mod redact;
 mod sink;
 mod store;
 

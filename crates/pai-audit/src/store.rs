@@ -4,13 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use pai_types::{Locality, Usage};
+use pai_types::{Locality, Usage, redact_endpoint};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{GENESIS, HASHED_COLUMNS, row_hash};
-use crate::redact::redact_endpoint;
 use crate::{AuditError, AuditEvent, AuditSink, EventId, EventKind, Result, StoredEvent};
 
 const SCHEMA_VERSION: i64 = 1;

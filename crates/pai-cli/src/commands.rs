@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use pai_core::{
-    KeySource, SessionMeta, Vault, key_source, probe_local_servers, resolve_provider,
+    KeySource, Paths, SessionMeta, Vault, key_source, probe_local_servers, resolve_provider,
     session_endpoint,
 };
 use pai_providers::{ProviderEntry, ProviderKind, connect};
-use pai_types::{Locality, Secret, SessionName};
+use pai_types::{Locality, Secret, SessionName, has_credentials, redact_endpoint};
 use serde::Serialize;
 
 use crate::cli::{
@@ -40,11 +40,20 @@ fn encrypted_key(raw: Option<&str>) -> Result<Option<String>> {
     ))
 }
 
+/// An http(s) URL without credentials in it. A `user:pass@` or `?key=` would be stored in
+/// plaintext in session.json and shown by every command that names the endpoint, so it is
+/// refused (echoed masked) with the ways PAI keeps a key safe.
 fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
     let Some(url) = url else { return Ok(None) };
+    let shown = redact_endpoint(url);
+    if has_credentials(url) {
+        bail!(
+            "--base-url '{shown}' carries a credential, which PAI would store in plaintext; pass the URL without it and the key with --api-key (stored encrypted) or the provider's key env var, or define the endpoint under [providers.<name>] in config.toml with the key in its headers"
+        );
+    }
     let ok = url.starts_with("http://") || url.starts_with("https://");
     if !ok || url.split("://").nth(1).is_none_or(str::is_empty) {
-        bail!("--base-url '{url}' is not an http(s) URL; pass one like http://127.0.0.1:8080/v1");
+        bail!("--base-url '{shown}' is not an http(s) URL; pass one like http://127.0.0.1:8080/v1");
     }
     Ok(Some(url.trim_end_matches('/').to_string()))
 }
@@ -59,8 +68,9 @@ fn check_model(model: Option<&str>) -> Result<Option<String>> {
 }
 
 /// One line saying what a session now talks to, and a note when a remote one has no key.
-fn describe(meta: &SessionMeta, entry: &ProviderEntry) -> String {
-    let (endpoint, locality) = session_endpoint(meta, entry);
+fn describe(meta: &SessionMeta, entry: &ProviderEntry, paths: &Paths) -> String {
+    let (endpoint, locality) = session_endpoint(meta, entry, paths);
+    let endpoint = redact_endpoint(&endpoint);
     let key = key_source(meta, entry);
     if key == KeySource::None
         && locality == Locality::Remote
@@ -89,7 +99,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
     } else {
         let entry = env.config.provider_entry(&args.provider)?;
         if entry.kind == ProviderKind::Local {
-            let model = crate::local::session_model(model)?;
+            let model = crate::local::session_model(&env.paths, model)?;
             (entry, model)
         } else {
             let Some(model) = model else {
@@ -111,7 +121,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
     env.store.set_active(&name)?;
     outln!(
         "created session '{name}': {}. It is now the active session.",
-        describe(&meta, &entry)
+        describe(&meta, &entry, &env.paths)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -133,19 +143,23 @@ async fn detect_local_server(env: &Env, model: Option<String>) -> Result<(Provid
                         None => bail!(
                             "{} at {} is running but serves no models; load or pull one, then run this again",
                             probe.entry.name,
-                            probe.entry.base_url
+                            redact_endpoint(&probe.entry.base_url)
                         ),
                     },
                 };
                 eprintln!(
                     "found {} at {} ({} model(s))",
                     probe.entry.name,
-                    probe.entry.base_url,
+                    redact_endpoint(&probe.entry.base_url),
                     models.len()
                 );
                 return Ok((probe.entry, chosen));
             }
-            Err(_) => tried.push(format!("{} ({})", probe.entry.base_url, probe.entry.name)),
+            Err(_) => tried.push(format!(
+                "{} ({})",
+                redact_endpoint(&probe.entry.base_url),
+                probe.entry.name
+            )),
         }
     }
     bail!(
@@ -165,7 +179,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
     let moves_to_local =
         entry.kind == ProviderKind::Local && env.store.load_meta(&name)?.provider != entry.name;
     if entry.kind == ProviderKind::Local && (model.is_some() || moves_to_local) {
-        model = Some(crate::local::session_model(model)?);
+        model = Some(crate::local::session_model(&env.paths, model)?);
     }
     let meta = env.store.update(&name, |meta| {
         let same_provider = meta.provider == entry.name;
@@ -185,7 +199,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
     let messages = env.store.snapshot(&name)?.history.len();
     outln!(
         "session '{name}' now uses {}; its {messages} message(s) are kept",
-        describe(&meta, &entry)
+        describe(&meta, &entry, &env.paths)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -218,7 +232,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let usage = snap.usage();
     let meta = &snap.meta;
     let entry = env.config.provider_entry(&meta.provider)?;
-    let (endpoint, locality) = session_endpoint(meta, &entry);
+    let (endpoint, locality) = session_endpoint(meta, &entry, &env.paths);
+    // A URL from before credentials in --base-url were refused, or from config.toml.
+    let endpoint = redact_endpoint(&endpoint).into_owned();
     let status = Status {
         active: env.store.active()?.as_ref() == Some(&name),
         session: name.to_string(),
@@ -323,8 +339,13 @@ pub fn reset(args: SessionArg) -> Result<ExitCode> {
 pub fn providers(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
     let mut rows = env.config.provider_entries();
-    for r in rows.iter_mut().filter(|r| r.kind == ProviderKind::Local) {
-        r.base_url = crate::local::endpoint(&env.paths);
+    for r in rows.iter_mut() {
+        r.base_url = if r.kind == ProviderKind::Local {
+            crate::local::endpoint(&env.paths)
+        } else {
+            // config.toml may hold a URL with a key in it.
+            redact_endpoint(&r.base_url).into_owned()
+        };
     }
     if args.json {
         return print_json(&rows);
@@ -436,13 +457,16 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
         Some(provider) => {
             let entry = env.config.provider_entry(provider)?;
             let meta = SessionMeta::new(SessionName::new("models")?, &entry.name, "");
-            (resolve_provider(&meta, &env.config)?.config, None)
+            (
+                resolve_provider(&meta, &env.config, &env.paths)?.config,
+                None,
+            )
         }
         None => {
             let name = env.session(args.session.as_deref())?;
             let meta = env.store.load_meta(&name)?;
             (
-                resolve_provider(&meta, &env.config)?.config,
+                resolve_provider(&meta, &env.config, &env.paths)?.config,
                 Some(meta.model),
             )
         }

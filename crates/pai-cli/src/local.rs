@@ -5,9 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use pai_core::{
-    Config, CoreError, InstalledModel, LocalSettings, ModelStore, Paths, looks_like_path,
-};
+use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths, looks_like_path};
 use pai_providers::DEFAULT_LOCAL_MODEL;
 use serde::Serialize;
 
@@ -34,8 +32,9 @@ pub fn set_thread_count() {
 }
 
 /// The model a `local` session is created with: `--model` (a name, or a path made
-/// absolute), else the default. Says how to install it when it is not installed yet.
-pub fn session_model(model: Option<String>) -> Result<String> {
+/// absolute), else the default. Refuses one that is not installed in `paths`' store, with
+/// how to install it: a session made now would only fail at its first prompt.
+pub fn session_model(paths: &Paths, model: Option<String>) -> Result<String> {
     if !cfg!(feature = "local") {
         return Err(pai_providers::ProviderError::LocalUnavailable.into());
     }
@@ -52,11 +51,7 @@ pub fn session_model(model: Option<String>) -> Result<String> {
         }
         Some(m) => m,
     };
-    match ModelStore::from_env()?.resolve(&model) {
-        Ok(_) => {}
-        Err(e @ CoreError::ModelNotInstalled { .. }) => eprintln!("note: {e}"),
-        Err(e) => return Err(e.into()),
-    }
+    ModelStore::new(paths).resolve(&model)?;
     Ok(model)
 }
 

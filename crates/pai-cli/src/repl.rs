@@ -46,11 +46,19 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
     editor.set_helper(Some(InputHelper));
     let history_path = env.paths.chat_history();
+    // What was typed may be as private as the sessions: the file is created 0600 here,
+    // before rustyline ever writes it.
+    if let Err(e) = private_history_file(&history_path) {
+        tracing::warn!(error = %e, "could not prepare the chat history file");
+    }
     let _ = editor.load_history(&history_path);
     let info = engine.provider().info();
     eprintln!(
         "chatting in '{session}' with {} {} ({}, {}); 'exit' or Ctrl+D leaves, a line ending in \\ continues",
-        info.name, meta.model, info.locality, info.endpoint
+        info.name,
+        meta.model,
+        info.locality,
+        pai_types::redact_endpoint(&info.endpoint)
     );
     let prompt = format!("{session}> ");
     let mut failed = false;
@@ -110,16 +118,32 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     })
 }
 
+/// Creates the chat history file with mode 0600 if it is missing (never truncating it),
+/// and takes group and other access away from one that had it.
+fn private_history_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        let mode = file.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
+
 fn save_history(
     editor: &mut rustyline::Editor<InputHelper, rustyline::history::FileHistory>,
     path: &std::path::Path,
 ) -> Result<()> {
+    // rustyline rewrites the file in place, so the mode set at creation stays.
     editor.save_history(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
     Ok(())
 }
 

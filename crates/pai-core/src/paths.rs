@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use pai_types::SessionName;
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Result, io};
 
 /// Where PAI keeps its files: data under `PAI_HOME`, configuration under `PAI_CONFIG_DIR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,5 +62,55 @@ impl Paths {
 
     pub fn home(&self) -> &Path {
         &self.home
+    }
+}
+
+/// Creates `dir` (and any missing parent) with mode 0700, or tightens an existing one that
+/// group or others may enter. PAI's files are 0600 already; a loose directory would still
+/// show session names and let another user swap files in it. A directory PAI may not
+/// chmod (not its own, or a filesystem without modes) is reported and used as it is:
+/// refusing would lock the user out of their data for a tracing-level matter.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            #[cfg(unix)]
+            tighten(dir, &meta);
+            #[cfg(not(unix))]
+            let _ = meta;
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                b.mode(0o700);
+            }
+            b.create(dir).map_err(io("create", dir))
+        }
+        Err(e) => Err(io("open", dir)(e)),
+    }
+}
+
+#[cfg(unix)]
+fn tighten(dir: &Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_dir() || mode & 0o077 == 0 {
+        return;
+    }
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => tracing::warn!(
+            dir = %dir.display(),
+            was = format!("{mode:o}"),
+            "other users could open this PAI directory; restricted it to 0700"
+        ),
+        Err(e) => tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            error = %e,
+            "other users can open this PAI directory and PAI cannot restrict it; chmod 700 it"
+        ),
     }
 }

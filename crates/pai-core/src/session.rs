@@ -6,10 +6,12 @@ use pai_types::{Message, Role, SessionName, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result, io};
-use crate::paths::Paths;
+use crate::paths::{Paths, ensure_private_dir};
 
 const META: &str = "session.json";
 const HISTORY: &str = "history.jsonl";
+/// Where an unreadable last history line goes instead of being deleted.
+const REJECTED: &str = "history.rejected";
 const LOCK: &str = ".lock";
 const ACTIVE: &str = "active";
 
@@ -117,8 +119,11 @@ pub struct SessionSummary {
 }
 
 /// Sessions on disk: one folder each under `PAI_HOME/sessions`, holding `session.json`
-/// (replaced atomically), `history.jsonl` (append-only, one entry a line) and `.lock`
-/// (an advisory lock, so concurrent `pai` processes serialise their writes).
+/// (replaced atomically), `history.jsonl` (append-only, one entry a line), `.lock`
+/// (an advisory lock, so concurrent `pai` processes serialise their writes) and, once a
+/// last history line could not be read, `history.rejected` holding it. Reads write
+/// nothing, so status and listings work on a read-only `PAI_HOME`; writes keep the home,
+/// `sessions/` and the session's folder at 0700.
 #[derive(Debug, Clone)]
 pub struct SessionStore {
     paths: Paths,
@@ -140,14 +145,35 @@ impl SessionStore {
         self.paths.session_dir(name)
     }
 
+    /// Creates (0700) or tightens the directories a write to `name` goes through.
+    fn prepare(&self, name: &SessionName) -> Result<PathBuf> {
+        ensure_private_dir(&self.paths.home)?;
+        ensure_private_dir(&self.paths.sessions_dir())?;
+        let dir = self.dir(name);
+        ensure_private_dir(&dir)?;
+        Ok(dir)
+    }
+
     fn lock(&self, name: &SessionName, exclusive: bool) -> Result<LockGuard> {
         let path = self.dir(name).join(LOCK);
-        let file = private_options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("open the lock file", &path))?;
+        let create = || {
+            private_options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        // A reader opens the lock read-only (flock needs no write access), so reading
+        // works on a read-only PAI_HOME and never opens anything there for writing.
+        let opened = if exclusive {
+            create()
+        } else {
+            match File::open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(),
+                other => other,
+            }
+        };
+        let file = opened.map_err(io("open the lock file", &path))?;
         if exclusive {
             file.lock().map_err(io("lock", &path))?;
         } else {
@@ -162,8 +188,7 @@ impl SessionStore {
 
     /// Writes a new session; refuses to replace one unless `force`, which also empties its history.
     pub fn create(&self, meta: &SessionMeta, force: bool) -> Result<()> {
-        let dir = self.dir(&meta.name);
-        create_private_dir(&dir)?;
+        let dir = self.prepare(&meta.name)?;
         let _lock = self.lock(&meta.name, true)?;
         if dir.join(META).exists() && !force {
             return Err(CoreError::SessionExists(meta.name.to_string()));
@@ -210,7 +235,7 @@ impl SessionStore {
 
     /// Appends entries in one write under the exclusive lock: O(1) in the history's length
     /// (only the last line is looked at), and either all of a turn lands or (on a crash
-    /// mid-write) a torn last line that readers skip and the next append cuts off.
+    /// mid-write) a torn last line that readers skip and the next append moves aside.
     pub fn append(&self, name: &SessionName, entries: &[HistoryEntry]) -> Result<()> {
         let mut buf = Vec::new();
         for e in entries {
@@ -222,14 +247,15 @@ impl SessionStore {
             buf.push(b'\n');
         }
         let _lock = self.lock_existing(name, true)?;
-        let path = self.dir(name).join(HISTORY);
+        let dir = self.prepare(name)?;
+        let path = dir.join(HISTORY);
         let mut file = private_options()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io("open", &path))?;
-        if repair_tail(&mut file).map_err(io("repair the last line of", &path))? {
+        if settle_tail(&mut file, &path, &dir.join(REJECTED))? {
             buf.insert(0, b'\n');
         }
         file.write_all(&buf).map_err(io("append to", &path))?;
@@ -243,6 +269,7 @@ impl SessionStore {
         change: impl FnOnce(&mut SessionMeta) -> Result<()>,
     ) -> Result<SessionMeta> {
         let _lock = self.lock_existing(name, true)?;
+        self.prepare(name)?;
         let mut meta = self.read_meta(name)?;
         change(&mut meta)?;
         meta.updated_at = now();
@@ -274,6 +301,7 @@ impl SessionStore {
     /// Empties history and summary; provider, model and key stay.
     pub fn reset(&self, name: &SessionName) -> Result<()> {
         let _lock = self.lock_existing(name, true)?;
+        self.prepare(name)?;
         let mut meta = self.read_meta(name)?;
         meta.summary.clear();
         meta.folded = 0;
@@ -318,6 +346,7 @@ impl SessionStore {
         if !self.exists(name) {
             return Err(CoreError::NoSuchSession(name.to_string()));
         }
+        ensure_private_dir(&self.paths.home)?;
         write_atomic(&self.paths.home.join(ACTIVE), name.as_str().as_bytes())
     }
 
@@ -352,71 +381,117 @@ fn read_history(path: &Path) -> Result<Vec<HistoryEntry>> {
         Err(e) => return Err(io("read", path)(e)),
     };
     let mut out = Vec::new();
-    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
-    while let Some((i, line)) = lines.next() {
+    // A line that does not parse is only corruption once another line follows it. As the
+    // last line it is what a crash mid-append leaves (or a line no turn completed): not
+    // part of the history, and the next append moves it to `history.rejected`.
+    let mut unreadable: Option<(usize, serde_json::Error)> = None;
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(io("read", path))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if let Some((at, e)) = unreadable.take() {
+            return Err(CoreError::Corrupt {
+                what: "session history",
+                path: path.to_path_buf(),
+                detail: format!("line {}: {e}", at + 1),
+            });
+        }
         match serde_json::from_slice::<HistoryEntry>(&line) {
             Ok(entry) => out.push(entry),
-            // A torn final line is what a crash mid-append leaves: the turn never landed.
-            Err(_) if lines.peek().is_none() => {
-                tracing::warn!(path = %path.display(), "ignoring a torn last history line");
-            }
-            Err(e) => {
-                return Err(CoreError::Corrupt {
-                    what: "session history",
-                    path: path.to_path_buf(),
-                    detail: format!("line {}: {e}", i + 1),
-                });
-            }
+            Err(e) => unreadable = Some((i, e)),
         }
+    }
+    if let Some((at, e)) = unreadable {
+        tracing::warn!(
+            path = %path.display(),
+            line = at + 1,
+            error = %e,
+            "skipping an unreadable last history line; the next turn moves it to {REJECTED}"
+        );
     }
     Ok(out)
 }
 
-/// Makes the history end on a line boundary before an append. A crash mid-append can leave
-/// a last line without its newline; writing after it would glue the next entry onto it and
-/// turn a line readers skip into a corrupt middle line that makes the session unreadable.
-/// A torn line that does not parse (readers skip it) is cut off; one that does parse
-/// (readers already see it) is kept, and `true` asks the caller to end it with a newline.
-/// Reads the file backwards from its end, never more than that last line.
-fn repair_tail(file: &mut File) -> std::io::Result<bool> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(false);
+/// Makes the history end on a whole, readable line before an append, by the rule readers
+/// follow: a last line that does not parse is not part of the history. Such a line (torn
+/// by a crash mid-append, or complete but unreadable) is appended to `history.rejected`,
+/// synced there first so it is never lost, then cut off: appending after it would make it
+/// a corrupt middle line and the session unreadable. A last entry that parses but lacks
+/// its newline is kept, and `true` asks the caller to end it. Reads backwards from the
+/// end, never more than the last line (and any blank lines after it).
+fn settle_tail(file: &mut File, path: &Path, rejected: &Path) -> Result<bool> {
+    let (line_start, tail) = last_line(file).map_err(io("read the last line of", path))?;
+    let ends_in_newline = tail.last().is_none_or(|&b| b == b'\n');
+    if tail.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<HistoryEntry>(&tail).is_ok()
+    {
+        return Ok(!ends_in_newline);
     }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(false);
+    let mut line = tail.trim_ascii_end().to_vec();
+    line.push(b'\n');
+    #[cfg(unix)]
+    let created = !rejected.exists();
+    let mut out = private_options()
+        .create(true)
+        .append(true)
+        .open(rejected)
+        .map_err(io("open", rejected))?;
+    out.write_all(&line)
+        .and_then(|()| out.sync_data())
+        .map_err(io("write", rejected))?;
+    // A new file's name lives in the directory: make it as durable as its content before
+    // the line leaves the history. (A crash before the cut only moves the line twice.)
+    #[cfg(unix)]
+    if created && let Some(dir) = rejected.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", dir))?;
     }
-    // Collect the torn line by reading backwards until the newline before it.
-    let mut line_start = 0;
-    let mut tail = Vec::new();
-    let mut end = len;
-    let mut chunk = [0u8; 4096];
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let piece = &mut chunk[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(piece)?;
-        if let Some(i) = piece.iter().rposition(|&b| b == b'\n') {
-            line_start = start + i as u64 + 1;
-            tail.splice(0..0, piece[i + 1..].iter().copied());
-            break;
-        }
-        tail.splice(0..0, piece.iter().copied());
-        end = start;
-    }
-    if serde_json::from_slice::<HistoryEntry>(&tail).is_ok() {
-        return Ok(true);
-    }
-    tracing::warn!("cutting off a torn last history line before appending");
-    file.set_len(line_start)?;
+    file.set_len(line_start)
+        .map_err(io("cut the unreadable last line of", path))?;
+    tracing::warn!(
+        path = %path.display(),
+        to = %rejected.display(),
+        "moved an unreadable last history line aside before appending"
+    );
     Ok(false)
+}
+
+/// The start offset and bytes of the file's last non-blank line, with whatever follows it
+/// (its newline, blank lines, or nothing when it is torn).
+fn last_line(file: &mut File) -> std::io::Result<(u64, Vec<u8>)> {
+    const CHUNK: u64 = 8192;
+    let len = file.metadata()?.len();
+    // Chunks read so far, last first; `start` is the file offset of the earliest.
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut start = len;
+    let mut seen_text = false;
+    let line_start = 'search: loop {
+        if start == 0 {
+            break 0;
+        }
+        let from = start.saturating_sub(CHUNK);
+        let mut piece = vec![0u8; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut piece)?;
+        // Scanning backwards: the first newline met after some text starts the last line.
+        for (i, &b) in piece.iter().enumerate().rev() {
+            if b == b'\n' && seen_text {
+                let at = from + i as u64 + 1;
+                chunks.push(piece);
+                break 'search at;
+            }
+            seen_text |= !b.is_ascii_whitespace();
+        }
+        chunks.push(piece);
+        start = from;
+    };
+    let mut tail: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    // The earliest chunk may begin before the line: drop that part.
+    let tail_offset = len - tail.len() as u64;
+    tail.drain(..(line_start - tail_offset) as usize);
+    Ok((line_start, tail))
 }
 
 fn to_json(meta: &SessionMeta) -> Result<Vec<u8>> {
@@ -456,22 +531,11 @@ fn truncate(path: &Path) -> Result<()> {
     file.sync_all().map_err(io("sync", path))
 }
 
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir).map_err(io("create", dir))
-}
-
 /// Write to a temp file beside `path`, sync, then rename over it: readers see the old
 /// file or the new one, never half of either. The temp file is created 0600.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
+    ensure_private_dir(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("write into", dir))?;
     tmp.write_all(bytes).map_err(io("write", path))?;
     tmp.as_file().sync_all().map_err(io("sync", path))?;

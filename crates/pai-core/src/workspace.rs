@@ -131,7 +131,7 @@ impl Workspace {
         mode: Mode,
         opts: &EngineOptions,
     ) -> Result<Wired> {
-        let resolved = resolve_provider(meta, &self.config)?;
+        let resolved = resolve_provider(meta, &self.config, &self.paths)?;
         let mut provider: Arc<dyn Provider> = Arc::from(pai_providers::connect(resolved.config)?);
         if let Some(max) = opts.max_tokens {
             provider = Arc::new(MaxTokens::new(provider, max));

@@ -9,9 +9,11 @@ pub struct Endpoint {
     pub url: String,
 }
 
+/// Credentials in the URL (from a config file) are masked: errors are printed and audited.
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}", self.provider, self.url)
+        let url = pai_types::redact_endpoint(&self.url);
+        write!(f, "{} at {url}", self.provider)
     }
 }
 
@@ -231,5 +233,26 @@ mod tests {
         assert_eq!(one_line("a\n  b\tc"), "a b c");
         let long = "x".repeat(500);
         assert_eq!(one_line(&long).chars().count(), 201);
+    }
+
+    #[test]
+    fn errors_never_show_credentials_in_the_url() {
+        let at = Endpoint {
+            provider: "p".into(),
+            url: "https://bob:hunter2@h.example/v1?key=AIzaSECRET".into(),
+        };
+        let err = ProviderError::Connect {
+            at,
+            detail: "refused".into(),
+        }
+        .to_string();
+        assert!(
+            !err.contains("hunter2") && !err.contains("AIzaSECRET"),
+            "{err}"
+        );
+        assert!(
+            err.contains("p at https://[REDACTED]@h.example/v1?key=[REDACTED]"),
+            "{err}"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod chat;
 mod endings;
 mod failures;
 mod files;
+mod hardening;
 mod help;
 mod init;
 mod keys;

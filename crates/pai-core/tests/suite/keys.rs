@@ -8,14 +8,19 @@
 use std::process::Command;
 
 use pai_core::{
-    Config, ContextSettings, CoreError, KeySource, NetworkSettings, SessionMeta, Vault, key_source,
-    resolve_provider,
+    Config, ContextSettings, CoreError, KeySource, NetworkSettings, Paths, SessionMeta, Vault,
+    key_source, resolve_provider, session_endpoint,
 };
 use pai_providers::ProviderKind;
 use pai_types::{Locality, Secret};
 use pretty_assertions::assert_eq;
 
 use super::{name, temp_store};
+
+/// Paths for sessions that never look in the home (only `local` ones do).
+fn no_home() -> Paths {
+    Paths::new("/nonexistent/pai-home", "/nonexistent/pai-config")
+}
 
 /// The provider `meta` names, as the default configuration knows it.
 fn entry(meta: &SessionMeta) -> pai_providers::ProviderEntry {
@@ -55,7 +60,10 @@ fn config_load_reads_every_setting_and_defaults_the_rest() {
     // The network settings reach the provider.
     let meta = SessionMeta::new(name("s"), "lmstudio", "m");
     assert_eq!(
-        resolve_provider(&meta, &config).unwrap().config.net,
+        resolve_provider(&meta, &config, &no_home())
+            .unwrap()
+            .config
+            .net,
         config.network.to_net()
     );
 
@@ -73,7 +81,7 @@ fn config_load_reads_every_setting_and_defaults_the_rest() {
 #[test]
 fn a_local_provider_resolves_to_its_builtin_endpoint_without_a_key() {
     let meta = SessionMeta::new(name("s"), "lmstudio", "qwen");
-    let resolved = resolve_provider(&meta, &Config::default()).unwrap();
+    let resolved = resolve_provider(&meta, &Config::default(), &no_home()).unwrap();
     assert_eq!(resolved.key_source, KeySource::None);
     assert_eq!(key_source(&meta, &entry(&meta)), KeySource::None);
     let c = resolved.config;
@@ -107,15 +115,63 @@ fn a_base_url_override_is_used_and_decides_locality() {
     ] {
         let mut meta = SessionMeta::new(name("s"), "llamacpp", "m");
         meta.base_url = Some(url.into());
-        let c = resolve_provider(&meta, &Config::default()).unwrap().config;
+        let c = resolve_provider(&meta, &Config::default(), &no_home())
+            .unwrap()
+            .config;
         assert_eq!((c.base_url.as_str(), c.locality), (url, locality));
     }
+}
+
+/// An embedder's paths decide where a `local` session's model is, not `$PAI_HOME` (which
+/// this test process does not set, so a lookup there finds nothing).
+#[test]
+fn a_local_model_is_looked_up_in_the_paths_given() {
+    let (_home, store) = temp_store();
+    let paths = store.paths().clone();
+    std::fs::create_dir_all(paths.models_dir()).unwrap();
+    std::fs::write(
+        paths.models_dir().join("index.json"),
+        serde_json::json!({ "models": [{
+            "name": "tiny", "file": "tiny.Q4_1.gguf", "sha256": "00", "size": 1,
+            "architecture": "llama", "quantization": "Q4_1", "context_length": 8,
+            "parameters": 1, "added_at": "now", "source": "test"
+        }] })
+        .to_string(),
+    )
+    .unwrap();
+    let file = paths.models_dir().join("tiny.Q4_1.gguf");
+    let meta = SessionMeta::new(name("s"), "local", "tiny");
+
+    let (endpoint, locality) = session_endpoint(&meta, &entry(&meta), &paths);
+    assert_eq!(
+        (endpoint, locality),
+        (file.display().to_string(), Locality::Local)
+    );
+    let resolved = resolve_provider(&meta, &Config::default(), &paths);
+    #[cfg(feature = "local")]
+    assert_eq!(
+        resolved.unwrap().config.base_url,
+        file.display().to_string()
+    );
+    #[cfg(not(feature = "local"))]
+    assert!(
+        matches!(
+            resolved,
+            Err(CoreError::Provider(
+                pai_providers::ProviderError::LocalUnavailable
+            ))
+        ),
+        "{resolved:?}"
+    );
+    // Another home has no such model.
+    let (endpoint, _) = session_endpoint(&meta, &entry(&meta), &no_home());
+    assert_eq!(endpoint, "tiny (not installed)");
 }
 
 #[test]
 fn an_unknown_provider_is_an_error_that_lists_the_way_out() {
     let meta = SessionMeta::new(name("s"), "no-such-provider", "m");
-    let err = resolve_provider(&meta, &Config::default()).unwrap_err();
+    let err = resolve_provider(&meta, &Config::default(), &no_home()).unwrap_err();
     assert!(
         matches!(&err, CoreError::UnknownProvider(p) if p == "no-such-provider"),
         "{err:?}"
@@ -209,7 +265,7 @@ fn env_child() {
             // A stored key is used even though GROQ_API_KEY is set.
             let token = vault.encrypt(&Secret::new("gsk-stored".into()));
             let meta = with_stored_key("groq", &token);
-            let resolved = resolve_provider(&meta, &config).unwrap();
+            let resolved = resolve_provider(&meta, &config, &no_home()).unwrap();
             assert_eq!(resolved.key_source, KeySource::Session);
             assert_eq!(
                 resolved.config.api_key,
@@ -217,7 +273,7 @@ fn env_child() {
             );
 
             // No stored key: the provider's env var.
-            let resolved = resolve_provider(&groq_from_env, &config).unwrap();
+            let resolved = resolve_provider(&groq_from_env, &config, &no_home()).unwrap();
             assert_eq!(resolved.key_source, KeySource::Env("GROQ_API_KEY".into()));
             assert_eq!(
                 key_source(&groq_from_env, &entry(&groq_from_env)),
@@ -234,7 +290,7 @@ fn env_child() {
 
             // Neither: no key, and the hint names the env var to set.
             let mistral = SessionMeta::new(name("s"), "mistral", "m");
-            let resolved = resolve_provider(&mistral, &config).unwrap();
+            let resolved = resolve_provider(&mistral, &config, &no_home()).unwrap();
             assert_eq!(resolved.key_source, KeySource::None);
             assert_eq!(resolved.config.api_key, None);
             assert!(
@@ -248,7 +304,7 @@ fn env_child() {
 
             // OpenAI's own endpoint, with OPENAI_API_KEY unset.
             let openai = SessionMeta::new(name("s"), "openai", "gpt-4o");
-            let resolved = resolve_provider(&openai, &config).unwrap();
+            let resolved = resolve_provider(&openai, &config, &no_home()).unwrap();
             assert_eq!(
                 (
                     resolved.config.base_url.as_str(),
@@ -265,7 +321,7 @@ fn env_child() {
             // A key stored under another PAI_ENCRYPTION_KEY.
             let other = Vault::from_key(&Vault::generate_key()).unwrap();
             let meta = with_stored_key("groq", &other.encrypt(&Secret::new("gsk-x".into())));
-            let err = resolve_provider(&meta, &config).unwrap_err();
+            let err = resolve_provider(&meta, &config, &no_home()).unwrap_err();
             assert!(matches!(err, CoreError::Vault(_)), "{err:?}");
             assert!(err.to_string().contains("store the API key again"), "{err}");
         }
@@ -277,11 +333,13 @@ fn env_child() {
             // The env var is there, but a stored key takes precedence and needs the vault.
             let meta = with_stored_key("groq", "gAAAAA-some-token");
             assert_eq!(key_source(&meta, &entry(&meta)), KeySource::Session);
-            let err = resolve_provider(&meta, &config).unwrap_err().to_string();
+            let err = resolve_provider(&meta, &config, &no_home())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("PAI_ENCRYPTION_KEY is not set"), "{err}");
 
             // Without a stored key the vault is never opened.
-            let resolved = resolve_provider(&groq_from_env, &config).unwrap();
+            let resolved = resolve_provider(&groq_from_env, &config, &no_home()).unwrap();
             assert_eq!(resolved.key_source, KeySource::Env("GROQ_API_KEY".into()));
         }
         other => panic!("unknown child mode {other}"),

@@ -7,6 +7,7 @@
 
 mod concurrency;
 mod engine;
+mod history_tail;
 mod keys;
 mod sessions;
 mod vault;

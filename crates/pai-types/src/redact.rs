@@ -1,3 +1,6 @@
+//! Credentials inside endpoint URLs. They are never stored in a session or printed:
+//! every place that shows or records an endpoint passes it through [`redact_endpoint`].
+
 use std::borrow::Cow;
 
 /// Query parameters whose values are credentials often enough to never be kept
@@ -15,8 +18,9 @@ const SECRET_PARAM_HINTS: [&str; 7] = [
 const REDACTED: &str = "[REDACTED]";
 
 /// `endpoint` with any credentials removed: the `user:password@` part of the authority
-/// and the values of query parameters whose names look like keys.
-pub(crate) fn redact_endpoint(endpoint: &str) -> Cow<'_, str> {
+/// and the values of query parameters whose names look like keys. Borrowed back
+/// unchanged when there were none.
+pub fn redact_endpoint(endpoint: &str) -> Cow<'_, str> {
     let (before_fragment, fragment) = match endpoint.find('#') {
         Some(i) => endpoint.split_at(i),
         None => (endpoint, ""),
@@ -62,6 +66,11 @@ pub(crate) fn redact_endpoint(endpoint: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether `endpoint` carries a credential [`redact_endpoint`] would remove.
+pub fn has_credentials(endpoint: &str) -> bool {
+    matches!(redact_endpoint(endpoint), Cow::Owned(_))
+}
+
 /// `Some(url without userinfo)` when the authority carries `user[:password]@`.
 fn strip_userinfo(base: &str) -> Option<String> {
     let authority_start = base.find("://")? + 3;
@@ -94,6 +103,7 @@ mod tests {
                 matches!(redact_endpoint(url), Cow::Borrowed(u) if u == url),
                 "{url}"
             );
+            assert!(!has_credentials(url), "{url}");
         }
     }
 
@@ -115,6 +125,7 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(redact_endpoint(input), want);
+            assert!(has_credentials(input), "{input}");
         }
     }
 }
