@@ -3,12 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use pai_core::{
-    KeySource, Paths, SessionMeta, Vault, key_source, probe_local_servers, resolve_provider,
-    session_endpoint,
-};
-use pai_providers::{ProviderEntry, ProviderKind, connect};
-use pai_types::{Locality, Secret, SessionName, has_credentials, redact_endpoint};
+use pai_core::{Described, NewSession, SwitchTo, Vault};
+use pai_providers::ProviderKind;
+use pai_types::{Locality, Secret, SessionName, redact_endpoint};
 use serde::Serialize;
 
 use crate::cli::{
@@ -22,9 +19,9 @@ fn print_json(value: &impl Serialize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads `--api-key` (or stdin for `-`) and encrypts it before anything touches disk,
-/// so a missing or bad `PAI_ENCRYPTION_KEY` writes nothing.
-fn encrypted_key(raw: Option<&str>) -> Result<Option<String>> {
+/// Reads `--api-key` (or stdin for `-`); pai-core encrypts it with the vault from
+/// `PAI_ENCRYPTION_KEY` before anything touches disk.
+fn api_key(raw: Option<&str>) -> Result<Option<Secret<String>>> {
     let Some(raw) = raw else { return Ok(None) };
     let key = if raw == "-" {
         crate::input::read_text(std::io::stdin().lock())?
@@ -35,52 +32,17 @@ fn encrypted_key(raw: Option<&str>) -> Result<Option<String>> {
     if key.is_empty() {
         bail!("--api-key is empty; pass the key, or '-' to read it from stdin");
     }
-    Ok(Some(
-        Vault::from_env()?.encrypt(&Secret::new(key.to_string())),
-    ))
-}
-
-/// An http(s) URL without credentials in it. A `user:pass@` or `?key=` would be stored in
-/// plaintext in session.json and shown by every command that names the endpoint, so it is
-/// refused (echoed masked) with the ways PAI keeps a key safe.
-fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
-    let Some(url) = url else { return Ok(None) };
-    let shown = redact_endpoint(url);
-    if has_credentials(url) {
-        bail!(
-            "--base-url '{shown}' carries a credential, which PAI would store in plaintext; pass the URL without it and the key with --api-key (stored encrypted) or the provider's key env var, or define the endpoint under [providers.<name>] in config.toml with the key in its headers"
-        );
-    }
-    let ok = url.starts_with("http://") || url.starts_with("https://");
-    if !ok || url.split("://").nth(1).is_none_or(str::is_empty) {
-        bail!("--base-url '{shown}' is not an http(s) URL; pass one like http://127.0.0.1:8080/v1");
-    }
-    Ok(Some(url.trim_end_matches('/').to_string()))
-}
-
-fn check_model(model: Option<&str>) -> Result<Option<String>> {
-    match model.map(str::trim) {
-        Some("") => {
-            bail!("--model cannot be empty; name the model to ask, e.g. --model gpt-4o-mini")
-        }
-        other => Ok(other.map(str::to_string)),
-    }
+    Ok(Some(Secret::new(key.to_string())))
 }
 
 /// One line saying what a session now talks to, and a note when a remote one has no key.
-fn describe(meta: &SessionMeta, entry: &ProviderEntry, paths: &Paths) -> String {
-    let (endpoint, locality) = session_endpoint(meta, entry, paths);
-    let endpoint = redact_endpoint(&endpoint);
-    let key = key_source(meta, entry);
-    if key == KeySource::None
-        && locality == Locality::Remote
-        && let Some(var) = &entry.key_env
-    {
+fn describe(d: &Described) -> String {
+    if let Some(var) = &d.missing_key_env {
         eprintln!("note: no API key yet; set {var} or pass --api-key before prompting");
     }
     format!(
-        "{} {} at {endpoint} ({locality}); key: {key}",
-        meta.provider, meta.model
+        "{} {} at {} ({}); key: {}",
+        d.meta.provider, d.meta.model, d.endpoint, d.locality, d.key
     )
 }
 
@@ -92,167 +54,50 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
         );
     }
     let env = Env::load()?;
-    let model = check_model(args.model.as_deref())?;
-    let base_url = check_base_url(args.base_url.as_deref())?;
-    let (entry, model) = if args.provider == LOCAL_SERVER {
-        detect_local_server(&env, model).await?
-    } else {
-        let entry = env.config.provider_entry(&args.provider)?;
-        if entry.kind == ProviderKind::Local {
-            let model = crate::local::session_model(&env.paths, model)?;
-            (entry, model)
-        } else {
-            let Some(model) = model else {
-                bail!(
-                    "name the model with --model, e.g. 'pai init {name} {} --model <model>'; 'pai models {}' lists what the endpoint serves",
-                    entry.name,
-                    entry.name
-                );
-            };
-            (entry, model)
-        }
+    let api_key = api_key(args.api_key.as_deref())?;
+    let new = NewSession {
+        name: name.clone(),
+        provider: args.provider,
+        model: args.model,
+        base_url: args.base_url,
+        api_key,
+        budget_tokens: args.budget_tokens,
+        force: args.force,
     };
-    let api_key = encrypted_key(args.api_key.as_deref())?;
-    let mut meta = SessionMeta::new(name.clone(), &entry.name, &model);
-    meta.base_url = base_url;
-    meta.api_key = api_key;
-    meta.budget_tokens = args.budget_tokens;
-    env.store.create(&meta, args.force)?;
-    env.store.set_active(&name)?;
+    let created = env.ws.init(new, Vault::from_env).await?;
+    if let Some(found) = &created.found {
+        eprintln!("{found}");
+    }
     outln!(
         "created session '{name}': {}. It is now the active session.",
-        describe(&meta, &entry, &env.paths)
+        describe(&created)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The pseudo-provider that means "whichever local server is running".
-const LOCAL_SERVER: &str = "local-server";
-
-/// The first known local server that answers, and a model it serves.
-async fn detect_local_server(env: &Env, model: Option<String>) -> Result<(ProviderEntry, String)> {
-    let probes = probe_local_servers(&env.config).await;
-    let mut tried = Vec::new();
-    for probe in probes {
-        match probe.models {
-            Ok(models) => {
-                let chosen = match model {
-                    Some(m) => m,
-                    None => match models.first() {
-                        Some(m) => m.id.clone(),
-                        None => bail!(
-                            "{} at {} is running but serves no models; load or pull one, then run this again",
-                            probe.entry.name,
-                            redact_endpoint(&probe.entry.base_url)
-                        ),
-                    },
-                };
-                eprintln!(
-                    "found {} at {} ({} model(s))",
-                    probe.entry.name,
-                    redact_endpoint(&probe.entry.base_url),
-                    models.len()
-                );
-                return Ok((probe.entry, chosen));
-            }
-            Err(_) => tried.push(format!(
-                "{} ({})",
-                redact_endpoint(&probe.entry.base_url),
-                probe.entry.name
-            )),
-        }
-    }
-    bail!(
-        "no local model server answered; tried {}. Start one (e.g. 'ollama serve' or 'llama-server -m model.gguf'), or name a provider",
-        tried.join(", ")
-    )
 }
 
 pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = env.session(args.session.as_deref())?;
-    let entry = env.config.provider_entry(&args.provider)?;
-    let mut model = check_model(args.model.as_deref())?;
-    let base_url = check_base_url(args.base_url.as_deref())?;
-    let api_key = encrypted_key(args.api_key.as_deref())?;
-    // Moving to the in-process provider without --model means its default model.
-    let moves_to_local =
-        entry.kind == ProviderKind::Local && env.store.load_meta(&name)?.provider != entry.name;
-    if entry.kind == ProviderKind::Local && (model.is_some() || moves_to_local) {
-        model = Some(crate::local::session_model(&env.paths, model)?);
-    }
-    let meta = env.store.update(&name, |meta| {
-        let same_provider = meta.provider == entry.name;
-        meta.provider = entry.name.clone();
-        if let Some(m) = model {
-            meta.model = m;
-        }
-        // A stored key or endpoint belongs to the provider it was given for.
-        if base_url.is_some() || !same_provider {
-            meta.base_url = base_url;
-        }
-        if api_key.is_some() || !same_provider {
-            meta.api_key = api_key;
-        }
-        Ok(())
-    })?;
+    let api_key = api_key(args.api_key.as_deref())?;
+    let to = SwitchTo {
+        provider: args.provider,
+        model: args.model,
+        base_url: args.base_url,
+        api_key,
+    };
+    let moved = env.ws.switch(&name, to, Vault::from_env)?;
     let messages = env.store.snapshot(&name)?.history.len();
     outln!(
         "session '{name}' now uses {}; its {messages} message(s) are kept",
-        describe(&meta, &entry, &env.paths)
+        describe(&moved)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug, Serialize)]
-struct Status {
-    session: String,
-    active: bool,
-    provider: String,
-    model: String,
-    endpoint: String,
-    locality: Locality,
-    key: KeySource,
-    messages: usize,
-    summarised_messages: usize,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    tokens_estimated: bool,
-    budget_tokens: Option<u64>,
-    /// Estimated cost in USD of the answers in the history; none when a price is unknown.
-    cost_usd: Option<f64>,
-    created_at: String,
-    updated_at: String,
 }
 
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = env.session(args.session.or(args.session_opt).as_deref())?;
-    let snap = env.store.snapshot(&name)?;
-    let usage = snap.usage();
-    let meta = &snap.meta;
-    let entry = env.config.provider_entry(&meta.provider)?;
-    let (endpoint, locality) = session_endpoint(meta, &entry, &env.paths);
-    // A URL from before credentials in --base-url were refused, or from config.toml.
-    let endpoint = redact_endpoint(&endpoint).into_owned();
-    let status = Status {
-        active: env.store.active()?.as_ref() == Some(&name),
-        session: name.to_string(),
-        provider: meta.provider.clone(),
-        model: meta.model.clone(),
-        locality,
-        endpoint,
-        key: key_source(meta, &entry),
-        messages: snap.history.len(),
-        summarised_messages: meta.folded.min(snap.history.len()),
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        tokens_estimated: usage.estimated,
-        budget_tokens: meta.budget_tokens,
-        cost_usd: history_cost(&env, &snap, locality),
-        created_at: meta.created_at.clone(),
-        updated_at: meta.updated_at.clone(),
-    };
+    let status = env.ws.status(&name)?;
     if args.json {
         return print_json(&status);
     }
@@ -309,20 +154,6 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     }
     outln!("created   {}", s.created_at);
     Ok(ExitCode::SUCCESS)
-}
-
-/// What a session's stored answers cost, by the model that gave each.
-fn history_cost(env: &Env, snap: &pai_core::SessionSnapshot, locality: Locality) -> Option<f64> {
-    let mut total = 0.0;
-    for entry in &snap.history {
-        let Some(usage) = &entry.usage else { continue };
-        let model = entry.model.as_deref().unwrap_or(&snap.meta.model);
-        total += pai_core::cost(
-            pai_core::price_of(&env.config.prices, model, Some(locality))?,
-            usage,
-        );
-    }
-    Some(total)
 }
 
 pub fn reset(args: SessionArg) -> Result<ExitCode> {
@@ -453,25 +284,11 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
         return crate::local::list(&env.paths, args.json, None);
     }
     // A provider name asks that provider's own endpoint; otherwise the session's.
-    let (config, in_use) = match args.provider.as_deref() {
-        Some(provider) => {
-            let entry = env.config.provider_entry(provider)?;
-            let meta = SessionMeta::new(SessionName::new("models")?, &entry.name, "");
-            (
-                resolve_provider(&meta, &env.config, &env.paths)?.config,
-                None,
-            )
-        }
-        None => {
-            let name = env.session(args.session.as_deref())?;
-            let meta = env.store.load_meta(&name)?;
-            (
-                resolve_provider(&meta, &env.config, &env.paths)?.config,
-                Some(meta.model),
-            )
-        }
-    };
-    let models = connect(config)?.models().await?;
+    let session = args.session.as_deref().map(SessionName::new).transpose()?;
+    let (models, in_use) = env
+        .ws
+        .endpoint_models(args.provider.as_deref(), session.as_ref())
+        .await?;
     if args.json {
         return print_json(&models);
     }
@@ -558,18 +375,6 @@ pub async fn tools(args: JsonArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, Serialize)]
-struct UsageLine {
-    day: String,
-    session: String,
-    provider: String,
-    model: String,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    estimated: bool,
-    cost_usd: Option<f64>,
-}
-
 pub fn usage(args: UsageArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let since = args.days.map(|d| {
@@ -577,33 +382,7 @@ pub fn usage(args: UsageArgs) -> Result<ExitCode> {
             jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(d.max(1) - 1));
         start.to_string()[..10].to_string()
     });
-    let path = env.paths.audit_db();
-    let rows = if path.exists() {
-        pai_audit::SqliteAudit::open(&path)?.usage(since.as_deref())?
-    } else {
-        Vec::new()
-    };
-    let lines: Vec<UsageLine> = rows
-        .into_iter()
-        .map(|r| {
-            let usage = pai_types::Usage {
-                prompt_tokens: r.prompt_tokens,
-                completion_tokens: r.completion_tokens,
-                estimated: r.estimated,
-            };
-            UsageLine {
-                cost_usd: pai_core::price_of(&env.config.prices, &r.model, r.locality)
-                    .map(|p| pai_core::cost(p, &usage)),
-                day: r.day,
-                session: r.session,
-                provider: r.provider,
-                model: r.model,
-                prompt_tokens: r.prompt_tokens,
-                completion_tokens: r.completion_tokens,
-                estimated: r.estimated,
-            }
-        })
-        .collect();
+    let lines = env.ws.usage(since.as_deref())?;
     if args.json {
         return print_json(&lines);
     }

@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths, looks_like_path};
+use anyhow::Result;
+use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths};
 use pai_providers::DEFAULT_LOCAL_MODEL;
 use serde::Serialize;
 
@@ -29,30 +29,6 @@ pub fn set_thread_count() {
     unsafe {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
-}
-
-/// The model a `local` session is created with: `--model` (a name, or a path made
-/// absolute), else the default. Refuses one that is not installed in `paths`' store, with
-/// how to install it: a session made now would only fail at its first prompt.
-pub fn session_model(paths: &Paths, model: Option<String>) -> Result<String> {
-    if !cfg!(feature = "local") {
-        return Err(pai_providers::ProviderError::LocalUnavailable.into());
-    }
-    let model = match model {
-        None => DEFAULT_LOCAL_MODEL.to_string(),
-        Some(m) if looks_like_path(&m) => {
-            let path = std::path::Path::new(&m);
-            if !path.is_file() {
-                bail!(
-                    "no model file at {m}; pass the path of a .gguf file, or the name of an installed model ('pai models local' lists them)"
-                );
-            }
-            std::path::absolute(path)?.display().to_string()
-        }
-        Some(m) => m,
-    };
-    ModelStore::new(paths).resolve(&model)?;
-    Ok(model)
 }
 
 /// What the `local` provider's endpoint column shows: the default model's file once it is

@@ -7,6 +7,9 @@ use pai_types::NameError;
 pub enum CoreError {
     #[error(transparent)]
     Name(#[from] NameError),
+    /// Input the user can correct; the message says how.
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Vault(String),
     #[error(

@@ -11,6 +11,7 @@ mod detect;
 mod engine;
 mod error;
 mod keys;
+mod manage;
 mod models;
 mod paths;
 mod pricing;
@@ -31,6 +32,7 @@ pub use engine::{
 };
 pub use error::{CoreError, Result};
 pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider, session_endpoint};
+pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
 pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};

@@ -11,6 +11,7 @@ mod history_tail;
 mod keys;
 mod sessions;
 mod vault;
+mod workspace;
 
 use pai_core::{HistoryEntry, Paths, SessionMeta, SessionStore};
 use pai_test_support::TempHome;
