@@ -64,7 +64,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
         budget_tokens: args.budget_tokens,
         force: args.force,
     };
-    let created = env.ws.init(new, Vault::from_env).await?;
+    let created = env.init(new, Vault::from_env).await?;
     if let Some(found) = &created.found {
         eprintln!("{found}");
     }
@@ -85,8 +85,8 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
         base_url: args.base_url,
         api_key,
     };
-    let moved = env.ws.switch(&name, to, Vault::from_env)?;
-    let messages = env.store.snapshot(&name)?.history.len();
+    let moved = env.switch(&name, to, Vault::from_env)?;
+    let messages = env.store().snapshot(&name)?.history.len();
     outln!(
         "session '{name}' now uses {}; its {messages} message(s) are kept",
         describe(&moved)
@@ -97,7 +97,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = env.session(args.session.or(args.session_opt).as_deref())?;
-    let status = env.ws.status(&name)?;
+    let status = env.status(&name)?;
     if args.json {
         return print_json(&status);
     }
@@ -159,8 +159,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
 pub fn reset(args: SessionArg) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = env.session(args.session.or(args.session_opt).as_deref())?;
-    let before = env.store.snapshot(&name)?.history.len();
-    env.store.reset(&name)?;
+    let before = env.store().snapshot(&name)?.history.len();
+    env.store().reset(&name)?;
     outln!(
         "session '{name}' reset: {before} message(s) and the summary cleared; provider, model and key kept"
     );
@@ -169,10 +169,10 @@ pub fn reset(args: SessionArg) -> Result<ExitCode> {
 
 pub fn providers(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let mut rows = env.config.provider_entries();
+    let mut rows = env.config().provider_entries();
     for r in rows.iter_mut() {
         r.base_url = if r.kind == ProviderKind::Local {
-            crate::local::endpoint(&env.paths)
+            crate::local::endpoint(&env.paths())
         } else {
             // config.toml may hold a URL with a key in it.
             redact_endpoint(&r.base_url).into_owned()
@@ -204,14 +204,14 @@ pub fn providers(args: JsonArg) -> Result<ExitCode> {
         "\nCreate a session with: pai init <session> <provider> --model <model>\n\
          Use whichever local server is running: pai init <session> local-server\n\
          Define your own endpoints in {}",
-        env.paths.config_file().display()
+        env.paths().config_file().display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn sessions(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let list = env.store.list()?;
+    let list = env.store().list()?;
     if args.json {
         return print_json(&list);
     }
@@ -235,7 +235,7 @@ pub fn sessions(args: JsonArg) -> Result<ExitCode> {
 pub fn use_session(args: UseArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let name = SessionName::new(&args.session)?;
-    env.store.set_active(&name)?;
+    env.store().set_active(&name)?;
     outln!("'{name}' is now the active session");
     Ok(ExitCode::SUCCESS)
 }
@@ -248,11 +248,11 @@ pub fn model(args: ModelArgs) -> Result<ExitCode> {
         bail!("the model name cannot be empty");
     }
     let mut previous = String::new();
-    env.store.update(&name, |meta| {
+    env.store().update(&name, |meta| {
         previous = std::mem::replace(&mut meta.model, model.clone());
         Ok(())
     })?;
-    let messages = env.store.snapshot(&name)?.history.len();
+    let messages = env.store().snapshot(&name)?.history.len();
     outln!(
         "session '{name}' now uses model {model} (was {previous}); its {messages} message(s) are kept"
     );
@@ -266,27 +266,26 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     // The in-process provider's models are the installed ones. They are also what a
     // plain 'pai models' lists before any session exists: the first thing a user needs.
-    if args.provider.is_none() && args.session.is_none() && env.store.active()?.is_none() {
-        return crate::local::list(&env.paths, args.json, None);
+    if args.provider.is_none() && args.session.is_none() && env.store().active()?.is_none() {
+        return crate::local::list(&env.paths(), args.json, None);
     }
     let local = match (&args.provider, &args.session) {
-        (Some(p), _) => env.config.provider_entry(p)?.kind == ProviderKind::Local,
+        (Some(p), _) => env.config().provider_entry(p)?.kind == ProviderKind::Local,
         (None, s) => {
-            let meta = env.store.load_meta(&env.session(s.as_deref())?)?;
-            let local = env.config.provider_entry(&meta.provider)?.kind == ProviderKind::Local;
+            let meta = env.store().load_meta(&env.session(s.as_deref())?)?;
+            let local = env.config().provider_entry(&meta.provider)?.kind == ProviderKind::Local;
             if local {
-                return crate::local::list(&env.paths, args.json, Some(&meta.model));
+                return crate::local::list(&env.paths(), args.json, Some(&meta.model));
             }
             false
         }
     };
     if local {
-        return crate::local::list(&env.paths, args.json, None);
+        return crate::local::list(&env.paths(), args.json, None);
     }
     // A provider name asks that provider's own endpoint; otherwise the session's.
     let session = args.session.as_deref().map(SessionName::new).transpose()?;
     let (models, in_use) = env
-        .ws
         .endpoint_models(args.provider.as_deref(), session.as_ref())
         .await?;
     if args.json {
@@ -312,7 +311,7 @@ pub fn budget(args: BudgetArgs) -> Result<ExitCode> {
             format!("'{n}' is not a token count; give a positive number, or 'none'")
         })?),
     };
-    env.store.update(&name, |meta| {
+    env.store().update(&name, |meta| {
         meta.budget_tokens = budget;
         Ok(())
     })?;
@@ -333,7 +332,7 @@ struct ToolRow {
 
 pub async fn tools(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let registry = env.tools(pai_types::Mode::Agent).await?;
+    let registry = env.offered_tools(pai_types::Mode::Agent).await?;
     let rows: Vec<ToolRow> = registry
         .infos()
         .into_iter()
@@ -382,7 +381,7 @@ pub fn usage(args: UsageArgs) -> Result<ExitCode> {
             jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(d.max(1) - 1));
         start.to_string()[..10].to_string()
     });
-    let lines = env.ws.usage(since.as_deref())?;
+    let lines = env.usage(since.as_deref())?;
     if args.json {
         return print_json(&lines);
     }

@@ -39,13 +39,13 @@ fn clean(input: &str) -> Cow<'_, str> {
 pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let session = env.session(args.session.or(args.session_opt).as_deref())?;
-    let meta = env.store.load_meta(&session)?;
+    let meta = env.store().load_meta(&session)?;
     let engine = env.engine(&meta, Mode::Chat, &args.run).await?;
     let stream = args.stream.enabled();
 
     let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
     editor.set_helper(Some(InputHelper));
-    let history_path = env.paths.chat_history();
+    let history_path = env.paths().chat_history();
     // What was typed may be as private as the sessions: the file is created 0600 here,
     // before rustyline ever writes it.
     if let Err(e) = private_history_file(&history_path) {
@@ -85,7 +85,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             input: text.to_string(),
             stream,
             model: Some(meta.model.clone()),
-            limits: env.ws.limits(Limits {
+            limits: env.limits(Limits {
                 budget_tokens: args.run.budget_tokens,
                 ..Limits::default()
             }),

@@ -4,39 +4,36 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pai_core::{
-    Cancel, Config, Engine, EngineOptions, Event, Limits, Paths, SessionMeta, SessionStore,
-    ToolOutcome, Turn, TurnEnd, TurnOutcome, Workspace,
+    Cancel, Engine, EngineOptions, Event, Limits, Paths, SessionMeta, ToolOutcome, Turn, TurnEnd,
+    TurnOutcome, Workspace,
 };
 use pai_providers::RetryWait;
-use pai_types::{Mode, SessionName};
+use pai_types::Mode;
 
 use crate::approve::TerminalApprover;
 use crate::cli::{AgentArgs, PromptArgs, RunArgs, StreamArgs};
 use crate::input;
 
-/// PAI's files and settings, loaded once per command: pai-core's [`Workspace`] plus
-/// what only a terminal program decides (the approver, what is printed).
+/// PAI's files and settings, loaded once per command: pai-core's [`Workspace`] (which it
+/// derefs to) plus what only a terminal program decides (the approver, what is printed).
 pub struct Env {
-    pub ws: Workspace,
-    pub paths: Paths,
-    pub config: Config,
-    pub store: SessionStore,
+    ws: Workspace,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.ws
+    }
 }
 
 impl Env {
+    /// The workspace at `PAI_HOME` / `PAI_CONFIG_DIR` (the only place they are read).
     pub fn load() -> Result<Self> {
-        let ws = Workspace::open(Paths::from_env()?)?;
         Ok(Self {
-            paths: ws.paths().clone(),
-            config: ws.config().clone(),
-            store: ws.store().clone(),
-            ws,
+            ws: Workspace::open(Paths::from_env()?)?,
         })
-    }
-
-    /// The named session (validated), else the active one.
-    pub fn session(&self, name: Option<&str>) -> Result<SessionName> {
-        Ok(self.ws.session(name)?)
     }
 
     /// An engine wired by the workspace, with the terminal approver and wait notices.
@@ -63,9 +60,9 @@ impl Env {
         Ok(wired.engine)
     }
 
-    /// Every tool a model may be offered in agent mode, warning about MCP servers that
-    /// could not be started.
-    pub async fn tools(&self, mode: Mode) -> Result<pai_tools::ToolRegistry> {
+    /// Every tool a model may be offered in `mode`, warning about MCP servers that could
+    /// not be started.
+    pub async fn offered_tools(&self, mode: Mode) -> Result<pai_tools::ToolRegistry> {
         let (registry, warnings) = self.ws.tools(mode).await?;
         for warning in &warnings {
             eprintln!("warning: {warning}");
@@ -139,7 +136,7 @@ impl OneShot {
     async fn run(self, mode: Mode, run: &RunArgs, limits: Limits) -> Result<ExitCode> {
         let env = Env::load()?;
         let session = env.session(self.session.as_deref())?;
-        let meta = env.store.load_meta(&session)?;
+        let meta = env.store().load_meta(&session)?;
         let input = input::prompt_text(&self.text)?;
         let engine = env
             .engine(&with_model(&meta, self.model.as_deref()), mode, run)
@@ -150,7 +147,7 @@ impl OneShot {
             input,
             stream: self.stream,
             model: self.model.or(Some(meta.model)),
-            limits: env.ws.limits(limits),
+            limits: env.limits(limits),
         };
         let mut shown = Shown::default();
         Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))
