@@ -172,7 +172,7 @@ pub fn providers(args: JsonArg) -> Result<ExitCode> {
     let mut rows = env.config().provider_entries();
     for r in rows.iter_mut() {
         r.base_url = if r.kind == ProviderKind::Local {
-            crate::local::endpoint(&env.paths())
+            crate::local::endpoint(env.paths())
         } else {
             // config.toml may hold a URL with a key in it.
             redact_endpoint(&r.base_url).into_owned()
@@ -267,7 +267,7 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
     // The in-process provider's models are the installed ones. They are also what a
     // plain 'pai models' lists before any session exists: the first thing a user needs.
     if args.provider.is_none() && args.session.is_none() && env.store().active()?.is_none() {
-        return crate::local::list(&env.paths(), args.json, None);
+        return crate::local::list(env.paths(), args.json, None);
     }
     let local = match (&args.provider, &args.session) {
         (Some(p), _) => env.config().provider_entry(p)?.kind == ProviderKind::Local,
@@ -275,13 +275,13 @@ pub async fn models(args: ModelsArgs) -> Result<ExitCode> {
             let meta = env.store().load_meta(&env.session(s.as_deref())?)?;
             let local = env.config().provider_entry(&meta.provider)?.kind == ProviderKind::Local;
             if local {
-                return crate::local::list(&env.paths(), args.json, Some(&meta.model));
+                return crate::local::list(env.paths(), args.json, Some(&meta.model));
             }
             false
         }
     };
     if local {
-        return crate::local::list(&env.paths(), args.json, None);
+        return crate::local::list(env.paths(), args.json, None);
     }
     // A provider name asks that provider's own endpoint; otherwise the session's.
     let session = args.session.as_deref().map(SessionName::new).transpose()?;

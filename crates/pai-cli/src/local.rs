@@ -57,7 +57,7 @@ struct Row<'a> {
 
 fn add(args: ModelsAddArgs) -> Result<ExitCode> {
     let env = Env::load()?;
-    let store = ModelStore::new(&env.paths());
+    let store = ModelStore::new(env.paths());
     // Progress for a person watching; a script's stderr keeps only the error, if any.
     if std::io::stderr().is_terminal() {
         eprintln!(
