@@ -391,11 +391,17 @@ async fn without_a_terminal_writes_are_refused_unless_allowed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn in_a_terminal_the_user_is_asked_and_a_yes_lets_the_write_run() {
     // `script` (util-linux) gives pai a pseudo-terminal; our "y" answers its question.
-    if std::process::Command::new("script")
+    let has_script = std::process::Command::new("script")
         .arg("--version")
         .output()
-        .is_err()
-    {
+        .is_ok_and(|out| out.status.success());
+    if !has_script {
+        // Under CI a missing program must fail, or this test would pass without running.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "util-linux 'script' is not installed, and CI=true requires this test to run; \
+             install it (Debian: apt-get install bsdutils; .ci/run does)"
+        );
         eprintln!("skipped: util-linux 'script' is not installed");
         return;
     }

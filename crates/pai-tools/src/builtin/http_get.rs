@@ -6,7 +6,7 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::{blocking, info, looks_binary, parse_args};
+use super::{blocking, html, info, looks_binary, parse_args};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
 /// Most body bytes downloaded; the rest of a larger body is never fetched.
@@ -33,10 +33,12 @@ impl HttpGet {
         let info = info(
             "http_get",
             "Fetch an http:// or https:// URL with a GET request. HTML pages come back as \
-             readable text (links as numbered footnotes), JSON, XML and other text as is; \
-             images and other binary content are refused. The answer starts with the final \
-             URL (after redirects), the HTTP status and the content type. At most 2 MiB is \
-             downloaded; a cut body ends with a `[…` line. A status other than 2xx is an error.",
+             readable text (links as numbered footnotes; a page too deeply nested or too big \
+             to lay out comes back as plain text after a note saying so), JSON, XML and other \
+             text as is; images and other binary content are refused. The answer starts with \
+             the final URL (after redirects), the HTTP status and the content type. At most \
+             2 MiB is downloaded; a cut body ends with a `[…` line. A status other than 2xx is \
+             an error.",
             serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -161,17 +163,14 @@ impl Tool for HttpGet {
                 Kind::Text
             };
         }
-        let text = if kind == Kind::Html {
-            blocking(move |_| {
-                html2text::config::plain()
-                    .allow_width_overflow()
-                    .no_link_wrapping()
-                    .string_from_read(body.as_slice(), TEXT_WIDTH)
-                    .map_err(|e| ToolError::Failed(format!("cannot turn the page into text: {e}")))
-            })
-            .await?
+        let (text, skipped) = if kind == Kind::Html {
+            // Text past the output cap would be cut anyway; converting it only costs time.
+            let budget = cx.max_output_bytes;
+            let page =
+                blocking(move |cancel| html::to_text(&body, TEXT_WIDTH, budget, cancel)).await?;
+            (page.text, page.skipped)
         } else {
-            String::from_utf8_lossy(&body).into_owned()
+            (String::from_utf8_lossy(&body).into_owned(), 0)
         };
 
         let mut content = format!(
@@ -179,7 +178,12 @@ impl Tool for HttpGet {
             content_type.as_deref().unwrap_or("(none)"),
             text.trim_end()
         );
-        if capped {
+        if skipped > 0 {
+            content.push_str(&format!(
+                "\n[… conversion stopped past the output cap; the last {} KiB of the page were not converted]",
+                skipped.div_ceil(1024)
+            ));
+        } else if capped {
             content.push_str(&format!(
                 "\n[… download stopped at {} MiB; the rest was not fetched]",
                 MAX_DOWNLOAD_BYTES / (1024 * 1024)
@@ -187,7 +191,7 @@ impl Tool for HttpGet {
         }
         Ok(ToolOutput {
             content,
-            truncated: capped,
+            truncated: capped || skipped > 0,
         })
     }
 }

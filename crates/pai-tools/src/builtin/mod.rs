@@ -2,6 +2,7 @@
 //! what it reads and returns, and ends a cut result with a marker that says how to get more.
 
 mod current_time;
+mod html;
 mod http_get;
 mod list_dir;
 mod paths;

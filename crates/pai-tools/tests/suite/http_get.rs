@@ -251,3 +251,78 @@ async fn an_unreachable_server_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// 1.4 MB of nested `<div>`s once kept a core busy for minutes after the call timed out:
+/// html5ever's tree builder is quadratic in the nesting. The page comes back as plain text.
+#[tokio::test]
+async fn a_deeply_nested_page_is_reduced_to_plain_text() {
+    let page = format!(
+        "<!DOCTYPE html><html><body><h1>Deep page</h1>{}<p>the bottom</p>",
+        "<div>".repeat(280_000)
+    );
+    let server = server(
+        "/deep",
+        ResponseTemplate::new(200).set_body_raw(page, "text/html"),
+    )
+    .await;
+    let url = format!("{}/deep", server.uri());
+    let out = call("http_get", json!({ "url": url }), &cx())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.content,
+        format!(
+            "URL: {url}\nStatus: 200 OK\nContent-Type: text/html\n\n\
+             [page too complex to lay out (elements nested more than 100 deep); reduced to \
+             plain text]\n\nDeep page\nthe bottom"
+        )
+    );
+    assert!(!out.truncated);
+}
+
+/// Text past the output cap is never shown, so a long page is laid out only that far.
+#[tokio::test]
+async fn a_long_page_is_converted_only_as_far_as_the_output_cap() {
+    let page = format!(
+        "<!DOCTYPE html><html><body>{}",
+        "<p>a line of text</p>".repeat(80_000)
+    );
+    let server = server(
+        "/long",
+        ResponseTemplate::new(200).set_body_raw(page.clone(), "text/html"),
+    )
+    .await;
+    let url = format!("{}/long", server.uri());
+    let out = HttpGet::new()
+        .call(json!({ "url": url }), &cx())
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    let (_, body) = out.content.split_once("\n\n").unwrap();
+    assert!(
+        body.starts_with("a line of text\n\na line of text\n"),
+        "{body:.100}"
+    );
+    let (text, marker) = body.rsplit_once('\n').unwrap();
+    assert!(
+        text.len() > 32 * 1024 && text.len() < 128 * 1024,
+        "{}",
+        text.len()
+    );
+    assert!(
+        marker.starts_with("[… conversion stopped past the output cap; the last ")
+            && marker.ends_with(" KiB of the page were not converted]"),
+        "{marker}"
+    );
+
+    // Through the registry the cap then cuts the text, with its own marker.
+    let out = call("http_get", json!({ "url": url }), &cx())
+        .await
+        .unwrap();
+    assert!(out.truncated);
+    assert!(
+        out.content.contains("[… truncated:"),
+        "{:.100}",
+        out.content
+    );
+}
