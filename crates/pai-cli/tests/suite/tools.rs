@@ -566,9 +566,17 @@ async fn a_server_that_refuses_tools_still_gets_the_question_without_them() {
     let pai = Pai::new();
     pai.init("s", &mock.base_url());
 
-    let run = pai.run(&["prompt", "hello"]).success();
+    // Agent mode too: the user learns the model works without tools this time.
+    let run = pai.run(&["agent", "hello"]).success();
 
     assert_eq!(run.stdout, "plain answer\n");
+    assert!(
+        run.stderr.contains(
+            "note: the model refused a request with tools (tools param requires --jinja flag); answering without tools"
+        ),
+        "{}",
+        run.stderr
+    );
     let bodies = mock.chat_requests().await;
     assert_eq!(bodies.len(), 2);
     assert!(bodies[0].get("tools").is_some());

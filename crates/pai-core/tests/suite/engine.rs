@@ -1120,3 +1120,57 @@ async fn a_rate_limited_call_tells_the_caller_before_it_waits() {
         vec![(format!("limited at {}", mock.base_url()), true, 1)]
     );
 }
+
+#[tokio::test]
+async fn prompt_mode_stops_offering_tools_after_its_chain_and_a_run_budget_stops_midway() {
+    // The chain: two rounds, then one more call without tools; not a "stop".
+    let h = Harness::new();
+    let (tools, runs) = counter("count", Effect::Read);
+    let (provider, seen) = recording(vec![calls("count", 1, 1)]);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default());
+    let turn = Turn {
+        limits: Limits {
+            max_chain: Some(2),
+            ..Limits::default()
+        },
+        ..prompt("go")
+    };
+    let outcome = run(&engine, &turn).await.0.unwrap();
+    assert_eq!(outcome.stopped, None);
+    assert_eq!(*runs.lock().unwrap(), 2);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert!(!seen[1].tools.is_empty() && seen[2].tools.is_empty());
+
+    // A reply that uses the whole run budget stops the loop with Budget, results unsent.
+    let h = Harness::new();
+    let (tools, _) = counter("count", Effect::Read);
+    let (provider, seen) = recording(vec![calls("count", 1, 100)]);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default());
+    let turn = Turn {
+        mode: Mode::Agent,
+        limits: Limits {
+            budget_tokens: Some(100),
+            ..Limits::default()
+        },
+        ..prompt("x")
+    };
+    let outcome = run(&engine, &turn).await.0.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(
+        outcome.stopped,
+        Some(StopReason::Budget {
+            budget: pai_core::Budget::Run,
+            cap: 100,
+            used: 100
+        })
+    );
+    assert_eq!(
+        outcome.stopped.unwrap().to_string(),
+        "the token budget for this run (100; 100 used) was reached"
+    );
+}
