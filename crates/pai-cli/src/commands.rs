@@ -64,7 +64,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
         budget_tokens: args.budget_tokens,
         force: args.force,
     };
-    let created = env.init(new, Vault::from_env).await?;
+    let created = env.init(new).await?;
     if let Some(found) = &created.found {
         eprintln!("{found}");
     }
@@ -85,7 +85,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
         base_url: args.base_url,
         api_key,
     };
-    let moved = env.switch(&name, to, Vault::from_env)?;
+    let moved = env.switch(&name, to)?;
     let messages = env.store().snapshot(&name)?.history.len();
     outln!(
         "session '{name}' now uses {}; its {messages} message(s) are kept",

@@ -29,10 +29,11 @@ impl std::ops::Deref for Env {
 }
 
 impl Env {
-    /// The workspace at `PAI_HOME` / `PAI_CONFIG_DIR` (the only place they are read).
+    /// The workspace at `PAI_HOME` / `PAI_CONFIG_DIR`, its vault under
+    /// `PAI_ENCRYPTION_KEY` (the only place these are read).
     pub fn load() -> Result<Self> {
         Ok(Self {
-            ws: Workspace::open(Paths::from_env()?)?,
+            ws: Workspace::open(Paths::from_env()?)?.with_vault(pai_core::Vault::from_env),
         })
     }
 

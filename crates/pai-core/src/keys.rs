@@ -82,6 +82,17 @@ pub fn resolve_provider(
     config: &Config,
     paths: &Paths,
 ) -> Result<ResolvedProvider> {
+    resolve_provider_with(meta, config, paths, &Vault::from_env)
+}
+
+/// [`resolve_provider`] with the vault a stored key is decrypted with coming from `vault`
+/// (asked only when the session stores a key), not from the environment.
+pub fn resolve_provider_with(
+    meta: &SessionMeta,
+    config: &Config,
+    paths: &Paths,
+    vault: &dyn Fn() -> Result<Vault>,
+) -> Result<ResolvedProvider> {
     let entry = config.provider_entry(&meta.provider)?;
     if entry.kind == ProviderKind::Local && !cfg!(feature = "local") {
         return Err(pai_providers::ProviderError::LocalUnavailable.into());
@@ -101,7 +112,7 @@ pub fn resolve_provider(
         KeySource::Session => meta
             .api_key
             .as_deref()
-            .map(|token| Vault::from_env()?.decrypt(token))
+            .map(|token| vault()?.decrypt(token))
             .transpose()?,
         KeySource::Env(var) => std::env::var(var).ok().map(Secret::new),
         KeySource::None => None,

@@ -31,11 +31,14 @@ pub use engine::{
     StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
 };
 pub use error::{CoreError, Result};
-pub use keys::{KeySource, ResolvedProvider, key_source, resolve_provider, session_endpoint};
+pub use keys::{
+    KeySource, ResolvedProvider, key_source, resolve_provider, resolve_provider_with,
+    session_endpoint,
+};
 pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
 pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use vault::Vault;
-pub use workspace::{EngineOptions, Wired, Workspace};
+pub use workspace::{EngineOptions, VaultSource, Wired, Workspace};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::detect::probe_local_servers;
 use crate::error::{CoreError, Result};
-use crate::keys::{KeySource, key_source, resolve_provider, session_endpoint};
+use crate::keys::{KeySource, key_source, resolve_provider_with, session_endpoint};
 use crate::models::{ModelStore, looks_like_path};
 use crate::pricing::{cost, price_of};
 use crate::session::{SessionMeta, SessionSnapshot};
@@ -172,14 +172,9 @@ impl Workspace {
         Ok(model)
     }
 
-    /// Creates a session and makes it the active one. A key is encrypted with the vault
-    /// `vault` opens (e.g. [`Vault::from_env`]) before anything touches disk; bad input
-    /// writes nothing.
-    pub async fn init(
-        &self,
-        new: NewSession,
-        vault: impl FnOnce() -> Result<Vault>,
-    ) -> Result<Described> {
+    /// Creates a session and makes it the active one. A key is encrypted with the
+    /// workspace's vault before anything touches disk; bad input writes nothing.
+    pub async fn init(&self, new: NewSession) -> Result<Described> {
         let model = check_model(new.model.as_deref())?;
         let base_url = check_base_url(new.base_url.as_deref())?;
         let (entry, model, found) = if new.provider == LOCAL_SERVER {
@@ -199,7 +194,7 @@ impl Workspace {
             };
             (entry, model, None)
         };
-        let api_key = encrypt(new.api_key.as_ref(), vault)?;
+        let api_key = encrypt(new.api_key.as_ref(), || self.vault())?;
         let mut meta = SessionMeta::new(new.name.clone(), &entry.name, &model);
         meta.base_url = base_url;
         meta.api_key = api_key;
@@ -254,16 +249,11 @@ impl Workspace {
     /// Moves session `name` to another provider (or changes its settings on the same one),
     /// keeping its history. A stored key or endpoint belongs to the provider it was given
     /// for: moving to another provider drops them unless new ones come along.
-    pub fn switch(
-        &self,
-        name: &SessionName,
-        to: SwitchTo,
-        vault: impl FnOnce() -> Result<Vault>,
-    ) -> Result<Described> {
+    pub fn switch(&self, name: &SessionName, to: SwitchTo) -> Result<Described> {
         let entry = self.config().provider_entry(&to.provider)?;
         let mut model = check_model(to.model.as_deref())?;
         let base_url = check_base_url(to.base_url.as_deref())?;
-        let api_key = encrypt(to.api_key.as_ref(), vault)?;
+        let api_key = encrypt(to.api_key.as_ref(), || self.vault())?;
         // Moving to the in-process provider without a model means its default model.
         let moves_to_local = entry.kind == ProviderKind::Local
             && self.store().load_meta(name)?.provider != entry.name;
@@ -398,7 +388,8 @@ impl Workspace {
                 (meta, Some(model))
             }
         };
-        let config = resolve_provider(&meta, self.config(), self.paths())?.config;
+        let vault = || self.vault();
+        let config = resolve_provider_with(&meta, self.config(), self.paths(), &vault)?.config;
         let models = pai_providers::connect(config)?.models().await?;
         Ok((models, in_use))
     }

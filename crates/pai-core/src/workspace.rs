@@ -16,16 +16,30 @@ use crate::config::Config;
 use crate::context::ContextManager;
 use crate::engine::{Budgets, Engine, Limits, UsageLedger};
 use crate::error::{CoreError, Result};
-use crate::keys::resolve_provider;
+use crate::keys::resolve_provider_with;
 use crate::paths::Paths;
 use crate::session::{SessionMeta, SessionStore};
+use crate::vault::Vault;
+
+/// Opens the vault API keys are stored under; asked only when a key must be encrypted or
+/// decrypted.
+pub type VaultSource = Arc<dyn Fn() -> Result<Vault> + Send + Sync>;
 
 /// PAI's data and settings, opened once per command (or once per embedding program).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Workspace {
     paths: Paths,
     config: Config,
     store: SessionStore,
+    vault: VaultSource,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How an engine for one run is wired beyond the workspace's settings.
@@ -92,7 +106,26 @@ impl Workspace {
             paths,
             config,
             store,
+            vault: Arc::new(|| {
+                Err(CoreError::Vault(
+                    "this program gave PAI no encryption key, so stored API keys cannot be used; \
+                     use the provider's key env var instead"
+                        .into(),
+                ))
+            }),
         }
+    }
+
+    /// Where stored API keys are encrypted and decrypted (the CLI: `Vault::from_env`,
+    /// i.e. `PAI_ENCRYPTION_KEY`). Without one, sessions can use env-var keys only.
+    pub fn with_vault(mut self, vault: impl Fn() -> Result<Vault> + Send + Sync + 'static) -> Self {
+        self.vault = Arc::new(vault);
+        self
+    }
+
+    /// Opens the vault (see [`Self::with_vault`]).
+    pub fn vault(&self) -> Result<Vault> {
+        (self.vault)()
     }
 
     pub fn paths(&self) -> &Paths {
@@ -131,7 +164,7 @@ impl Workspace {
         mode: Mode,
         opts: &EngineOptions,
     ) -> Result<Wired> {
-        let resolved = resolve_provider(meta, &self.config, &self.paths)?;
+        let resolved = resolve_provider_with(meta, &self.config, &self.paths, &*self.vault)?;
         let mut provider: Arc<dyn Provider> = Arc::from(pai_providers::connect(resolved.config)?);
         if let Some(max) = opts.max_tokens {
             provider = Arc::new(MaxTokens::new(provider, max));

@@ -29,18 +29,19 @@ fn new_session(name: &str, url: &str, key: Option<&str>) -> NewSession {
 #[tokio::test]
 async fn init_encrypts_the_key_with_the_vault_it_is_handed_and_only_then() {
     let home = TempHome::new();
-    let ws = workspace(&home);
     let key = Vault::generate_key();
-    let opened = Mutex::new(0);
-    let vault = || {
-        *opened.lock().unwrap() += 1;
-        Vault::from_key(&key)
-    };
+    let opened = Arc::new(Mutex::new(0));
+    let (count, k) = (opened.clone(), key.clone());
+    let ws = workspace(&home).with_vault(move || {
+        *count.lock().unwrap() += 1;
+        Vault::from_key(&k)
+    });
     let created = ws
-        .init(
-            new_session("s", "http://127.0.0.1:9/v1", Some("sk-secret-1234")),
-            vault,
-        )
+        .init(new_session(
+            "s",
+            "http://127.0.0.1:9/v1",
+            Some("sk-secret-1234"),
+        ))
         .await
         .unwrap();
     assert_eq!(*opened.lock().unwrap(), 1);
@@ -59,18 +60,43 @@ async fn init_encrypts_the_key_with_the_vault_it_is_handed_and_only_then() {
     assert!(!on_disk.contains("sk-secret"), "{on_disk}");
 
     // Without a key the vault is never asked for.
-    ws.init(new_session("t", "http://127.0.0.1:9/v1", None), || {
-        panic!("no key, no vault")
-    })
-    .await
-    .unwrap();
+    ws.init(new_session("t", "http://127.0.0.1:9/v1", None))
+        .await
+        .unwrap();
+    assert_eq!(*opened.lock().unwrap(), 1);
     assert_eq!(ws.store().active().unwrap().unwrap().as_str(), "t");
+
+    // The stored key is decrypted with the workspace's vault, never PAI_ENCRYPTION_KEY.
+    let wired = ws
+        .engine(
+            &created.meta,
+            Mode::Prompt,
+            &EngineOptions::new(home.root()),
+        )
+        .await
+        .unwrap();
+    drop(wired);
+    assert_eq!(*opened.lock().unwrap(), 2);
+    // A workspace given no vault cannot use the stored key, and says so.
+    let err = workspace(&home)
+        .engine(
+            &created.meta,
+            Mode::Prompt,
+            &EngineOptions::new(home.root()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("gave PAI no encryption key"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn bad_input_writes_nothing() {
     let home = TempHome::new();
-    let ws = workspace(&home);
+    let ws = workspace(&home)
+        .with_vault(|| Err(CoreError::Vault("PAI_ENCRYPTION_KEY is not set".into())));
     for (new, says) in [
         (
             new_session("s", "https://user:pw@api.example.com/v1", None),
@@ -92,12 +118,7 @@ async fn bad_input_writes_nothing() {
             "PAI_ENCRYPTION_KEY",
         ),
     ] {
-        let err = ws
-            .init(new, || {
-                Err(CoreError::Vault("PAI_ENCRYPTION_KEY is not set".into()))
-            })
-            .await
-            .unwrap_err();
+        let err = ws.init(new).await.unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
         assert!(!home.home().join("sessions/s").exists(), "{says}");
     }
@@ -106,13 +127,13 @@ async fn bad_input_writes_nothing() {
 #[tokio::test]
 async fn switching_provider_drops_the_key_and_endpoint_of_the_old_one() {
     let home = TempHome::new();
-    let ws = workspace(&home);
     let key = Vault::generate_key();
-    let vault = || Vault::from_key(&key);
-    ws.init(
-        new_session("s", "http://127.0.0.1:9/v1", Some("sk-old-key")),
-        vault,
-    )
+    let ws = workspace(&home).with_vault(move || Vault::from_key(&key));
+    ws.init(new_session(
+        "s",
+        "http://127.0.0.1:9/v1",
+        Some("sk-old-key"),
+    ))
     .await
     .unwrap();
     let name = SessionName::new("s").unwrap();
@@ -127,7 +148,6 @@ async fn switching_provider_drops_the_key_and_endpoint_of_the_old_one() {
                 base_url: None,
                 api_key: None,
             },
-            vault,
         )
         .unwrap();
     assert!(same.meta.api_key.is_some());
@@ -143,7 +163,6 @@ async fn switching_provider_drops_the_key_and_endpoint_of_the_old_one() {
                 base_url: None,
                 api_key: None,
             },
-            vault,
         )
         .unwrap();
     assert_eq!(moved.meta.api_key, None);
@@ -163,7 +182,7 @@ async fn an_engine_from_the_workspace_runs_a_turn_and_usage_counts_it() {
     let home = TempHome::new();
     let ws = workspace(&home);
     let created = ws
-        .init(new_session("s", &mock.base_url(), None), || unreachable!())
+        .init(new_session("s", &mock.base_url(), None))
         .await
         .unwrap();
     let work = tempfile::tempdir().unwrap();
