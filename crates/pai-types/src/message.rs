@@ -6,14 +6,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Standing instructions that frame the whole conversation.
     System,
+    /// What the person using PAI typed.
     User,
+    /// The model's reply.
     Assistant,
     /// The result of a tool call, answering an assistant message's `tool_calls`.
     Tool,
 }
 
 impl Role {
+    /// The lowercase name used on the wire and in saved sessions.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
@@ -27,7 +31,9 @@ impl Role {
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who wrote it.
     pub role: Role,
+    /// The text; may be empty on an assistant message that only calls tools.
     pub content: String,
     /// Tools the assistant asked to call (assistant messages only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -40,8 +46,11 @@ pub struct Message {
 /// A tool the model may call: its name, what it does, and a JSON Schema of its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolSpec {
+    /// What the model calls it by; unique among the tools offered in one request.
     pub name: String,
+    /// What the tool does, written for the model so it can decide when to call it.
     pub description: String,
+    /// JSON Schema of the arguments object.
     pub parameters: serde_json::Value,
 }
 
@@ -49,12 +58,16 @@ pub struct ToolSpec {
 /// it: it may be invalid, and the caller decides what to do about that.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The provider's id for this call; the tool's answer repeats it as `tool_call_id`.
     pub id: String,
+    /// Which tool to call.
     pub name: String,
+    /// The arguments object, as JSON text.
     pub arguments: String,
 }
 
 impl Message {
+    /// A plain message from `role`, with no tool calls.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self {
             role,
@@ -79,12 +92,15 @@ impl Message {
             ..Self::new(Role::Tool, content)
         }
     }
+    /// Standing instructions for the model.
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
     }
+    /// What the user typed.
     pub fn user(content: impl Into<String>) -> Self {
         Self::new(Role::User, content)
     }
+    /// A model reply without tool calls.
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new(Role::Assistant, content)
     }
@@ -93,7 +109,9 @@ impl Message {
 /// Token counts of one model call, or a sum of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Tokens the model read: system prompt, history and tool specs included.
     pub prompt_tokens: u64,
+    /// Tokens the model wrote.
     pub completion_tokens: u64,
     /// True when any part of the count was estimated locally rather than reported by the server.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -101,10 +119,12 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Prompt and completion tokens together.
     pub fn total(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
     }
 
+    /// Adds `other` into this sum; the sum is estimated if either part was.
     pub fn add(&mut self, other: &Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
@@ -116,7 +136,9 @@ impl Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Locality {
+    /// Runs on this machine: prompts never leave it.
     Local,
+    /// Runs elsewhere: prompts travel over the network.
     Remote,
 }
 

@@ -10,19 +10,29 @@ pub struct SessionName(String);
 /// Why a session name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Nothing was given.
     #[error("a session name cannot be empty")]
     Empty,
+    /// Longer than [`SessionName::MAX_LEN`]; holds the length in characters.
     #[error("session name is {0} characters long; the limit is {max}", max = SessionName::MAX_LEN)]
     TooLong(usize),
+    /// A character or position a file name cannot safely carry.
     #[error(
         "session name '{name}' contains {what}; use letters, digits, '-', '_' and '.' (not first)"
     )]
-    BadChar { name: String, what: String },
+    BadChar {
+        /// The name as given, escaped so control characters print visibly.
+        name: String,
+        /// What was wrong, in words ("a path separator", "white space").
+        what: String,
+    },
 }
 
 impl SessionName {
+    /// The longest name accepted, in characters.
     pub const MAX_LEN: usize = 64;
 
+    /// Checks `name` and wraps it; the error says what to change.
     pub fn new(name: &str) -> Result<Self, NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
@@ -53,6 +63,7 @@ impl SessionName {
         Ok(Self(name.to_string()))
     }
 
+    /// The validated name, usable as a file name.
     pub fn as_str(&self) -> &str {
         &self.0
     }

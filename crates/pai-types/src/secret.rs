@@ -8,10 +8,12 @@ use std::fmt;
 pub struct Secret<T>(T);
 
 impl<T> Secret<T> {
+    /// Wraps `value` so that it cannot be printed by accident.
     pub fn new(value: T) -> Self {
         Self(value)
     }
 
+    /// The value itself, for the one place that must use it (a request header, the vault).
     pub fn expose(&self) -> &T {
         &self.0
     }
