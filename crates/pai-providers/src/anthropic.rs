@@ -28,6 +28,7 @@ pub struct AnthropicProvider {
 }
 
 impl AnthropicProvider {
+    /// A client for `settings`: checks them, sends nothing yet.
     pub fn new(settings: ProviderConfig) -> Result<Self> {
         let base = settings.base_url.trim_end_matches('/').to_string();
         if reqwest::Url::parse(&base).is_err() {

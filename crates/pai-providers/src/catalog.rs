@@ -34,8 +34,11 @@ impl std::fmt::Display for ProviderKind {
 /// A provider as the user can pick it: built in, or defined in `config.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderEntry {
+    /// What the user types to pick it (`openai`, `groq`, or a `[providers.<name>]` key).
     pub name: String,
+    /// Which API it speaks.
     pub kind: ProviderKind,
+    /// Where the endpoint lives.
     pub base_url: String,
     /// The environment variable read for the API key when the session stores none.
     pub key_env: Option<String>,
@@ -43,8 +46,11 @@ pub struct ProviderEntry {
     /// names are ever shown.
     #[serde(serialize_with = "header_names")]
     pub headers: BTreeMap<String, String>,
+    /// Where prompts sent to it go.
     pub locality: Locality,
+    /// One line on what it is, for `pai providers`.
     pub about: String,
+    /// True for the presets compiled into PAI, false for `config.toml` entries.
     pub builtin: bool,
 }
 
@@ -58,11 +64,15 @@ fn header_names<S: serde::Serializer>(
 /// A built-in provider: a name the user types, where it lives and which env var holds its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProviderSpec {
+    /// What the user types to pick it.
     pub name: &'static str,
+    /// Which API it speaks.
     pub kind: ProviderKind,
+    /// Where the endpoint lives.
     pub base_url: &'static str,
     /// The environment variable read for the API key when the session stores none.
     pub key_env: Option<&'static str>,
+    /// One line on what it is, for `pai providers`.
     pub about: &'static str,
 }
 

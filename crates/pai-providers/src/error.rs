@@ -5,7 +5,9 @@ use std::time::Duration;
 /// Which provider, at which URL: every error names both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The provider's name as the user knows it (`openai`, `groq`, …).
     pub provider: String,
+    /// The base URL; may hold credentials, which `Display` masks.
     pub url: String,
 }
 
@@ -21,67 +23,155 @@ impl fmt::Display for Endpoint {
 /// that says what happened and what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
+    /// The endpoint needs a key and none was configured.
     #[error("no API key for {at}: {hint}")]
-    MissingKey { at: Endpoint, hint: String },
-    #[error("{at} rejected the API key ({status}): {hint}")]
-    Auth {
+    MissingKey {
+        /// The endpoint that wanted the key.
         at: Endpoint,
-        status: u16,
+        /// How to supply one (`pai keys set …`, or the environment variable).
         hint: String,
     },
+    /// The server refused the key (401/403).
+    #[error("{at} rejected the API key ({status}): {hint}")]
+    Auth {
+        /// The endpoint that refused.
+        at: Endpoint,
+        /// The HTTP status it answered with.
+        status: u16,
+        /// How to supply a working key.
+        hint: String,
+    },
+    /// The server does not know the requested model.
     #[error(
         "{at} does not serve model '{model}': list what it serves with 'pai models', then switch with 'pai <session> model <name>'"
     )]
-    UnknownModel { at: Endpoint, model: String },
+    UnknownModel {
+        /// The endpoint asked.
+        at: Endpoint,
+        /// The model id as requested.
+        model: String,
+    },
+    /// Still answered 429 when the retries ran out.
     #[error("{at} is rate limiting requests (429) and PAI gave up after {attempts} attempt(s){}; wait a while and try again", wait_note(.retry_after))]
     RateLimited {
+        /// The endpoint that throttled.
         at: Endpoint,
+        /// How many requests were tried.
         attempts: u32,
+        /// The wait the server last asked for, if it named one.
         retry_after: Option<Duration>,
     },
+    /// The conversation no longer fits the model's context window.
     #[error(
         "the conversation is too long for model '{model}' at {at}: start afresh with 'pai reset', or use a model with a larger window"
     )]
-    ContextTooLong { at: Endpoint, model: String },
+    ContextTooLong {
+        /// The endpoint that refused the prompt.
+        at: Endpoint,
+        /// The model whose window was exceeded.
+        model: String,
+    },
+    /// A server-side failure (5xx, 408, 409) that outlasted the retries.
     #[error("{at} failed with {status} after {attempts} attempt(s): {message}; try again later")]
     Server {
+        /// The failing endpoint.
         at: Endpoint,
+        /// The last HTTP status.
         status: u16,
+        /// How many requests were tried.
         attempts: u32,
+        /// The server's own explanation, folded to one line.
         message: String,
     },
+    /// Any other refusal (4xx) that retrying cannot fix.
     #[error("{at} refused the request ({status}): {message}")]
     Rejected {
+        /// The refusing endpoint.
         at: Endpoint,
+        /// The HTTP status.
         status: u16,
+        /// The server's own explanation, folded to one line.
         message: String,
     },
+    /// No connection could be made (server down, wrong URL, DNS).
     #[error(
         "cannot connect to {at}: is the server running? Check the URL with 'pai status' ({detail})"
     )]
-    Connect { at: Endpoint, detail: String },
+    Connect {
+        /// The endpoint PAI tried to reach.
+        at: Endpoint,
+        /// The underlying network error.
+        detail: String,
+    },
+    /// The server went silent for longer than the read timeout.
     #[error(
         "{at} did not answer within {}s; try again, or raise [network] read_timeout_secs in config.toml", .after.as_secs()
     )]
-    Timeout { at: Endpoint, after: Duration },
+    Timeout {
+        /// The silent endpoint.
+        at: Endpoint,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The response did not parse as the API promises.
     #[error("{at} sent a response PAI cannot read: {detail}")]
-    Malformed { at: Endpoint, detail: String },
+    Malformed {
+        /// The endpoint that sent it.
+        at: Endpoint,
+        /// What could not be read.
+        detail: String,
+    },
+    /// A streamed answer ended before the server said it was finished.
     #[error(
         "the answer from {at} was cut off before it finished ({detail}); nothing was saved, try again"
     )]
-    StreamCut { at: Endpoint, detail: String },
+    StreamCut {
+        /// The endpoint whose stream broke.
+        at: Endpoint,
+        /// Why the stream ended.
+        detail: String,
+    },
+    /// The provider's settings are unusable (a bad URL or header); caught before any request.
     #[error("invalid provider setting for {at}: {detail}")]
-    Config { at: Endpoint, detail: String },
+    Config {
+        /// The endpoint being configured.
+        at: Endpoint,
+        /// Which setting is wrong and how to fix it.
+        detail: String,
+    },
+    /// The local model's file does not exist.
     #[error("no model file at {path}; {hint}")]
-    ModelMissing { path: String, hint: String },
+    ModelMissing {
+        /// Where the file was expected.
+        path: String,
+        /// How to get or register the model.
+        hint: String,
+    },
+    /// The local model's file is not GGUF.
     #[error("{path} is not a GGUF model file; pass a .gguf file, or a wheel (.whl) that holds one")]
-    NotGguf { path: String },
+    NotGguf {
+        /// The file given.
+        path: String,
+    },
+    /// A valid GGUF that the local provider cannot run (architecture, quantisation).
     #[error("{path} cannot run in PAI's local provider: {detail}")]
-    UnsupportedModel { path: String, detail: String },
+    UnsupportedModel {
+        /// The model file.
+        path: String,
+        /// What it uses that PAI does not support.
+        detail: String,
+    },
+    /// A GGUF that stops short or contradicts itself.
     #[error(
         "{path} is truncated or corrupt ({detail}); download it again, then run 'pai models add' on it"
     )]
-    CorruptModel { path: String, detail: String },
+    CorruptModel {
+        /// The model file.
+        path: String,
+        /// What was found broken.
+        detail: String,
+    },
+    /// A local provider was asked for, but this build left it out.
     #[error(
         "this pai was built without the local provider (cargo feature 'local'); rebuild it with default features"
     )]
@@ -95,6 +185,7 @@ fn wait_note(retry_after: &Option<Duration>) -> String {
     }
 }
 
+/// The result of every fallible provider operation.
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 
 /// Server text made fit for one line of an error: whitespace folded, length capped.

@@ -21,6 +21,7 @@ pub struct OllamaProvider {
 }
 
 impl OllamaProvider {
+    /// A client for `settings`: checks them, sends nothing yet.
     pub fn new(settings: ProviderConfig) -> Result<Self> {
         let at = crate::http::endpoint(&settings);
         if reqwest::Url::parse(&at.url).is_err() {

@@ -31,6 +31,7 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
+    /// A client for `settings`: checks them, sends nothing yet.
     pub fn new(settings: ProviderConfig) -> Result<Self> {
         let at = Endpoint {
             provider: settings.name.clone(),

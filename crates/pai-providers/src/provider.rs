@@ -13,16 +13,22 @@ use crate::retry::{AttemptLog, RetryPolicy};
 /// What a provider is and where it runs; shown to the user wherever it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderInfo {
+    /// The provider's name as the user knows it.
     pub name: String,
+    /// Which API it speaks.
     pub kind: ProviderKind,
+    /// The base URL, credentials masked, for display.
     pub endpoint: String,
+    /// Where prompts sent to it go.
     pub locality: Locality,
 }
 
 /// One call to a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatRequest {
+    /// The model id as the endpoint names it.
     pub model: String,
+    /// The whole conversation to send, system prompt first.
     pub messages: Vec<Message>,
     /// Ask the server to stream tokens as they are produced.
     pub stream: bool,
@@ -35,6 +41,7 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// A request with no tools, no token cap and a fresh attempt log.
     pub fn new(model: impl Into<String>, messages: Vec<Message>, stream: bool) -> Self {
         Self {
             model: model.into(),
@@ -52,18 +59,28 @@ impl ChatRequest {
 /// `Finished`. A stream that ends without `Finished` was cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
+    /// A piece of the answer's text.
     Delta(String),
+    /// A complete tool call, assembled from the server's fragments.
     ToolCall(ToolCall),
+    /// Token counts for the call.
     Usage(Usage),
-    Finished { reason: String },
+    /// The model stopped; nothing follows.
+    Finished {
+        /// The server's finish reason as it gave it (`stop`, `length`, `tool_calls`, …).
+        reason: String,
+    },
 }
 
+/// The events of one model call, as they arrive.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent>> + Send>>;
 
 /// A model the endpoint serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelInfo {
+    /// The id to pass as `ChatRequest::model`.
     pub id: String,
+    /// The organisation the server says owns it, when it says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owned_by: Option<String>,
 }
@@ -72,17 +89,22 @@ pub struct ModelInfo {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// Who this provider is and where it runs.
     fn info(&self) -> &ProviderInfo;
+    /// Sends one request; the stream yields its events as they arrive.
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream>;
+    /// The models the endpoint serves.
     async fn models(&self) -> Result<Vec<ModelInfo>>;
 }
 
 /// Network behaviour shared by every HTTP provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSettings {
+    /// Longest wait for a connection to open.
     pub connect_timeout: Duration,
     /// Longest silence tolerated while reading a response or a stream.
     pub read_timeout: Duration,
+    /// How failed requests are retried.
     pub retry: RetryPolicy,
 }
 
@@ -101,14 +123,19 @@ impl Default for NetSettings {
 pub struct ProviderConfig {
     /// The provider's name as the user knows it (`openai`, `groq`, …).
     pub name: String,
+    /// Which API the endpoint speaks.
     pub kind: ProviderKind,
+    /// Where the endpoint lives; may hold credentials, never printed unmasked.
     pub base_url: String,
+    /// Where prompts sent to it go.
     pub locality: Locality,
+    /// The key sent with every request; `None` for endpoints that need none.
     pub api_key: Option<Secret<String>>,
     /// Tells the user how to supply a key when the server refuses the one it got.
     pub key_hint: String,
     /// Extra headers sent with every request (values may be credentials: never printed).
     pub headers: Vec<(String, Secret<String>)>,
+    /// Timeouts and retries.
     pub net: NetSettings,
 }
 
@@ -130,6 +157,7 @@ pub struct MaxTokens {
 }
 
 impl MaxTokens {
+    /// Caps every answer of `inner` at `max_tokens`.
     pub fn new(inner: std::sync::Arc<dyn Provider>, max_tokens: u32) -> Self {
         Self { inner, max_tokens }
     }

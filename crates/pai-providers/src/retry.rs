@@ -106,6 +106,7 @@ pub struct AttemptLog {
 }
 
 impl AttemptLog {
+    /// An empty log with no wait notifier.
     pub fn new() -> Self {
         Self::default()
     }
