@@ -63,6 +63,7 @@ const INHERITED_ENV: &[&str] = if cfg!(windows) {
 pub struct McpServerConfig {
     /// The program to run, looked up on `PATH` unless it is a path.
     pub command: String,
+    /// Its command-line arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Variables set for the server. Of PAI's own environment it sees only `PATH`, `HOME`,

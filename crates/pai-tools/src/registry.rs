@@ -16,6 +16,7 @@ impl std::fmt::Debug for ToolRegistry {
 }
 
 impl ToolRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -32,6 +33,7 @@ impl ToolRegistry {
         Ok(())
     }
 
+    /// The tool the model calls `name`, if registered.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
     }
@@ -41,6 +43,7 @@ impl ToolRegistry {
         self.tools.values().map(|t| t.info()).collect()
     }
 
+    /// True when no tool is registered.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }

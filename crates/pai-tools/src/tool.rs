@@ -12,6 +12,7 @@ use serde::Serialize;
 pub struct ToolInfo {
     /// Name, description and JSON Schema of the arguments, as sent to the model.
     pub spec: ToolSpec,
+    /// What calling it may do; modes and approvals decide by these.
     pub effects: BTreeSet<Effect>,
     /// `builtin`, or `mcp:<server>`.
     pub source: String,
@@ -41,12 +42,14 @@ impl Default for ToolContext {
 /// A tool's result: text for the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolOutput {
+    /// What the model reads back.
     pub content: String,
     /// The content was cut to the size cap.
     pub truncated: bool,
 }
 
 impl ToolOutput {
+    /// Complete output, not truncated.
     pub fn text(content: impl Into<String>) -> Self {
         Self {
             content: content.into(),
@@ -58,16 +61,27 @@ impl ToolOutput {
 /// Why a tool call failed. The message goes back to the model, so it says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
+    /// The model asked for a tool that is not registered.
     #[error("no tool named '{0}'")]
     Unknown(String),
+    /// The arguments are not JSON or do not fit the tool's schema.
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),
+    /// A path resolved outside every allowed root.
     #[error("'{path}' is outside the allowed roots ({roots}); only files under them can be used")]
-    OutsideRoots { path: String, roots: String },
+    OutsideRoots {
+        /// The path as the model gave it.
+        path: String,
+        /// The allowed roots, listed for the model.
+        roots: String,
+    },
+    /// The file or directory named does not exist.
     #[error("'{0}' does not exist")]
     NotFound(String),
+    /// The call ran past [`ToolContext::timeout`].
     #[error("the call did not finish within {}s and was stopped", .0.as_secs())]
     Timeout(Duration),
+    /// Anything else, already worded for the model.
     #[error("{0}")]
     Failed(String),
 }
@@ -75,7 +89,9 @@ pub enum ToolError {
 /// One tool. Small enough to fake in a test.
 #[async_trait]
 pub trait Tool: Send + Sync {
+    /// The tool's spec, effects and source.
     fn info(&self) -> &ToolInfo;
+    /// Runs the tool once; the error is reported back to the model, not raised to the user.
     async fn call(
         &self,
         args: serde_json::Value,

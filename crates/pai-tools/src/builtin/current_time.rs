@@ -16,6 +16,7 @@ pub struct CurrentTime {
 struct Args {}
 
 impl CurrentTime {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "current_time",

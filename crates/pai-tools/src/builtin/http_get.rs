@@ -29,6 +29,7 @@ struct Args {
 }
 
 impl HttpGet {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "http_get",

@@ -25,6 +25,7 @@ struct Args {
 }
 
 impl ListDir {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "list_dir",

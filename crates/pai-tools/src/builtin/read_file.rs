@@ -27,6 +27,7 @@ struct Args {
 }
 
 impl ReadFile {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "read_file",

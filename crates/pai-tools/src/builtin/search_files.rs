@@ -31,6 +31,7 @@ struct Args {
 }
 
 impl SearchFiles {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "search_files",

@@ -42,6 +42,7 @@ struct Args {
 }
 
 impl SqliteQuery {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "sqlite_query",

@@ -27,6 +27,7 @@ struct Args {
 }
 
 impl WriteFile {
+    /// The tool, ready to register.
     pub fn new() -> Self {
         let info = info(
             "write_file",
