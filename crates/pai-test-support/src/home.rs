@@ -7,6 +7,7 @@ pub struct TempHome {
 }
 
 impl TempHome {
+    /// A fresh temp dir holding empty `home/` and `config/` dirs.
     #[allow(clippy::expect_used)]
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
@@ -15,14 +16,17 @@ impl TempHome {
         Self { dir }
     }
 
+    /// The temp dir holding both, for files a test keeps beside them.
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The dir to pass as `PAI_HOME`.
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
 
+    /// The dir to pass as `PAI_CONFIG_DIR`.
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("config")
     }

@@ -5,10 +5,12 @@ use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 /// A mock OpenAI-compatible server on 127.0.0.1 with helpers to script its replies.
 #[derive(Debug)]
 pub struct MockOpenAi {
+    /// The wiremock server, for mounting mocks the helpers do not cover.
     pub server: MockServer,
 }
 
 impl MockOpenAi {
+    /// Starts the server on a free port of 127.0.0.1, with no mocks mounted.
     pub async fn start() -> Self {
         Self {
             server: MockServer::start().await,
