@@ -6,69 +6,102 @@ use std::path::PathBuf;
 /// cause is part of the message so a single line on stderr is enough.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// The log's directory could not be created.
     #[error(
         "cannot create the directory {path} for the audit log: {error}; check that PAI_HOME points to a writable place"
     )]
     CreateDir {
+        /// The directory.
         path: PathBuf,
+        /// Why creating it failed.
         error: std::io::Error,
     },
 
+    /// The log file could not be opened or created.
     #[error("cannot open the audit log at {path}: {error}; check permissions of PAI_HOME")]
     Open {
+        /// The log file.
         path: PathBuf,
+        /// Why opening it failed.
         error: std::io::Error,
     },
 
+    /// The log file could not be made private to its owner.
     #[error(
         "cannot restrict the audit log file {path} to mode 0600: {error}; make sure you own it, or move it aside"
     )]
     Permissions {
+        /// The log file.
         path: PathBuf,
+        /// Why changing its mode failed.
         error: std::io::Error,
     },
 
+    /// The file exists but is not SQLite.
     #[error(
         "the audit log at {path} is not a readable SQLite database ({error}); move it aside and PAI will start a new log"
     )]
     NotADatabase {
+        /// The log file.
         path: PathBuf,
+        /// What SQLite said on opening it.
         error: rusqlite::Error,
     },
 
+    /// Another process held the write lock past the busy timeout.
     #[error(
         "the audit log at {path} stayed locked by another pai process for 5 s; try again, or look for a stuck pai process"
     )]
-    Busy { path: PathBuf },
+    Busy {
+        /// The locked log file.
+        path: PathBuf,
+    },
 
+    /// The log was written by a newer pai.
     #[error(
         "the audit log at {path} has schema version {found}, but this pai understands up to {supported}; upgrade pai"
     )]
     NewerSchema {
+        /// The log file.
         path: PathBuf,
+        /// The schema version the file records.
         found: i64,
+        /// The newest version this build reads.
         supported: i64,
     },
 
+    /// A stored row does not decode into an event.
     #[error(
         "row {id} of the audit log at {path} is unreadable ({detail}); the file may have been edited, verify the hash chain"
     )]
     BadRow {
+        /// The log file.
         path: PathBuf,
+        /// The row's id.
         id: i64,
+        /// Which column failed to decode, and how.
         detail: String,
     },
 
+    /// A number too large for SQLite's signed 64-bit integers.
     #[error(
         "cannot record {field} = {value} in the audit log: it is larger than SQLite can store; this is a bug in the caller"
     )]
-    OutOfRange { field: &'static str, value: u64 },
+    OutOfRange {
+        /// The event field that held it.
+        field: &'static str,
+        /// The value refused.
+        value: u64,
+    },
 
+    /// Any other SQLite failure while reading or writing.
     #[error(
         "the audit log at {path} failed: {error}; check free disk space and permissions of PAI_HOME"
     )]
     Sqlite {
+        /// The log file.
         path: PathBuf,
+        /// What SQLite said.
         error: rusqlite::Error,
     },
 }

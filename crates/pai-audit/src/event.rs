@@ -100,14 +100,23 @@ impl fmt::Display for EventId {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    /// What crossed the chokepoint.
     pub kind: EventKind,
+    /// The session it belongs to; empty outside one.
     pub session: String,
+    /// The mode the turn ran in (`chat`, `prompt`, `agent`).
     pub mode: String,
+    /// The provider's name as the user knows it.
     pub provider: String,
+    /// The URL the request went to, credentials redacted when stored.
     pub endpoint: String,
+    /// The model id as the provider names it.
     pub model: String,
+    /// Where the model ran, when a model was involved.
     pub locality: Option<Locality>,
+    /// Tokens the call used, when known.
     pub usage: Option<Usage>,
+    /// How long the call took, in milliseconds.
     pub duration_ms: Option<u64>,
     /// The prompt text, the response text, or the error line.
     pub content: String,
@@ -142,6 +151,7 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the provider's name as the user knows it.
     pub fn provider(mut self, provider: impl Into<String>) -> Self {
         self.provider = provider.into();
         self
@@ -153,21 +163,25 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the model id as the provider names it.
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
         self
     }
 
+    /// Sets where the model ran.
     pub fn locality(mut self, locality: Locality) -> Self {
         self.locality = Some(locality);
         self
     }
 
+    /// Sets the tokens the call used.
     pub fn usage(mut self, usage: Usage) -> Self {
         self.usage = Some(usage);
         self
     }
 
+    /// Sets how long the call took, in milliseconds.
     pub fn duration_ms(mut self, duration_ms: u64) -> Self {
         self.duration_ms = Some(duration_ms);
         self
@@ -177,11 +191,13 @@ impl AuditEvent {
 /// An event as the log holds it: with its id, time, user and chain hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// The row's id, increasing in insertion order.
     pub id: EventId,
     /// RFC 3339, UTC, millisecond precision, e.g. `2025-01-31T09:15:02.417Z`.
     pub ts: String,
     /// The OS user that ran pai, or `unknown`.
     pub user: String,
+    /// What was recorded.
     #[serde(flatten)]
     pub event: AuditEvent,
     /// Hex SHA-256 linking this row to the one before it.
