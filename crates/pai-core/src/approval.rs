@@ -6,6 +6,7 @@ use pai_types::Effect;
 /// A tool call that needs the user's consent before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRequest {
+    /// The name of the tool the model wants to call.
     pub tool: String,
     /// The arguments as the model wrote them (JSON text).
     pub arguments: String,
@@ -16,7 +17,9 @@ pub struct ApprovalRequest {
 /// The user's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approval {
+    /// Run this call.
     Yes,
+    /// Refuse this call; the model is told it was refused.
     No,
     /// Yes, and do not ask again for this tool while this engine runs.
     Always,
@@ -26,6 +29,7 @@ pub enum Approval {
 /// Async, so an embedder can ask over a channel or a UI without blocking the turn.
 #[async_trait]
 pub trait Approver: Send + Sync {
+    /// Asks about one call; the engine waits for the answer.
     async fn approve(&self, request: &ApprovalRequest) -> Approval;
 }
 

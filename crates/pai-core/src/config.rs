@@ -14,13 +14,17 @@ use crate::error::{CoreError, Result};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[network]`: timeouts and retries.
     pub network: NetworkSettings,
+    /// `[context]`: system prompt, window and summaries.
     pub context: ContextSettings,
     /// User-defined endpoints, by the name sessions use for them.
     pub providers: BTreeMap<String, CustomProvider>,
     /// The in-process `local` provider.
     pub local: LocalSettings,
+    /// `[tools]`: where tools may work and how much they may return.
     pub tools: ToolSettings,
+    /// `[budget]`: token caps across sessions.
     pub budget: BudgetSettings,
     /// Model prices (USD per million tokens) by model-name prefix, over PAI's defaults.
     pub prices: BTreeMap<String, crate::pricing::Price>,
@@ -89,6 +93,7 @@ impl LocalSettings {
 pub struct CustomProvider {
     /// `openai-compatible`, `ollama` or `anthropic`.
     pub kind: ProviderKind,
+    /// Where the endpoint lives, e.g. `http://127.0.0.1:8080/v1`.
     pub base_url: String,
     /// The environment variable holding its API key, if it needs one.
     #[serde(default)]
@@ -99,13 +104,16 @@ pub struct CustomProvider {
     /// `local` or `remote`; inferred from the URL's host when absent.
     #[serde(default)]
     pub locality: Option<Locality>,
+    /// One line shown for it by `pai providers`.
     #[serde(default)]
     pub about: Option<String>,
 }
 
+/// `[network]`: timeouts and retries for every HTTP provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkSettings {
+    /// Longest wait for a connection to open.
     pub connect_timeout_secs: u64,
     /// Longest silence tolerated while a reply or stream is being read.
     pub read_timeout_secs: u64,
@@ -127,6 +135,7 @@ impl Default for NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// The provider-side settings these describe (zero timeouts raised to one second).
     pub fn to_net(&self) -> NetSettings {
         NetSettings {
             connect_timeout: Duration::from_secs(self.connect_timeout_secs.max(1)),
@@ -140,6 +149,7 @@ impl NetworkSettings {
     }
 }
 
+/// `[context]`: what every request starts with and how history is kept within the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContextSettings {

@@ -42,6 +42,7 @@ pub fn model_window(model: &str) -> u64 {
 /// What a model will see for one call, and what had to be left out to fit its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
+    /// The messages to send, system prompt first.
     pub messages: Vec<Message>,
     /// History messages left out (oldest first) because the window could not hold them.
     pub left_out: usize,
@@ -60,6 +61,7 @@ const FOLD_SYSTEM: &str = "You maintain a running summary of a conversation betw
      pleasantries. Reply with the summary only.";
 
 impl ContextManager {
+    /// A manager that applies `settings` to every call.
     pub fn new(settings: ContextSettings) -> Self {
         Self { settings }
     }

@@ -10,7 +10,9 @@ use crate::config::Config;
 /// What probing one local server found.
 #[derive(Debug)]
 pub struct Probe {
+    /// The server asked.
     pub entry: ProviderEntry,
+    /// Its models, or why it could not be asked (usually: nothing is listening).
     pub models: Result<Vec<ModelInfo>, pai_providers::ProviderError>,
 }
 

@@ -34,7 +34,9 @@ impl std::fmt::Display for KeySource {
 /// A session's provider, ready to connect, and how its key was found.
 #[derive(Debug, Clone)]
 pub struct ResolvedProvider {
+    /// Everything needed to connect, key included.
     pub config: ProviderConfig,
+    /// Where the key came from, to show the user (never the key itself).
     pub key_source: KeySource,
 }
 

@@ -27,11 +27,15 @@ pub struct InstalledModel {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// The GGUF's `general.architecture` (e.g. `llama`).
     pub architecture: String,
     /// The storage type of most weights as shipped (e.g. `Q4_1`).
     pub quantization: String,
+    /// The context window the model was trained for, in tokens.
     pub context_length: u64,
+    /// How many weights it has.
     pub parameters: u64,
+    /// When it was added, RFC 3339 UTC.
     pub added_at: String,
     /// What it was added from.
     pub source: String,
@@ -45,7 +49,9 @@ struct Index {
 /// What `add` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Added {
+    /// The model as now installed.
     pub model: InstalledModel,
+    /// Where its file is.
     pub path: PathBuf,
     /// The same file (same checksum) was installed already; nothing was written.
     pub already: bool,
@@ -58,6 +64,7 @@ pub struct ModelStore {
 }
 
 impl ModelStore {
+    /// The store under `paths`' models directory.
     pub fn new(paths: &Paths) -> Self {
         Self {
             dir: paths.models_dir(),
@@ -69,10 +76,12 @@ impl ModelStore {
         Ok(Self::new(&Paths::from_env()?))
     }
 
+    /// The models directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Where `model`'s file is.
     pub fn path_of(&self, model: &InstalledModel) -> PathBuf {
         self.dir.join(&model.file)
     }

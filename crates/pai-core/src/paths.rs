@@ -7,7 +7,9 @@ use crate::error::{CoreError, Result, io};
 /// Where PAI keeps its files: data under `PAI_HOME`, configuration under `PAI_CONFIG_DIR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
+    /// Data: sessions, models, the audit log, chat history.
     pub home: PathBuf,
+    /// Configuration: `config.toml`.
     pub config_dir: PathBuf,
 }
 
@@ -28,6 +30,7 @@ impl Paths {
         Ok(Self { home, config_dir })
     }
 
+    /// Explicit locations, for tests and embedders that do not read the environment.
     pub fn new(home: impl Into<PathBuf>, config_dir: impl Into<PathBuf>) -> Self {
         Self {
             home: home.into(),
@@ -35,10 +38,12 @@ impl Paths {
         }
     }
 
+    /// One directory per session.
     pub fn sessions_dir(&self) -> PathBuf {
         self.home.join("sessions")
     }
 
+    /// Where `name`'s files live (it may not exist yet).
     pub fn session_dir(&self, name: &SessionName) -> PathBuf {
         self.sessions_dir().join(name.as_str())
     }
@@ -48,18 +53,22 @@ impl Paths {
         self.home.join("models")
     }
 
+    /// The SQLite audit log.
     pub fn audit_db(&self) -> PathBuf {
         self.home.join("audit.db")
     }
 
+    /// The REPL's line-editing history.
     pub fn chat_history(&self) -> PathBuf {
         self.home.join("chat_history.txt")
     }
 
+    /// Where `config.toml` is read from.
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }
 
+    /// The data directory, `PAI_HOME`.
     pub fn home(&self) -> &Path {
         &self.home
     }

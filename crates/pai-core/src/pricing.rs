@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    /// Per million prompt tokens.
     pub input_per_mtok: f64,
+    /// Per million completion tokens.
     pub output_per_mtok: f64,
 }
 

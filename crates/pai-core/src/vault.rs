@@ -17,6 +17,7 @@ impl fmt::Debug for Vault {
 }
 
 impl Vault {
+    /// The environment variable holding the vault's key.
     pub const ENV: &'static str = "PAI_ENCRYPTION_KEY";
 
     /// A fresh random Fernet key (32 bytes, URL-safe base64), as `pai keygen` prints.
@@ -36,16 +37,19 @@ impl Vault {
         }
     }
 
+    /// The vault for `key`; refuses anything that is not a Fernet key.
     pub fn from_key(key: &Secret<String>) -> Result<Self> {
         fernet::Fernet::new(key.expose().trim())
             .map(|fernet| Self { fernet })
             .ok_or_else(malformed)
     }
 
+    /// Encrypts `secret` into a Fernet token, safe to store.
     pub fn encrypt(&self, secret: &Secret<String>) -> String {
         self.fernet.encrypt(secret.expose().as_bytes())
     }
 
+    /// The secret in `token`; fails if it was encrypted under another key.
     pub fn decrypt(&self, token: &str) -> Result<Secret<String>> {
         let bytes = self.fernet.decrypt(token.trim()).map_err(|_| {
             CoreError::Vault(format!(

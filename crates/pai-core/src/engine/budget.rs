@@ -13,15 +13,28 @@ use crate::error::Result;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// A token budget is used up.
-    Budget { budget: Budget, cap: u64, used: u64 },
+    Budget {
+        /// Which one.
+        budget: Budget,
+        /// Its cap, in tokens.
+        cap: u64,
+        /// Tokens counted against it so far.
+        used: u64,
+    },
     /// The next request alone would need more tokens than a budget has left.
     RequestOverBudget {
+        /// Which one.
         budget: Budget,
+        /// The request's estimated size, in tokens.
         needed: u64,
+        /// What the budget has left.
         left: u64,
     },
     /// Agent mode: `--max-steps` tool rounds ran.
-    StepLimit { steps: u32 },
+    StepLimit {
+        /// The limit that was reached.
+        steps: u32,
+    },
 }
 
 /// Which token budget.

@@ -38,13 +38,17 @@ pub const DEFAULT_MAX_CHAIN: u32 = 3;
 /// One user input to run in a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
+    /// The session whose history and settings the turn uses.
     pub session: SessionName,
+    /// Which tools are offered and how many rounds they may take.
     pub mode: Mode,
+    /// What the user typed.
     pub input: String,
     /// Ask the provider to stream.
     pub stream: bool,
     /// Use this model for this turn only instead of the session's.
     pub model: Option<String>,
+    /// Caps beyond the mode's defaults.
     pub limits: Limits,
 }
 
@@ -67,7 +71,12 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolOutcome {
     /// It ran; `bytes` of output went back to the model.
-    Done { bytes: usize, truncated: bool },
+    Done {
+        /// Size of the output sent back.
+        bytes: usize,
+        /// The output was cut to the size cap.
+        truncated: bool,
+    },
     /// It ran and failed; the error went back to the model.
     Failed(String),
     /// It was not allowed to run; the reason went back to the model.
@@ -78,30 +87,60 @@ pub enum ToolOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The unfolded turns were folded into the running summary first.
-    Folded { usage: Usage },
+    Folded {
+        /// Tokens the fold call used.
+        usage: Usage,
+    },
     /// Folding failed; the turn goes on with the recent turns that fit.
-    FoldFailed { reason: String },
+    FoldFailed {
+        /// Why, as one line.
+        reason: String,
+    },
     /// Chat: this many older history messages did not fit the window and were left out.
-    Trimmed { left_out: usize },
+    Trimmed {
+        /// How many messages, oldest first.
+        left_out: usize,
+    },
     /// The model refused a request that offered tools; the turn goes on without them.
-    ToolsUnsupported { detail: String },
+    ToolsUnsupported {
+        /// What the provider said.
+        detail: String,
+    },
     /// A piece of the answer.
     Delta(String),
     /// The model asked to call a tool.
-    ToolCall { name: String, arguments: String },
+    ToolCall {
+        /// The tool.
+        name: String,
+        /// Its arguments as the model wrote them (JSON text).
+        arguments: String,
+    },
     /// A tool call ended.
-    ToolResult { name: String, outcome: ToolOutcome },
+    ToolResult {
+        /// The tool.
+        name: String,
+        /// How it ended.
+        outcome: ToolOutcome,
+    },
     /// A reply asked for more tool calls than a round allows; these did not run.
-    ToolCallsRefused { count: usize, reason: String },
+    ToolCallsRefused {
+        /// How many calls were refused.
+        count: usize,
+        /// Why, as told to the model.
+        reason: String,
+    },
 }
 
 /// The result of a finished turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnOutcome {
+    /// The model's final answer, as stored in the history.
     pub answer: String,
     /// Every model call of the turn, a fold it needed included.
     pub usage: Usage,
+    /// The model that answered.
     pub model: String,
+    /// Wall time from start to answer.
     pub duration: Duration,
     /// Tool calls the model made.
     pub tool_calls: u32,
@@ -133,10 +172,13 @@ impl fmt::Display for Cancel {
 /// How a cancellable turn ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnEnd {
+    /// The turn finished (possibly stopped by a budget: see [`TurnOutcome::stopped`]).
     Done(TurnOutcome),
     /// Cancelled: recorded in the audit log, nothing stored in the session.
     Cancelled {
+        /// Why the caller stopped it.
         reason: Cancel,
+        /// The answer text that had arrived by then.
         partial: String,
     },
 }
@@ -179,6 +221,8 @@ const FOLD_LABEL: &str = "[fold the unfolded turns into the running summary]";
 const TOOL_RESULTS_LABEL: &str = "[the tool results above, sent back to the model]";
 
 impl Engine {
+    /// An engine with no tools, no approver (so nothing needing consent runs) and no
+    /// budgets beyond each turn's.
     pub fn new(
         provider: Arc<dyn Provider>,
         audit: Arc<dyn AuditSink>,
@@ -212,6 +256,7 @@ impl Engine {
         self
     }
 
+    /// Session and daily token caps, checked before every model call.
     pub fn with_budgets(mut self, budgets: Budgets) -> Self {
         self.budgets = budgets;
         self
@@ -229,6 +274,7 @@ impl Engine {
         self.tools.filtered(|effect| mode.offers(effect))
     }
 
+    /// The model endpoint every call goes to.
     pub fn provider(&self) -> &dyn Provider {
         self.provider.as_ref()
     }
