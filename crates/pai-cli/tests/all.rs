@@ -1,1 +1,3 @@
+//! The one integration-test binary of pai-cli.
+
 mod suite;
