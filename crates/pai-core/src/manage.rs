@@ -24,13 +24,17 @@ pub const LOCAL_SERVER: &str = "local-server";
 /// A session to create, as the user asked for it.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// What to call it.
     pub name: SessionName,
     /// A provider name, or [`LOCAL_SERVER`].
     pub provider: String,
+    /// The model; `None` only for `local` (its default) or [`LOCAL_SERVER`] (the first served).
     pub model: Option<String>,
+    /// Overrides the provider's endpoint, e.g. for a server on another port.
     pub base_url: Option<String>,
     /// Encrypted with the vault before anything is written.
     pub api_key: Option<Secret<String>>,
+    /// The session's token cap over its whole history.
     pub budget_tokens: Option<u64>,
     /// Replace a session of the same name.
     pub force: bool,
@@ -39,19 +43,26 @@ pub struct NewSession {
 /// A move of a session to another provider (or new settings on the same one).
 #[derive(Debug, Clone)]
 pub struct SwitchTo {
+    /// The provider to move to (may be the current one).
     pub provider: String,
+    /// The new model; `None` keeps the current one (or, moving to `local`, its default).
     pub model: Option<String>,
+    /// A new endpoint; moving to another provider without one drops the old.
     pub base_url: Option<String>,
+    /// A new key, encrypted before it is stored; moving without one drops the old.
     pub api_key: Option<Secret<String>>,
 }
 
 /// What a session now talks to, for the caller to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
+    /// The session as now stored.
     pub meta: SessionMeta,
     /// The endpoint, credentials masked, and where it runs.
     pub endpoint: String,
+    /// Where the model runs.
     pub locality: Locality,
+    /// Where the key comes from (never the key itself).
     pub key: KeySource,
     /// The variable to set when a remote provider has no key yet.
     pub missing_key_env: Option<String>,
@@ -62,34 +73,56 @@ pub struct Described {
 /// Everything `pai status` shows about a session.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionStatus {
+    /// The session's name.
     pub session: String,
+    /// True if it is the active session.
     pub active: bool,
+    /// The provider's name.
     pub provider: String,
+    /// The model.
     pub model: String,
+    /// The endpoint, credentials masked.
     pub endpoint: String,
+    /// Where the model runs.
     pub locality: Locality,
+    /// Where the key comes from (never the key itself).
     pub key: KeySource,
+    /// Messages in the history.
     pub messages: usize,
+    /// Of those, how many are folded into the running summary.
     pub summarised_messages: usize,
+    /// Prompt tokens over the whole history.
     pub prompt_tokens: u64,
+    /// Completion tokens over the whole history.
     pub completion_tokens: u64,
+    /// True when some of the counts were estimated locally.
     pub tokens_estimated: bool,
+    /// The session's token cap, if it has one.
     pub budget_tokens: Option<u64>,
     /// Estimated cost in USD of the answers in the history; none when a price is unknown.
     pub cost_usd: Option<f64>,
+    /// When the session was created, RFC 3339 UTC.
     pub created_at: String,
+    /// When the session last changed, RFC 3339 UTC.
     pub updated_at: String,
 }
 
 /// Model calls of one day, session, provider and model, with their estimated cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageLine {
+    /// The UTC day, `YYYY-MM-DD`.
     pub day: String,
+    /// The session's name.
     pub session: String,
+    /// The provider's name.
     pub provider: String,
+    /// The model.
     pub model: String,
+    /// Prompt tokens that day.
     pub prompt_tokens: u64,
+    /// Completion tokens that day.
     pub completion_tokens: u64,
+    /// True when some of the counts were estimated locally.
     pub estimated: bool,
     /// None when no price is known for the model.
     pub cost_usd: Option<f64>,
