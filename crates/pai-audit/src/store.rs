@@ -68,6 +68,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Every row matches the chain.
     pub fn is_intact(&self) -> bool {
         self.first_broken.is_none()
     }
@@ -76,7 +77,9 @@ impl VerifyReport {
 /// A row where the hash chain breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokenRow {
+    /// The first row that does not match.
     pub id: EventId,
+    /// How it fails to match.
     pub reason: BreakReason,
 }
 
@@ -96,11 +99,17 @@ pub enum BreakReason {
 pub struct UsageRow {
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
+    /// The session the calls were made for.
     pub session: String,
+    /// The provider's name as the session knows it.
     pub provider: String,
+    /// Where it ran, when recorded (older rows may lack it).
     pub locality: Option<Locality>,
+    /// The model that answered.
     pub model: String,
+    /// Tokens sent, all calls together.
     pub prompt_tokens: u64,
+    /// Tokens received, all calls together.
     pub completion_tokens: u64,
     /// Some counts were estimated because the server reported none.
     pub estimated: bool,

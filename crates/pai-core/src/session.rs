@@ -18,15 +18,21 @@ const ACTIVE: &str = "active";
 /// A session's settings. Written whole and atomically; the API key only as a Fernet token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMeta {
+    /// The session's validated name, also its folder's.
     pub name: SessionName,
+    /// A built-in provider's name or one from `[providers.<name>]`.
     pub provider: String,
+    /// The model asked by default (a turn may override it).
     pub model: String,
+    /// The session's own endpoint, over the provider's (never with credentials in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The API key encrypted under `PAI_ENCRYPTION_KEY`, when the user stored one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// RFC 3339, UTC.
     pub created_at: String,
+    /// RFC 3339, UTC: the last change of these settings.
     pub updated_at: String,
     /// Running summary of the history entries before `folded`.
     #[serde(default)]
@@ -40,6 +46,7 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// A new session's settings: no endpoint override, key, summary or budget.
     pub fn new(name: SessionName, provider: &str, model: &str) -> Self {
         let now = now();
         Self {
@@ -61,16 +68,22 @@ impl SessionMeta {
 /// model and token counts that produced it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// Who said it.
     pub role: Role,
+    /// What was said.
     pub content: String,
+    /// RFC 3339, UTC.
     pub at: String,
+    /// The model that gave an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// What the turn that gave an answer cost, all its model calls together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
 
 impl HistoryEntry {
+    /// `message`, stamped now.
     pub fn new(message: Message) -> Self {
         Self {
             role: message.role,
@@ -81,6 +94,7 @@ impl HistoryEntry {
         }
     }
 
+    /// The entry as a message for a model's context.
     pub fn message(&self) -> Message {
         Message::new(self.role, self.content.clone())
     }
@@ -89,7 +103,9 @@ impl HistoryEntry {
 /// A consistent read of one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSnapshot {
+    /// The settings, summary and fold point.
     pub meta: SessionMeta,
+    /// Every readable history entry, oldest first.
     pub history: Vec<HistoryEntry>,
 }
 
@@ -112,9 +128,13 @@ impl SessionSnapshot {
 /// A line of `pai sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionSummary {
+    /// The session's name.
     pub name: SessionName,
+    /// Its provider.
     pub provider: String,
+    /// Its model.
     pub model: String,
+    /// It is the active session.
     pub active: bool,
 }
 
@@ -133,10 +153,12 @@ pub struct SessionStore {
 struct LockGuard(#[allow(dead_code)] File);
 
 impl SessionStore {
+    /// The sessions under `paths.home`.
     pub fn new(paths: Paths) -> Self {
         Self { paths }
     }
 
+    /// Where the store keeps its files.
     pub fn paths(&self) -> &Paths {
         &self.paths
     }
@@ -182,6 +204,7 @@ impl SessionStore {
         Ok(LockGuard(file))
     }
 
+    /// Whether session `name` has a folder.
     pub fn exists(&self, name: &SessionName) -> bool {
         self.dir(name).join(META).is_file()
     }
@@ -197,6 +220,7 @@ impl SessionStore {
         truncate(&dir.join(HISTORY))
     }
 
+    /// Session `name`'s settings, under its shared lock.
     pub fn load_meta(&self, name: &SessionName) -> Result<SessionMeta> {
         let _lock = self.lock_existing(name, false)?;
         self.read_meta(name)
@@ -310,6 +334,7 @@ impl SessionStore {
         truncate(&self.dir(name).join(HISTORY))
     }
 
+    /// Every session, by name, with the active one marked.
     pub fn list(&self) -> Result<Vec<SessionSummary>> {
         let dir = self.paths.sessions_dir();
         let entries = match fs::read_dir(&dir) {
@@ -342,6 +367,7 @@ impl SessionStore {
         Ok(out)
     }
 
+    /// Makes `name` (which must exist) the session used when none is named.
     pub fn set_active(&self, name: &SessionName) -> Result<()> {
         if !self.exists(name) {
             return Err(CoreError::NoSuchSession(name.to_string()));
@@ -350,6 +376,7 @@ impl SessionStore {
         write_atomic(&self.paths.home.join(ACTIVE), name.as_str().as_bytes())
     }
 
+    /// The active session, if one is set.
     pub fn active(&self) -> Result<Option<SessionName>> {
         let path = self.paths.home.join(ACTIVE);
         match fs::read_to_string(&path) {

@@ -87,6 +87,7 @@ impl EngineOptions {
 /// An engine ready to run turns, and what the caller should tell the user about it.
 #[derive(Debug)]
 pub struct Wired {
+    /// The engine, ready for [`Engine::run`] or [`Engine::run_until`].
     pub engine: Engine,
     /// MCP servers that could not be started, with why (the turn goes on without them).
     pub warnings: Vec<String>,
@@ -128,14 +129,17 @@ impl Workspace {
         (self.vault)()
     }
 
+    /// Where the workspace keeps its files.
     pub fn paths(&self) -> &Paths {
         &self.paths
     }
 
+    /// The settings from `config.toml` (or the caller).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The sessions.
     pub fn store(&self) -> &SessionStore {
         &self.store
     }

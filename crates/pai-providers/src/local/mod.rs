@@ -62,6 +62,7 @@ pub struct LocalProvider {
 
 #[cfg(not(feature = "local"))]
 impl LocalProvider {
+    /// Always refuses: this build has no in-process model.
     pub fn new(_config: ProviderConfig) -> Result<Self> {
         Err(crate::error::ProviderError::LocalUnavailable)
     }
