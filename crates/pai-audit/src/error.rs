@@ -96,6 +96,14 @@ pub enum AuditError {
 
     /// Any other SQLite failure while reading or writing.
     #[error(
+        "cannot make the audit log's {path} durable: {error}; check free disk space and the disk's health"
+    )]
+    Sync {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error(
         "the audit log at {path} failed: {error}; check free disk space and permissions of PAI_HOME"
     )]
     Sqlite {

@@ -1,10 +1,14 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use pai_types::{Locality, Usage, redact_endpoint};
+use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -39,14 +43,35 @@ CREATE TABLE IF NOT EXISTS events (
 );
 ";
 
+/// WAL frames (pages) after which a commit copies the WAL into the database file. The WAL
+/// outlives each process (no checkpoint on close, see [`SqliteAudit::open`]) and the first
+/// connection of a process rebuilds its index by reading all of it, so a small WAL keeps
+/// start-up flat; a checkpoint costs two syncs, about once every twenty turns.
+const WAL_AUTOCHECKPOINT: i64 = 64;
+
 /// The audit log in one SQLite file (WAL mode, mode 0600, hash-chained rows).
 ///
 /// Several pai processes may hold the same file open: each insert reads the chain's
 /// head and appends inside one `BEGIN IMMEDIATE` transaction, so the chain never forks.
+///
+/// Durability: every commit is written to the WAL (`synchronous=NORMAL`), which a crash
+/// of the process cannot lose. [`AuditSink::record`] then syncs the WAL once, so its row
+/// and every row before it survive a power loss before the call returns;
+/// [`AuditSink::record_deferred`] leaves that to the next `record` or checkpoint. After a
+/// power loss SQLite replays the WAL up to its last whole synced commit, so the chain
+/// stays an intact prefix.
 pub struct SqliteAudit {
     path: PathBuf,
     user: String,
     conn: Mutex<Connection>,
+    /// The WAL that `record` syncs; `None` when the file system kept the rollback
+    /// journal, where SQLite syncs every commit itself (`synchronous=FULL`).
+    wal: Option<PathBuf>,
+    /// This connection created the WAL, so its directory entry needs one sync too.
+    wal_is_new: AtomicBool,
+    /// Syncs `record` made, for tests.
+    #[cfg(test)]
+    syncs: AtomicUsize,
 }
 
 impl fmt::Debug for SqliteAudit {
@@ -142,6 +167,8 @@ impl SqliteAudit {
             })?;
         }
         create_private_file(path)?;
+        let wal = companion(path, "-wal");
+        let wal_existed = wal.exists();
 
         let sql = |error| classify(path, error);
         let conn = Connection::open(path).map_err(sql)?;
@@ -152,11 +179,11 @@ impl SqliteAudit {
         // SQLite answers BUSY at once (without waiting) when two processes create the log
         // together, so the loser waits its turn here instead of failing.
         let mut tries = 0;
-        loop {
+        let mode = loop {
             let setup = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
                 .map_err(sql)
-                .and_then(|_mode| ensure_schema(&conn, path));
+                .and_then(|mode| ensure_schema(&conn, path).map(|()| mode));
             match setup {
                 Err(AuditError::Busy { .. }) if tries < SETUP_RETRIES => {
                     tries += 1;
@@ -164,8 +191,21 @@ impl SqliteAudit {
                 }
                 other => break other?,
             }
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        };
+        let in_wal = mode.eq_ignore_ascii_case("wal");
+        // In WAL mode `record` syncs the WAL itself: SQLite's FULL would do the same one
+        // sync per commit, plus a sync of the directory at each connection's first one,
+        // which costs as much again and which a WAL that already existed does not need.
+        let level = if in_wal { "NORMAL" } else { "FULL" };
+        conn.pragma_update(None, "synchronous", level)
+            .map_err(sql)?;
+        // A checkpoint when the last connection closes costs two syncs per process, and
+        // deleting the WAL makes the next process create it again. The WAL is kept
+        // instead and checkpointed as it grows; closing loses nothing, since the WAL is
+        // part of the database.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(sql)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
             .map_err(sql)?;
         restrict_companions(path)?;
 
@@ -173,6 +213,10 @@ impl SqliteAudit {
             path: path.to_path_buf(),
             user: whoami::username().unwrap_or_else(|_| "unknown".to_string()),
             conn: Mutex::new(conn),
+            wal: in_wal.then_some(wal),
+            wal_is_new: AtomicBool::new(!wal_existed),
+            #[cfg(test)]
+            syncs: AtomicUsize::new(0),
         })
     }
 
@@ -361,6 +405,17 @@ impl SqliteAudit {
 
 impl AuditSink for SqliteAudit {
     fn record(&self, event: &AuditEvent) -> Result<EventId> {
+        self.insert(event, true)
+    }
+
+    fn record_deferred(&self, event: &AuditEvent) -> Result<EventId> {
+        self.insert(event, false)
+    }
+}
+
+impl SqliteAudit {
+    /// Appends `event` to the chain; `durable` syncs it (and every row before it).
+    fn insert(&self, event: &AuditEvent, durable: bool) -> Result<EventId> {
         let ts = format!("{:.3}", jiff::Timestamp::now());
         let endpoint = redact_endpoint(&event.endpoint);
         let usage = event.usage;
@@ -401,17 +456,15 @@ impl AuditSink for SqliteAudit {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         let prev_hash: String = tx
-            .query_row(
-                "SELECT hash FROM events ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT hash FROM events ORDER BY id DESC LIMIT 1")
+            .map_err(sql)?
+            .query_row([], |r| r.get(0))
             .optional()
             .map_err(sql)?
             .unwrap_or_else(|| GENESIS.to_string());
         let hash = row_hash(&prev_hash, &cells);
         {
-            let mut stmt = tx.prepare_cached(&insert_sql()).map_err(sql)?;
+            let mut stmt = tx.prepare_cached(INSERT_SQL).map_err(sql)?;
             let params = cells.iter().map(|c| ToSqlOutput::Borrowed(*c)).chain([
                 ToSqlOutput::Borrowed(ValueRef::Text(prev_hash.as_bytes())),
                 ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
@@ -421,19 +474,49 @@ impl AuditSink for SqliteAudit {
         }
         let id = tx.last_insert_rowid();
         tx.commit().map_err(sql)?;
+        if durable {
+            // Should this fail, the row stays in the log unsynced and the caller does not
+            // go on (nothing is sent): the log may claim a request that never left, never
+            // miss one that did.
+            self.sync_wal()?;
+        }
         Ok(EventId(id))
+    }
+
+    /// Makes every commit so far survive a power loss: one `fdatasync` of the WAL (the
+    /// file, whichever descriptor), and once a sync of its directory if this connection
+    /// created it. While this connection is open no other can delete the WAL, and one
+    /// that restarts it has checkpointed (and synced) these rows into the database first.
+    fn sync_wal(&self) -> Result<()> {
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| AuditError::Sync { path, error }
+        };
+        fs::File::open(wal)
+            .and_then(|f| f.sync_data())
+            .map_err(failed(wal))?;
+        if self.wal_is_new.load(Ordering::Relaxed)
+            && let Some(dir) = wal.parent()
+        {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(failed(dir))?;
+            self.wal_is_new.store(false, Ordering::Relaxed);
+        }
+        #[cfg(test)]
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
-fn insert_sql() -> String {
-    let n = HASHED_COLUMNS.len() + 2;
-    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-    format!(
-        "INSERT INTO events ({cols}, prev_hash, hash) VALUES ({vals})",
-        cols = HASHED_COLUMNS.join(", "),
-        vals = placeholders.join(", ")
-    )
-}
+/// The insert of one row: [`HASHED_COLUMNS`], then `prev_hash` and `hash`.
+const INSERT_SQL: &str = "INSERT INTO events (ts, user, session, mode, kind, provider, \
+     endpoint, model, locality, prompt_tokens, completion_tokens, tokens_estimated, \
+     duration_ms, content, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 fn locality_name(l: Locality) -> &'static str {
     match l {
@@ -520,11 +603,16 @@ fn create_private_file(path: &Path) -> Result<()> {
 /// SQLite gives `-wal`/`-shm` the database file's mode; this covers files left by older runs.
 fn restrict_companions(path: &Path) -> Result<()> {
     for suffix in ["-wal", "-shm"] {
-        let mut companion = path.as_os_str().to_owned();
-        companion.push(suffix);
-        restrict(Path::new(&companion), false)?;
+        restrict(&companion(path, suffix), false)?;
     }
     Ok(())
+}
+
+/// SQLite's name for a file beside the database: `audit.db-wal`, `audit.db-shm`.
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 #[cfg(unix)]
@@ -563,9 +651,14 @@ mod tests {
 
     #[test]
     fn insert_sql_matches_hashed_columns() {
-        let sql = insert_sql();
-        assert!(sql.contains("(ts, user, session,"));
-        assert!(sql.ends_with("?15, ?16)"));
+        let n = HASHED_COLUMNS.len() + 2;
+        let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        let built = format!(
+            "INSERT INTO events ({cols}, prev_hash, hash) VALUES ({vals})",
+            cols = HASHED_COLUMNS.join(", "),
+            vals = placeholders.join(", ")
+        );
+        assert_eq!(INSERT_SQL, built);
     }
 
     #[test]
@@ -676,6 +769,88 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(audit.events(10).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn record_syncs_the_wal_once_and_record_deferred_leaves_it_to_a_later_record() {
+        let (_dir, audit) = open_temp();
+        let syncs = || audit.syncs.load(Ordering::Relaxed);
+        let synchronous: i64 = audit
+            .lock()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        // NORMAL: SQLite writes the WAL and leaves the sync to `record`.
+        assert_eq!(synchronous, 1);
+        assert!(audit.wal.is_some());
+        audit
+            .record_deferred(&AuditEvent::new(EventKind::Response, "a"))
+            .unwrap();
+        assert_eq!(syncs(), 0);
+        assert!(audit.wal_is_new.load(Ordering::Relaxed));
+        audit
+            .record(&AuditEvent::new(EventKind::Prompt, "b"))
+            .unwrap();
+        assert_eq!(syncs(), 1);
+        // The new WAL's directory entry was synced with it, once.
+        assert!(!audit.wal_is_new.load(Ordering::Relaxed));
+        let kinds: Vec<EventKind> = audit
+            .events(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(kinds, vec![EventKind::Response, EventKind::Prompt]);
+        assert!(audit.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn closing_keeps_the_wal_and_its_rows_instead_of_checkpointing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let audit = SqliteAudit::open(&path).unwrap();
+        audit
+            .record(&AuditEvent::new(EventKind::Prompt, "q"))
+            .unwrap();
+        audit
+            .record_deferred(&AuditEvent::new(EventKind::Response, "a"))
+            .unwrap();
+        drop(audit);
+        // A checkpoint on close would have synced twice and deleted the WAL.
+        let wal = dir.path().join("audit.db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+
+        let audit = SqliteAudit::open(&path).unwrap();
+        assert!(!audit.wal_is_new.load(Ordering::Relaxed));
+        let contents: Vec<String> = audit
+            .events(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.content)
+            .collect();
+        assert_eq!(contents, vec!["q", "a"]);
+        assert!(audit.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn a_growing_wal_is_checkpointed_and_no_row_is_lost() {
+        let (dir, audit) = open_temp();
+        let wal = dir.path().join("audit.db-wal");
+        let page = 4096;
+        // Each row fills most of a page, so every commit adds at least one WAL frame.
+        let big = "x".repeat(3000);
+        let rows = 3 * WAL_AUTOCHECKPOINT as usize;
+        for i in 0..rows {
+            audit
+                .record_deferred(&AuditEvent::new(EventKind::Response, format!("{i} {big}")))
+                .unwrap();
+            let frames = std::fs::metadata(&wal).unwrap().len() / (page + 24);
+            assert!(
+                frames <= 2 * WAL_AUTOCHECKPOINT as u64,
+                "{frames} frames after {i} rows"
+            );
+        }
+        assert_eq!(audit.verify().unwrap().rows, rows as u64);
+        assert!(audit.verify().unwrap().is_intact());
     }
 
     #[test]
