@@ -65,8 +65,12 @@ impl Engine {
                             .sum::<u64>(),
                     estimated: true,
                 });
+                // Deferred: the caller's commit point follows (the history append, or the
+                // session's new summary, both synced) and the next durable record covers
+                // it; the prompt row above already proves what left. What a power loss in
+                // between can cost: docs/benchmarks.md, "Syncs per turn".
                 self.audit
-                    .record(
+                    .record_deferred(
                         &self
                             .event(scope, call.kind, text.clone())
                             .usage(usage)
@@ -152,9 +156,10 @@ impl Engine {
                 .map(|ms| format!(" (server asked to wait {ms} ms)"))
                 .unwrap_or_default();
             let line = format!("attempt {}: {}{asked}; {next}", a.number, a.outcome);
+            // Written before the call's outcome row, so they share its durability.
             if let Err(e) = self
                 .audit
-                .record(&self.event(scope, EventKind::Attempt, line))
+                .record_deferred(&self.event(scope, EventKind::Attempt, line))
             {
                 tracing::warn!(error = %e, "could not record a failed attempt");
             }

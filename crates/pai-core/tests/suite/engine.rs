@@ -31,6 +31,8 @@ const ENDPOINT: &str = "http://127.0.0.1:9/v1";
 struct RecordingAudit {
     events: Mutex<Vec<AuditEvent>>,
     refuse: Option<EventKind>,
+    /// The kinds recorded with `record_deferred`, in order.
+    deferred: Mutex<Vec<EventKind>>,
 }
 
 impl RecordingAudit {
@@ -70,6 +72,12 @@ impl AuditSink for RecordingAudit {
         let mut events = self.events.lock().unwrap();
         events.push(event.clone());
         Ok(EventId(events.len() as i64))
+    }
+
+    fn record_deferred(&self, event: &AuditEvent) -> pai_audit::Result<EventId> {
+        let id = self.record(event)?;
+        self.deferred.lock().unwrap().push(event.kind);
+        Ok(id)
     }
 }
 
@@ -326,6 +334,21 @@ async fn a_prompt_turn_is_sent_stored_and_audited() {
             audit(EventKind::Response, Mode::Prompt, MODEL, "Hi there").usage(reported(7, 2)),
         ]
     );
+}
+
+#[tokio::test]
+async fn only_the_prompt_row_is_synced_on_its_own_the_answer_row_rides_on_the_history_commit() {
+    let h = Harness::new();
+    let (provider, _seen) = scripted(vec![Ok(reply(&["Hi"], Some((7, 2))))]);
+    let engine = h.engine(provider, settings());
+    run(&engine, &prompt("hello")).await.0.unwrap();
+    // One sync before the request leaves, none for the response row: the history append
+    // right after it is the turn's one commit (docs/benchmarks.md, "Syncs per turn").
+    assert_eq!(
+        h.audit.kinds(),
+        vec![EventKind::Prompt, EventKind::Response]
+    );
+    assert_eq!(*h.audit.deferred.lock().unwrap(), vec![EventKind::Response]);
 }
 
 #[tokio::test]
