@@ -3,14 +3,19 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use anyhow::Result;
-use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths};
+use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths, Workspace};
 use pai_providers::DEFAULT_LOCAL_MODEL;
 use serde::Serialize;
 
 use crate::cli::{ModelsAction, ModelsAddArgs};
 use crate::turn::Env;
+
+/// The settings `set_thread_count` read, kept for the command's own [`workspace`] so that
+/// `config.toml` is read and parsed once per process.
+static STARTUP: OnceLock<(Paths, Config)> = OnceLock::new();
 
 /// candle sizes its worker pool once, from `CANDLE_NUM_THREADS`, the first time a model
 /// runs, and offers no other way to set it. So `[local] threads` becomes that variable
@@ -19,16 +24,32 @@ pub fn set_thread_count() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
         return;
     }
-    let threads = Paths::from_env()
+    let loaded = Paths::from_env()
         .ok()
-        .and_then(|p| Config::load(&p.config_file()).ok())
-        .map_or_else(|| LocalSettings::default().threads(), |c| c.local.threads());
+        .and_then(|p| Config::load(&p.config_file()).ok().map(|c| (p, c)));
+    let threads = loaded.as_ref().map_or_else(
+        || LocalSettings::default().threads(),
+        |(_, c)| c.local.threads(),
+    );
+    if let Some(loaded) = loaded {
+        let _ = STARTUP.set(loaded);
+    }
     // SAFETY: called first thing in `main`, while this is the only thread, so nothing can
     // read the environment concurrently.
     #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
+}
+
+/// The workspace a command works in: with the settings read at start-up when there were
+/// any for these paths, else read now (and any error in them reported).
+pub fn workspace() -> Result<Workspace> {
+    let paths = Paths::from_env()?;
+    Ok(match STARTUP.get() {
+        Some((read, config)) if *read == paths => Workspace::with_config(paths, config.clone()),
+        _ => Workspace::open(paths)?,
+    })
 }
 
 /// What the `local` provider's endpoint column shows: the default model's file once it is

@@ -23,7 +23,13 @@ fn main() -> ExitCode {
     let args = rewrite_session_first(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
     init_tracing(cli.verbose);
-    local::set_thread_count();
+    // Only commands that may run the in-process model need candle's thread count.
+    if matches!(
+        cli.command,
+        Command::Prompt(_) | Command::Agent(_) | Command::Chat(_) | Command::Models(_)
+    ) {
+        local::set_thread_count();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -68,10 +74,13 @@ fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(match verbose {
-            0 => "off",
-            1 => "pai=info,pai_core=info,pai_providers=info,pai_cli=info",
-            _ => "debug",
+        // No subscriber logs nothing, as the "off" filter would, without building a
+        // filter and a formatter that no event would pass.
+        _ if verbose == 0 => return,
+        _ => EnvFilter::new(if verbose == 1 {
+            "pai=info,pai_core=info,pai_providers=info,pai_cli=info"
+        } else {
+            "debug"
         }),
     };
     let _ = tracing_subscriber::fmt()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pai_core::{
-    Cancel, Engine, EngineOptions, Event, Limits, Paths, SessionMeta, ToolOutcome, Turn, TurnEnd,
+    Cancel, Engine, EngineOptions, Event, Limits, SessionMeta, ToolOutcome, Turn, TurnEnd,
     TurnOutcome, Workspace,
 };
 use pai_providers::RetryWait;
@@ -33,7 +33,7 @@ impl Env {
     /// `PAI_ENCRYPTION_KEY` (the only place these are read).
     pub fn load() -> Result<Self> {
         Ok(Self {
-            ws: Workspace::open(Paths::from_env()?)?.with_vault(pai_core::Vault::from_env),
+            ws: crate::local::workspace()?.with_vault(pai_core::Vault::from_env),
         })
     }
 
