@@ -3,7 +3,13 @@
 //! Builds the release binary, starts a zero-latency OpenAI-compatible mock on 127.0.0.1
 //! (a plain thread answering canned JSON or SSE at once), and times whole `pai` processes:
 //! start-up alone, a session read, and full prompt round trips, streamed and not. Since
-//! the mock answers instantly, a round trip's time is what PAI itself costs.
+//! the mock answers instantly, a round trip's time is what PAI itself costs. Each case also
+//! gets its peak RSS (`/usr/bin/time`, when installed) and its syncs per run (`strace`,
+//! when installed).
+//!
+//! When `aichat` is on `PATH` (or `AICHAT` names it), the same prompts go to it against the
+//! same mock, its runs interleaved with pai's so that a busy machine slows both alike.
+//! `PAI_BENCH_BIN` times a given `pai` binary instead of building one (before/after runs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,48 +20,66 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 const RUNS: usize = 40;
+/// Runs under strace per case; syncs are reported per run, averaged over these.
+const SYNC_RUNS: usize = 10;
+
+/// One command to time, and the same request as aichat makes it, if it can.
+struct Case {
+    name: &'static str,
+    args: &'static [&'static str],
+    aichat: Option<&'static [&'static str]>,
+}
+
+/// Timings of one program on one case.
+struct Row {
+    name: String,
+    median: Duration,
+    p90: Duration,
+    rss_kib: Option<u64>,
+    syncs: Option<f64>,
+}
 
 pub fn run(write_docs: bool) -> Result<()> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "pai-cli"])
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
     let root = workspace_root()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let pai = match std::env::var_os("PAI_BENCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "-p", "pai-cli"])
+                .status()?;
+            if !status.success() {
+                bail!("cargo build --release failed");
+            }
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"))
+                .join("release/pai")
+        }
+    };
+    let aichat = std::env::var_os("AICHAT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let pai = target.join("release/pai");
+        .or_else(|| on_path("aichat"));
     let port = start_mock()?;
     let home = std::env::temp_dir().join(format!("pai-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
-    let env = [
-        ("PAI_HOME", home.join("home")),
-        ("PAI_CONFIG_DIR", home.join("config")),
-    ];
-    let run = |args: &[&str]| -> Result<Duration> {
-        let started = Instant::now();
-        let out = Command::new(&pai)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
-            .env_remove("OPENAI_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()?;
-        let elapsed = started.elapsed();
-        if !out.status.success() {
-            bail!(
-                "pai {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(elapsed)
-    };
     let base = format!("http://127.0.0.1:{port}/v1");
-    run(&[
+    let pai_env = vec![
+        ("PAI_HOME".to_string(), home.join("home")),
+        ("PAI_CONFIG_DIR".to_string(), home.join("config")),
+    ];
+    let aichat_env = vec![("AICHAT_CONFIG_DIR".to_string(), home.join("aichat"))];
+    if aichat.is_some() {
+        std::fs::create_dir_all(home.join("aichat"))?;
+        // Saving nothing, as pai's history and audit are the extra work being compared.
+        std::fs::write(
+            home.join("aichat/config.yaml"),
+            format!(
+                "model: mock:m\nsave: false\nhighlight: false\nclients:\n  - type: openai-compatible\n    name: mock\n    api_base: {base}\n    api_key: none\n    models:\n      - name: m\n"
+            ),
+        )?;
+    }
+    let pai_run = |args: &[&str]| run_once(&pai, &pai_env, args);
+    pai_run(&[
         "init",
         "bench",
         "openai",
@@ -65,47 +89,83 @@ pub fn run(write_docs: bool) -> Result<()> {
         &base,
     ])?;
 
-    let cases: [(&str, &[&str]); 5] = [
-        ("`pai --version` (process start-up)", &["--version"]),
-        ("`pai status` (start-up + session read)", &["status"]),
-        (
-            "`pai prompt --no-stream` round trip",
-            &["prompt", "--no-stream", "hi"],
-        ),
-        (
-            "`pai prompt --stream` round trip (8 chunks)",
-            &["prompt", "--stream", "hi"],
-        ),
-        (
-            "`pai prompt` with one tool round (`current_time`): two model calls",
-            &["prompt", "--no-stream", "use-a-tool"],
-        ),
+    let cases = [
+        Case {
+            name: "`pai --version` (process start-up)",
+            args: &["--version"],
+            aichat: Some(&["--version"]),
+        },
+        Case {
+            name: "`pai status` (start-up + session read)",
+            args: &["status"],
+            aichat: None,
+        },
+        Case {
+            name: "`pai prompt --no-stream` round trip",
+            args: &["prompt", "--no-stream", "hi"],
+            aichat: Some(&["--no-stream", "hi"]),
+        },
+        Case {
+            name: "`pai prompt --stream` round trip (8 chunks)",
+            args: &["prompt", "--stream", "hi"],
+            aichat: Some(&["hi"]),
+        },
+        Case {
+            name: "`pai prompt` with one tool round (`current_time`): two model calls",
+            args: &["prompt", "--no-stream", "use-a-tool"],
+            aichat: None,
+        },
     ];
     let mut rows = Vec::new();
-    for (name, args) in cases {
-        run(args)?; // warm the page cache
-        let mut times = (0..RUNS).map(|_| run(args)).collect::<Result<Vec<_>>>()?;
+    for case in &cases {
+        let other = aichat.as_ref().zip(case.aichat);
+        // Warm the page cache.
+        pai_run(case.args)?;
+        if let Some((bin, args)) = other {
+            run_once(bin, &aichat_env, args)?;
+        }
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            mine.push(pai_run(case.args)?);
+            if let Some((bin, args)) = other {
+                theirs.push(run_once(bin, &aichat_env, args)?);
+            }
+        }
+        let rss_kib = peak_rss(&pai, &pai_env, case.args)?;
+        let syncs = syncs_per_run(&pai, &pai_env, case.args)?;
         // `reset` keeps the history from growing across runs of the prompt cases.
-        run(&["reset"])?;
-        times.sort();
-        let median = times[times.len() / 2];
-        let p90 = times[times.len() * 9 / 10];
-        println!(
-            "{name:<48} median {:>6.2} ms   p90 {:>6.2} ms",
-            ms(median),
-            ms(p90)
-        );
-        rows.push((name, median, p90));
+        pai_run(&["reset"])?;
+        rows.push(row(case.name.to_string(), mine, rss_kib, syncs));
+        if let Some((bin, args)) = other {
+            let rss_kib = peak_rss(bin, &aichat_env, args)?;
+            let name = format!("aichat {}, same mock, interleaved", args.join(" "));
+            rows.push(row(name, theirs, rss_kib, None));
+        }
+        for r in &rows[rows.len() - 1 - usize::from(other.is_some())..] {
+            println!(
+                "{:<68} median {:>6.2} ms   p90 {:>6.2} ms   peak RSS {:>6}   syncs {}",
+                r.name,
+                ms(r.median),
+                ms(r.p90),
+                r.rss_kib.map_or("-".into(), mib),
+                r.syncs.map_or("-".into(), |s| format!("{s:.1}"))
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&home);
 
     if write_docs {
-        let mut table = String::from("| what | median | p90 |\n|---|---|---|\n");
-        for (name, median, p90) in &rows {
+        let mut table = String::from(
+            "| what | median | p90 | peak RSS | syncs per run |\n|---|---|---|---|---|\n",
+        );
+        for r in &rows {
             table.push_str(&format!(
-                "| {name} | {:.2} ms | {:.2} ms |\n",
-                ms(*median),
-                ms(*p90)
+                "| {} | {:.2} ms | {:.2} ms | {} | {} |\n",
+                r.name,
+                ms(r.median),
+                ms(r.p90),
+                r.rss_kib.map_or("–".into(), mib),
+                r.syncs.map_or("–".into(), |s| format!("{s:.1}"))
             ));
         }
         let path = root.join("docs/benchmarks.md");
@@ -119,6 +179,114 @@ pub fn run(write_docs: bool) -> Result<()> {
         println!("updated {}", path.display());
     }
     Ok(())
+}
+
+fn row(name: String, mut times: Vec<Duration>, rss_kib: Option<u64>, syncs: Option<f64>) -> Row {
+    times.sort();
+    Row {
+        name,
+        median: times[times.len() / 2],
+        p90: times[times.len() * 9 / 10],
+        rss_kib,
+        syncs,
+    }
+}
+
+/// Runs `bin args` once with `env`, failing on a non-zero exit; returns the wall time.
+fn run_once(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Duration> {
+    let started = Instant::now();
+    let out = command(bin, env, args).output()?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            bin.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+fn command(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// The peak RSS of one run in KiB, from GNU time's `%M`; `None` without `/usr/bin/time`.
+fn peak_rss(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Option<u64>> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return Ok(None);
+    }
+    let mut full = vec!["-f", "peak-rss-kib %M", "--"];
+    let bin_str = bin.to_string_lossy();
+    full.push(&bin_str);
+    full.extend_from_slice(args);
+    let out = command(time, env, &full).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    Ok(err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|v| v.trim().parse().ok()))
+}
+
+/// `fsync`, `fdatasync` and `sync_file_range` calls per run, averaged over [`SYNC_RUNS`]
+/// runs (a WAL checkpoint adds a few every so many turns); `None` without `strace`.
+fn syncs_per_run(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Option<f64>> {
+    let Some(strace) = on_path("strace") else {
+        return Ok(None);
+    };
+    let mut total = 0u64;
+    for i in 0..SYNC_RUNS {
+        let log = std::env::temp_dir().join(format!("pai-bench-strace-{}-{i}", std::process::id()));
+        let log_str = log.to_string_lossy().into_owned();
+        let bin_str = bin.to_string_lossy();
+        let mut full = vec![
+            "-f",
+            "-c",
+            "-e",
+            "trace=fsync,fdatasync,sync_file_range",
+            "-o",
+            &log_str,
+            "--",
+            &bin_str,
+        ];
+        full.extend_from_slice(args);
+        let out = command(&strace, env, &full).output()?;
+        if !out.status.success() {
+            bail!("strace {} failed", args.join(" "));
+        }
+        let summary = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        // strace -c: "% time  seconds  usecs/call  calls  errors  syscall"; the total row
+        // ends with "total" and carries the call count in its fourth column. No call at
+        // all leaves the summary empty.
+        total += summary
+            .lines()
+            .find(|l| l.trim_end().ends_with("total"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(Some(total as f64 / SYNC_RUNS as f64))
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 fn ms(d: Duration) -> f64 {
