@@ -94,15 +94,18 @@ pub enum AuditError {
         value: u64,
     },
 
-    /// Any other SQLite failure while reading or writing.
+    /// Syncing the log's write-ahead file (or its directory) to disk failed.
     #[error(
         "cannot make the audit log's {path} durable: {error}; check free disk space and the disk's health"
     )]
     Sync {
+        /// The file that could not be synced.
         path: PathBuf,
+        /// What the OS said.
         error: std::io::Error,
     },
 
+    /// Any other SQLite failure while reading or writing.
     #[error(
         "the audit log at {path} failed: {error}; check free disk space and permissions of PAI_HOME"
     )]
