@@ -3,6 +3,7 @@
 //! credentials masked, validated session names.
 //! This crate does no I/O and has no async code; it only defines and validates values.
 
+mod class;
 mod effect;
 mod message;
 mod names;
@@ -10,6 +11,7 @@ mod redact;
 mod secret;
 mod tokens;
 
+pub use class::{DataClass, Origin, Provenance, UnknownClass};
 pub use effect::Effect;
 pub use message::{Locality, Message, Mode, Role, ToolCall, ToolSpec, Usage};
 pub use names::{NameError, SessionName};
