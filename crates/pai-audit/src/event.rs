@@ -23,6 +23,11 @@ pub enum EventKind {
     ToolCall,
     /// What a tool call returned (or why it was refused), as sent back to the model.
     ToolResult,
+    /// One outbound hop or process spawn: target, resolved address, proxy, bytes and the
+    /// SHA-256 of the exact body sent.
+    Egress,
+    /// A policy decision other than a plain default allow: subject, verdict, rule.
+    Policy,
 }
 
 impl EventKind {
@@ -37,6 +42,8 @@ impl EventKind {
             EventKind::Attempt => "attempt",
             EventKind::ToolCall => "tool_call",
             EventKind::ToolResult => "tool_result",
+            EventKind::Egress => "egress",
+            EventKind::Policy => "policy",
         }
     }
 
@@ -50,6 +57,8 @@ impl EventKind {
             "attempt" => EventKind::Attempt,
             "tool_call" => EventKind::ToolCall,
             "tool_result" => EventKind::ToolResult,
+            "egress" => EventKind::Egress,
+            "policy" => EventKind::Policy,
             _ => return None,
         })
     }

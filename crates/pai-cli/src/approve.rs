@@ -13,10 +13,17 @@ impl Approver for TerminalApprover {
     async fn approve(&self, request: &ApprovalRequest) -> Approval {
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         if !interactive {
+            let target = request
+                .target
+                .as_deref()
+                .map(|t| format!(" {t}"))
+                .unwrap_or_default();
             eprintln!(
-                "refused {}: it needs approval and there is no terminal to ask (pass --allow {} to permit it)",
+                "refused {}{target}: {} (rule {}), and there is no terminal to ask; {}",
                 request.tool,
-                effects(request)
+                request.reason,
+                request.rule,
+                how_to_allow(request)
             );
             return Approval::No;
         }
@@ -37,21 +44,63 @@ fn effects(request: &ApprovalRequest) -> String {
         .join(",")
 }
 
-/// The question and the answer, on any reader and writer (so it can be tested).
+/// The one flag (or session rule) that would let this call run unattended.
+fn how_to_allow(request: &ApprovalRequest) -> String {
+    let host = request
+        .target
+        .as_deref()
+        .filter(|t| t.starts_with("http://") || t.starts_with("https://"))
+        .and_then(|t| t.split_once("://"))
+        .and_then(|(_, rest)| rest.split(['/', '?', '#', ':']).next())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(host) => format!(
+            "allow the host for this session with 'pai <session> allow {host}' (or pass --allow {})",
+            effects(request)
+        ),
+        None => format!("pass --allow {} to permit it", effects(request)),
+    }
+}
+
+/// `text` cut in the middle to about `max` bytes, so both ends stay visible.
+fn elide_middle(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut head = max * 2 / 3;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (max - head);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}…[{} bytes]…{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
+/// The question and the answer, on any reader and writer (so it can be tested). The
+/// target (path, URL) comes first and in full; long arguments are cut in the middle.
 pub fn ask(request: &ApprovalRequest, input: &mut impl BufRead, out: &mut impl Write) -> Approval {
-    let args = if request.arguments.len() > 400 {
-        let mut cut = 400;
-        while !request.arguments.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}…", &request.arguments[..cut])
-    } else {
-        request.arguments.clone()
-    };
+    let args = elide_middle(&request.arguments, 400);
+    let target = request
+        .target
+        .as_deref()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}{target}\n  asked because: {} (rule {})\n  arguments: {args}",
+        request.tool, request.reason, request.rule
+    );
     loop {
         let _ = write!(
             out,
-            "allow {} ({}) with {args}? [y]es / [n]o / [a]lways for this session: ",
+            "allow {} ({})? [y]es / [n]o / [a]lways for this session: ",
             request.tool,
             effects(request)
         );
@@ -85,6 +134,9 @@ mod tests {
             tool: "write_file".into(),
             arguments: r#"{"path":"notes.txt"}"#.into(),
             effects: BTreeSet::from([Effect::Write]),
+            target: Some("/work/notes.txt".into()),
+            rule: "default:agent-asks-to-write".into(),
+            reason: "agent mode asks before a tool changes files".into(),
         }
     }
 
@@ -104,9 +156,28 @@ mod tests {
             assert_eq!(got, expected, "{typed:?}");
             let shown = String::from_utf8(out).unwrap();
             assert!(
-                shown.contains("allow write_file (write) with {\"path\":\"notes.txt\"}?"),
+                shown.starts_with("write_file /work/notes.txt\n  asked because: agent mode asks before a tool changes files (rule default:agent-asks-to-write)\n  arguments: {\"path\":\"notes.txt\"}\nallow write_file (write)?"),
                 "{shown}"
             );
         }
+    }
+
+    #[test]
+    fn long_arguments_are_cut_in_the_middle_and_the_target_stays_whole() {
+        let url = format!("https://evil.example/{}", "x".repeat(300));
+        let mut r = request();
+        r.tool = "http_get".into();
+        r.arguments = format!(r#"{{"url":"{url}","note":"{}"}}"#, "y".repeat(2000));
+        r.target = Some(url.clone());
+        let mut out = Vec::new();
+        ask(&r, &mut "n\n".as_bytes(), &mut out);
+        let shown = String::from_utf8(out).unwrap();
+        assert!(shown.starts_with(&format!("http_get {url}\n")), "{shown}");
+        let args = shown.lines().nth(2).unwrap();
+        assert!(
+            args.len() < 500 && args.contains("bytes]…") && args.ends_with("y\"}"),
+            "{args}"
+        );
+        assert!(how_to_allow(&r).contains("pai <session> allow evil.example"));
     }
 }

@@ -58,11 +58,35 @@ pub enum Command {
     Keygen,
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// Allow a tool, a host or a path in a session (`pai <session> allow http_get`).
+    Allow(ConstraintArgs),
+    /// Deny a tool, a host or a path in a session (`pai <session> deny evil.example`).
+    Deny(ConstraintArgs),
+    /// List a session's allow/deny constraints (`--clear` removes them all).
+    Constraints(ConstraintsArgs),
+    /// Turn a session's safe mode on or off: local endpoints and read-only tools only.
+    Safe(SafeArgs),
+    /// Show the effective policy rules, or explain what would happen to a tool call,
+    /// URL or path.
+    Policy(PolicyArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
 const SESSION_FIRST: &[&str] = &[
-    "prompt", "agent", "chat", "status", "reset", "model", "models", "switch", "budget",
+    "prompt",
+    "agent",
+    "chat",
+    "status",
+    "reset",
+    "model",
+    "models",
+    "switch",
+    "budget",
+    "allow",
+    "deny",
+    "constraints",
+    "safe",
+    "policy",
 ];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
@@ -84,6 +108,11 @@ pub const COMMANDS: &[&str] = &[
     "usage",
     "keygen",
     "completions",
+    "allow",
+    "deny",
+    "constraints",
+    "safe",
+    "policy",
     "help",
 ];
 
@@ -192,6 +221,14 @@ pub struct RunArgs {
     /// Most tokens each answer may have.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
+    /// Safe mode for this run: local endpoints and read-only tools inside the roots only;
+    /// no network tools, no MCP servers.
+    #[arg(long)]
+    pub safe: bool,
+    /// Print exactly the request that would leave (after redaction), each part with its
+    /// origin, class and the policy's decision; send nothing, store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_effect(s: &str) -> Result<pai_tools::Effect, String> {
@@ -339,6 +376,66 @@ pub struct UsageArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConstraintArgs {
+    /// A tool name (http_get), a host pattern (example.org, *.example.org, localhost:8080)
+    /// or a path pattern (~/private/, *.sqlite).
+    pub target: String,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConstraintsArgs {
+    /// Remove every constraint of the session.
+    #[arg(long)]
+    pub clear: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Session (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SafeArgs {
+    /// `on` or `off`.
+    #[arg(value_parser = ["on", "off"])]
+    pub state: String,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: PolicyAction,
+    /// Session whose constraints and safe mode apply (default: the active one, if any).
+    #[arg(long, short, global = true)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Every rule in the order it is consulted, and where it came from.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What would happen to a tool call, a URL or a path, and which rule decides.
+    Explain {
+        /// A tool name (write_file), a URL (https://example.org/x) or a path (~/.ssh/id_rsa).
+        target: String,
+        /// The mode to decide for.
+        #[arg(long, value_parser = ["chat", "prompt", "agent"], default_value = "prompt")]
+        mode: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -145,6 +145,29 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             s.session
         ),
     }
+    if s.safe {
+        outln!("safe      on: local endpoints and read-only tools only");
+    } else {
+        outln!(
+            "safe      off ('pai {} safe on' limits it to local endpoints and read-only tools)",
+            s.session
+        );
+    }
+    if s.constraints.is_empty() {
+        outln!(
+            "rules     none of its own ('pai {} allow|deny <tool|host|path>')",
+            s.session
+        );
+    } else {
+        outln!(
+            "rules     {}",
+            s.constraints
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     match s.cost_usd {
         Some(c) => outln!("cost      ~${c:.4} (estimated from the price table)"),
         None => outln!(

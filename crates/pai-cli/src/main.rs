@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod input;
 mod local;
+mod policy;
 mod repl;
 mod turn;
 
@@ -56,6 +57,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools(args) => runtime()?.block_on(commands::tools(args)),
         Command::Usage(args) => commands::usage(args),
         Command::Budget(args) => commands::budget(args),
+        Command::Allow(args) => policy::constrain(pai_core::ConstraintKind::Allow, args),
+        Command::Deny(args) => policy::constrain(pai_core::ConstraintKind::Deny, args),
+        Command::Constraints(args) => policy::constraints(args),
+        Command::Safe(args) => policy::safe(args),
+        Command::Policy(args) => policy::policy(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

@@ -43,6 +43,8 @@ impl Env {
             max_tokens: run.max_tokens,
             no_tools: run.no_tools,
             roots: run.roots.clone(),
+            safe: run.safe,
+            user_home: dirs::home_dir(),
             approver: Arc::new(TerminalApprover),
             on_wait: Some(Arc::new(|w: &RetryWait| {
                 // Scripts get the audit's attempt rows; a person at a terminal gets a line.
@@ -98,6 +100,7 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
     let limits = Limits {
         max_chain: Some(args.max_chain),
         budget_tokens: args.run.budget_tokens,
+        dry_run: args.run.dry_run,
         ..Limits::default()
     };
     let one = OneShot {
@@ -114,6 +117,7 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         max_steps: args.max_steps,
         budget_tokens: args.run.budget_tokens,
         allow: args.allow.into_iter().collect(),
+        dry_run: args.run.dry_run,
         ..Limits::default()
     };
     let one = OneShot {
@@ -278,6 +282,43 @@ fn report(engine: &Engine, outcome: &TurnOutcome) {
     }
 }
 
+/// `--dry-run`'s report: where the request would go, then each part as it would leave,
+/// headed by its origin, class and the policy's decision.
+pub fn render_dry_run(dry: &pai_core::DryRun) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "dry run: nothing was sent. The request would go to {} ({}) at {}, model {}.",
+        dry.provider, dry.locality, dry.endpoint, dry.model
+    );
+    if dry.tools.is_empty() {
+        let _ = writeln!(out, "tools offered: none");
+    } else {
+        let _ = writeln!(out, "tools offered: {}", dry.tools.join(", "));
+    }
+    for (i, (message, part)) in dry.parts.iter().enumerate() {
+        let what = match (part.decision, part.redactions) {
+            (pai_core::Decision::Redact, 0) => format!("withheld by {}", part.rule),
+            (_, 0) => format!("{} by {}", part.decision, part.rule),
+            (_, n) => format!(
+                "{n} value(s) redacted, rest {} by {}",
+                part.decision, part.rule
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "── part {}: {} · {} · {} · {what}",
+            i + 1,
+            message.role.as_str(),
+            part.origin,
+            part.class
+        );
+        let _ = writeln!(out, "{}", message.content);
+    }
+    out
+}
+
 /// Writes answer text to stdout as it arrives, and progress to stderr.
 struct Printer<'a> {
     answer: String,
@@ -349,6 +390,11 @@ impl<'a> Printer<'a> {
             },
             Event::ToolCallsRefused { count, reason } => {
                 eprintln!("← {count} more tool calls refused: {reason}");
+            }
+            Event::DryRun(dry) => {
+                if !self.closed && crate::output::try_write(&render_dry_run(&dry)).is_err() {
+                    self.closed = true;
+                }
             }
         }
         !self.closed

@@ -12,6 +12,12 @@ pub struct ApprovalRequest {
     pub arguments: String,
     /// The effects that made approval necessary (write, exec).
     pub effects: BTreeSet<Effect>,
+    /// What the call reaches, shown first and in full: a path, a URL or a host.
+    pub target: Option<String>,
+    /// The rule that asks, and its reason.
+    pub rule: String,
+    /// Why approval is needed, in one sentence.
+    pub reason: String,
 }
 
 /// The user's answer.

@@ -1,4 +1,4 @@
-use pai_types::{Message, Role, estimate_message_tokens, estimate_tokens};
+use pai_types::{DataClass, Message, Origin, Role, estimate_message_tokens, estimate_tokens};
 
 use crate::config::ContextSettings;
 use crate::error::{CoreError, Result};
@@ -88,7 +88,7 @@ impl ContextManager {
     pub fn prompt(
         &self,
         model: &str,
-        summary: &str,
+        (summary, summary_class): (&str, DataClass),
         unfolded: &[HistoryEntry],
         input: &str,
     ) -> Result<Context> {
@@ -99,6 +99,7 @@ impl ContextManager {
             let room = self.budget(model).saturating_sub(fixed) / 2;
             let text = fit(summary, room.saturating_sub(16));
             Message::system(format!("Summary of the conversation so far:\n{text}"))
+                .with_provenance(Origin::Summary, summary_class)
         });
         self.assemble(model, summary, unfolded, input)
     }
@@ -274,8 +275,8 @@ mod tests {
             msgs,
             vec![
                 Message::system("sys"),
-                Message::user("q1"),
-                Message::assistant("a1"),
+                Message::user("q1").with_provenance(Origin::History, DataClass::Internal),
+                Message::assistant("a1").with_provenance(Origin::History, DataClass::Internal),
                 Message::user("q2")
             ]
         );
@@ -297,8 +298,10 @@ mod tests {
             msgs,
             vec![
                 Message::system("sys"),
-                Message::user("recent question"),
-                Message::assistant("recent answer"),
+                Message::user("recent question")
+                    .with_provenance(Origin::History, DataClass::Internal),
+                Message::assistant("recent answer")
+                    .with_provenance(Origin::History, DataClass::Internal),
                 Message::user("now")
             ]
         );
@@ -308,16 +311,17 @@ mod tests {
     fn prompt_sends_summary_unfolded_and_input() {
         let h = [entry(Role::User, "q"), entry(Role::Assistant, "a")];
         let msgs = manager(1000)
-            .prompt("m", "earlier stuff", &h, "next")
+            .prompt("m", ("earlier stuff", DataClass::Internal), &h, "next")
             .unwrap()
             .messages;
         assert_eq!(
             msgs,
             vec![
                 Message::system("sys"),
-                Message::system("Summary of the conversation so far:\nearlier stuff"),
-                Message::user("q"),
-                Message::assistant("a"),
+                Message::system("Summary of the conversation so far:\nearlier stuff")
+                    .with_provenance(Origin::Summary, DataClass::Internal),
+                Message::user("q").with_provenance(Origin::History, DataClass::Internal),
+                Message::assistant("a").with_provenance(Origin::History, DataClass::Internal),
                 Message::user("next")
             ]
         );
@@ -341,7 +345,9 @@ mod tests {
     #[test]
     fn an_oversized_summary_is_cut_instead_of_failing_the_prompt() {
         let huge = "fact ".repeat(2000);
-        let ctx = manager(200).prompt("m", &huge, &[], "next").unwrap();
+        let ctx = manager(200)
+            .prompt("m", (&huge, DataClass::Internal), &[], "next")
+            .unwrap();
         let sent: u64 = ctx.messages.iter().map(estimate_message_tokens).sum();
         assert!(sent <= 200, "{sent}");
         assert!(ctx.messages[1].content.contains("left out to fit"));

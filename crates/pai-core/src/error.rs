@@ -110,6 +110,21 @@ pub enum CoreError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The policy refused a model call: nothing was sent.
+    #[error(
+        "nothing was sent: {what} is refused by policy rule '{rule}' ({reason}); 'pai policy explain' shows why, 'pai policy show' lists the rules"
+    )]
+    Refused {
+        /// What was refused ("a call to openai (remote)").
+        what: String,
+        /// The rule that decided.
+        rule: String,
+        /// The rule's reason.
+        reason: String,
+    },
+    /// `policy.toml` or a session constraint is malformed: nothing is sent.
+    #[error("policy {0}")]
+    Policy(#[from] pai_policy::PolicyError),
     /// The model endpoint failed.
     #[error(transparent)]
     Provider(#[from] pai_providers::ProviderError),

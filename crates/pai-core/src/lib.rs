@@ -27,8 +27,8 @@ pub use config::{
 pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
 pub use engine::{
-    Budget, Budgets, Cancel, DEFAULT_MAX_CALLS_PER_ROUND, DEFAULT_MAX_CHAIN, Engine, Event, Limits,
-    StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
+    Budget, Budgets, Cancel, DEFAULT_MAX_CALLS_PER_ROUND, DEFAULT_MAX_CHAIN, DryRun, Engine, Event,
+    Limits, PartReport, StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
 };
 pub use error::{CoreError, Result};
 pub use keys::{
@@ -37,6 +37,9 @@ pub use keys::{
 };
 pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
 pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
+/// The policy crate, re-exported so an embedder needs no second dependency.
+pub use pai_policy as policy;
+pub use pai_policy::{Constraint, ConstraintKind, Decision};
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};

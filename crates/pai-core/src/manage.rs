@@ -105,6 +105,10 @@ pub struct SessionStatus {
     pub created_at: String,
     /// When the session last changed, RFC 3339 UTC.
     pub updated_at: String,
+    /// Safe mode, from the session or `policy.toml`.
+    pub safe: bool,
+    /// The session's allow/deny constraints.
+    pub constraints: Vec<pai_policy::Constraint>,
 }
 
 /// Model calls of one day, session, provider and model, with their estimated cost.
@@ -351,6 +355,12 @@ impl Workspace {
             cost_usd: self.history_cost(&snap, locality),
             created_at: meta.created_at.clone(),
             updated_at: meta.updated_at.clone(),
+            // A policy.toml that does not load is reported by the commands that use it;
+            // status stays readable.
+            safe: meta.safe
+                || pai_policy::RulePolicy::load(&self.paths().policy_file(), None)
+                    .is_ok_and(|p| pai_policy::Policy::safe(&p)),
+            constraints: meta.constraints.clone(),
         })
     }
 

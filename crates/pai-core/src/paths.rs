@@ -68,6 +68,16 @@ impl Paths {
         self.config_dir.join("config.toml")
     }
 
+    /// Where `policy.toml` is read from.
+    pub fn policy_file(&self) -> PathBuf {
+        self.config_dir.join("policy.toml")
+    }
+
+    /// The config directory (`config.toml`, `policy.toml`).
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
     /// The data directory, `PAI_HOME`.
     pub fn home(&self) -> &Path {
         &self.home

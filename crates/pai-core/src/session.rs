@@ -2,7 +2,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use pai_types::{Message, Role, SessionName, Usage};
+use pai_types::{DataClass, Message, Origin, Role, SessionName, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result, io};
@@ -43,6 +43,15 @@ pub struct SessionMeta {
     /// Tokens the session may use over its whole history; none means no cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_tokens: Option<u64>,
+    /// The class of the running summary: the highest of the parts folded into it.
+    #[serde(default, skip_serializing_if = "DataClass::is_default")]
+    pub summary_class: DataClass,
+    /// `pai <session> allow|deny …`, enforced by the policy on every turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<pai_policy::Constraint>,
+    /// Safe mode: local endpoints and read-only tools only (`pai <session> safe on`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub safe: bool,
 }
 
 impl SessionMeta {
@@ -60,6 +69,9 @@ impl SessionMeta {
             summary: String::new(),
             folded: 0,
             budget_tokens: None,
+            summary_class: DataClass::default(),
+            constraints: Vec::new(),
+            safe: false,
         }
     }
 }
@@ -80,6 +92,10 @@ pub struct HistoryEntry {
     /// What the turn that gave an answer cost, all its model calls together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// How sensitive it is: an answer derived from secret parts (a local model that read
+    /// a key file) stays secret, so a later remote call does not get it.
+    #[serde(default, skip_serializing_if = "DataClass::is_default")]
+    pub class: DataClass,
 }
 
 impl HistoryEntry {
@@ -87,6 +103,7 @@ impl HistoryEntry {
     pub fn new(message: Message) -> Self {
         Self {
             role: message.role,
+            class: message.provenance.class,
             content: message.content,
             at: now(),
             model: None,
@@ -96,7 +113,7 @@ impl HistoryEntry {
 
     /// The entry as a message for a model's context.
     pub fn message(&self) -> Message {
-        Message::new(self.role, self.content.clone())
+        Message::new(self.role, self.content.clone()).with_provenance(Origin::History, self.class)
     }
 }
 
@@ -307,13 +324,14 @@ impl SessionStore {
         &self,
         name: &SessionName,
         expected: usize,
-        summary: String,
+        (summary, class): (String, DataClass),
         folded: usize,
     ) -> Result<bool> {
         let mut applied = false;
         self.update(name, |meta| {
             if meta.folded == expected {
                 meta.summary = summary;
+                meta.summary_class = class;
                 meta.folded = folded;
                 applied = true;
             }
@@ -328,6 +346,7 @@ impl SessionStore {
         self.prepare(name)?;
         let mut meta = self.read_meta(name)?;
         meta.summary.clear();
+        meta.summary_class = DataClass::default();
         meta.folded = 0;
         meta.updated_at = now();
         write_atomic(&self.dir(name).join(META), &to_json(&meta)?)?;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pai_audit::SqliteAudit;
+use pai_audit::{AuditSink, SqliteAudit};
+use pai_policy::{Decision, Policy, RulePolicy, Subject, Verdict};
 use pai_providers::{MaxTokens, Provider, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{Mode, SessionName};
@@ -57,6 +58,10 @@ pub struct EngineOptions {
     pub approver: Arc<dyn Approver>,
     /// Told before each wait between two tries of a model call.
     pub on_wait: Option<WaitNotifier>,
+    /// Safe mode for this run (`--safe`): local endpoints and read-only tools only.
+    pub safe: bool,
+    /// The user's home directory, for `~/` in policy path rules.
+    pub user_home: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -80,6 +85,8 @@ impl EngineOptions {
             cwd: cwd.into(),
             approver: Arc::new(DenyAll),
             on_wait: None,
+            safe: false,
+            user_home: None,
         }
     }
 }
@@ -180,11 +187,36 @@ impl Workspace {
             .budget
             .daily_tokens
             .map(|cap| (cap, audit.clone() as Arc<dyn UsageLedger>));
-        let (tools, warnings) = if opts.no_tools {
-            (ToolRegistry::new(), Vec::new())
+        let base = self.policy(meta, opts.safe, opts.user_home.as_deref())?;
+        let (tools, mut warnings, spawned) = if opts.no_tools {
+            (ToolRegistry::new(), Vec::new(), Vec::new())
         } else {
-            self.tools(mode).await?
+            self.tools_with(mode, &base).await?
         };
+        let mut policy = base;
+        let names: Vec<String> = pai_tools::builtin_tools()
+            .iter()
+            .map(|t| t.info().spec.name.clone())
+            .chain(tools.infos().iter().map(|i| i.spec.name.clone()))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        policy.check_tools(&names)?;
+        policy.add_constraints(&meta.constraints, &names)?;
+        for (server, command, verdict) in spawned {
+            let row = pai_audit::AuditEvent::new(
+                pai_audit::EventKind::Egress,
+                format!(
+                    "spawn MCP server '{server}': {command} ({} by {})",
+                    verdict.decision, verdict.rule
+                ),
+            )
+            .session(meta.name.as_str());
+            if let Err(e) = audit.record_deferred(&row) {
+                warnings.push(format!(
+                    "could not record the start of MCP server '{server}': {e}"
+                ));
+            }
+        }
         let mut engine = Engine::new(
             provider,
             audit,
@@ -193,6 +225,7 @@ impl Workspace {
         )
         .with_tools(tools, self.tool_context(&opts.roots, &opts.cwd)?)
         .with_approver(opts.approver.clone())
+        .with_policy(Arc::new(policy))
         .with_budgets(Budgets {
             session: meta.budget_tokens,
             daily,
@@ -207,6 +240,34 @@ impl Workspace {
     /// `mode` could offer (a server is only started when its tools could be used), and a
     /// warning for each server that could not be started.
     pub async fn tools(&self, mode: Mode) -> Result<(ToolRegistry, Vec<String>)> {
+        let (registry, warnings, _) = self.tools_with(mode, &RulePolicy::defaults()).await?;
+        Ok((registry, warnings))
+    }
+
+    /// The policy a session's turns run under: `policy.toml` from the config dir over the
+    /// defaults, safe mode from `safe`, the file or the session. A malformed file is an
+    /// error naming its line; a missing one is the defaults. (Constraints are added when
+    /// the tools are known, in [`Workspace::engine`].)
+    pub fn policy(
+        &self,
+        meta: &SessionMeta,
+        safe: bool,
+        user_home: Option<&Path>,
+    ) -> Result<RulePolicy> {
+        let mut policy = RulePolicy::load(&self.paths.policy_file(), user_home)?;
+        if safe || meta.safe || policy.safe() {
+            policy.set_safe(true);
+        }
+        Ok(policy)
+    }
+
+    /// [`Workspace::tools`] under `policy`: an MCP server whose start the policy refuses
+    /// is not started (a warning says why). Returns each start decided, for the audit.
+    async fn tools_with(
+        &self,
+        mode: Mode,
+        policy: &RulePolicy,
+    ) -> Result<(ToolRegistry, Vec<String>, Vec<(String, String, Verdict)>)> {
         let mut registry = ToolRegistry::new();
         for tool in pai_tools::builtin_tools() {
             registry.register(tool)?;
@@ -219,6 +280,20 @@ impl Workspace {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut warnings = Vec::new();
+        let mut spawned = Vec::new();
+        let mut servers = servers;
+        servers.retain(|name, cfg| {
+            let verdict = policy.check(&Subject::spawn(name, &cfg.command));
+            let allowed = matches!(verdict.decision, Decision::Allow);
+            if !allowed {
+                warnings.push(format!(
+                    "MCP server '{name}' was not started: {} (policy rule '{}')",
+                    verdict.reason, verdict.rule
+                ));
+            }
+            spawned.push((name.clone(), cfg.command.clone(), verdict));
+            allowed
+        });
         for (name, client) in pai_tools::connect_mcp_servers(&servers).await {
             match client {
                 Ok(client) => {
@@ -230,7 +305,7 @@ impl Workspace {
                 Err(e) => warnings.push(format!("MCP server '{name}' is not available: {e}")),
             }
         }
-        Ok((registry, warnings))
+        Ok((registry, warnings, spawned))
     }
 
     /// Where file tools may work: `roots`, else `[tools] roots`, else `cwd`; each must exist.

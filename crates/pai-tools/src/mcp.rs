@@ -70,7 +70,8 @@ pub struct McpServerConfig {
     /// `USER`, `LANG` and a few more like them; pass anything else (tokens) here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// What the server's tools may do; when absent, network and write, the most restricted.
+    /// What the server's tools may do; when absent, network, write and exec, the most
+    /// restricted.
     #[serde(
         default,
         deserialize_with = "non_empty_effects",
@@ -94,11 +95,12 @@ impl McpServerConfig {
         }
     }
 
-    /// The effects its tools declare: the configured ones, else network + write.
+    /// The effects its tools declare: the configured ones, else every effect but read —
+    /// a server that does not say what it does counts as running programs.
     pub fn effects(&self) -> BTreeSet<Effect> {
         self.effects
             .clone()
-            .unwrap_or_else(|| BTreeSet::from([Effect::Network, Effect::Write]))
+            .unwrap_or_else(|| BTreeSet::from([Effect::Network, Effect::Write, Effect::Exec]))
     }
 
     /// The time allowed for start-up and for each call.

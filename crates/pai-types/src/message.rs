@@ -2,6 +2,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{DataClass, Origin, Provenance};
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +43,10 @@ pub struct Message {
     /// Which call this message answers (tool messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Where the text came from and how sensitive it is. Never sent to a model: the
+    /// policy reads it before anything leaves.
+    #[serde(skip)]
+    pub provenance: Provenance,
 }
 
 /// A tool the model may call: its name, what it does, and a JSON Schema of its arguments.
@@ -69,12 +75,32 @@ pub struct ToolCall {
 impl Message {
     /// A plain message from `role`, with no tool calls.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
+        let origin = match role {
+            Role::System => Origin::System,
+            Role::User => Origin::User,
+            Role::Assistant => Origin::Answer,
+            Role::Tool => Origin::ToolResult {
+                tool: String::new(),
+            },
+        };
         Self {
             role,
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            provenance: Provenance::new(origin, DataClass::default()),
         }
+    }
+
+    /// This message with its origin and class set.
+    pub fn with_provenance(mut self, origin: Origin, class: DataClass) -> Self {
+        self.provenance = Provenance::new(origin, class);
+        self
+    }
+
+    /// How sensitive the message is.
+    pub fn class(&self) -> DataClass {
+        self.provenance.class
     }
 
     /// An assistant turn that asks for tool calls (its text may be empty).

@@ -35,13 +35,16 @@ async fn the_audit_log_is_private_and_records_prompt_and_response() {
             ..stored.event
         })
         .collect();
-    let base = AuditEvent::new(EventKind::Prompt, "the question")
-        .session("s")
-        .mode("prompt")
-        .provider("openai")
-        .endpoint(mock.base_url())
-        .model(MODEL)
-        .locality(Locality::Local);
+    let base = AuditEvent::new(
+        EventKind::Prompt,
+        "the question\n[sent: system prompt 54 B internal; your input 12 B internal]",
+    )
+    .session("s")
+    .mode("prompt")
+    .provider("openai")
+    .endpoint(mock.base_url())
+    .model(MODEL)
+    .locality(Locality::Local);
     assert_eq!(
         events,
         [

@@ -6,9 +6,11 @@ use std::time::Instant;
 use futures::StreamExt;
 use pai_audit::{AuditEvent, EventKind};
 use pai_providers::{ChatEvent, ChatRequest, Endpoint, ProviderError};
-use pai_types::{Message, ToolCall, ToolSpec, Usage, estimate_message_tokens, estimate_tokens};
+use pai_types::{
+    DataClass, Message, ToolCall, ToolSpec, Usage, estimate_message_tokens, estimate_tokens,
+};
 
-use super::{Engine, Event, Scope};
+use super::{DryRun, Engine, Event, Scope};
 use crate::error::{CoreError, Result};
 
 /// One model call as the turn loop wants it.
@@ -29,6 +31,8 @@ pub(crate) struct Reply {
     pub text: String,
     pub calls: Vec<ToolCall>,
     pub usage: Usage,
+    /// The highest class of what the model was sent: the answer's class.
+    pub class: DataClass,
 }
 
 impl Engine {
@@ -39,11 +43,33 @@ impl Engine {
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<Reply> {
         let started = Instant::now();
+        let mut messages = call.messages;
+        let screened = self.screen(scope, &mut messages)?;
+        if scope.dry_run {
+            let info = self.provider.info();
+            on_event(Event::DryRun(DryRun {
+                provider: info.name.clone(),
+                endpoint: info.endpoint.clone(),
+                locality: info.locality,
+                model: scope.model.to_string(),
+                parts: messages.into_iter().zip(screened.parts).collect(),
+                tools: call.tools.iter().map(|t| t.name.clone()).collect(),
+            }));
+            return Ok(Reply {
+                text: String::new(),
+                calls: Vec::new(),
+                usage: Usage::default(),
+                class: screened.class,
+            });
+        }
+        // The row says what left: the typed input (its secrets masked, whatever the
+        // endpoint) and every part that went with it.
+        let label = format!("{}\n{}", self.mask(call.label), screened.manifest());
         self.audit
-            .record(&self.event(scope, EventKind::Prompt, call.label.to_string()))?;
+            .record(&self.event(scope, EventKind::Prompt, label))?;
 
-        let prompt_estimate: u64 = call.messages.iter().map(estimate_message_tokens).sum();
-        let mut request = ChatRequest::new(scope.model, call.messages, call.stream);
+        let prompt_estimate: u64 = messages.iter().map(estimate_message_tokens).sum();
+        let mut request = ChatRequest::new(scope.model, messages, call.stream);
         request.tools = call.tools;
         request.max_tokens = call.max_tokens.map(|m| m.min(u64::from(u32::MAX)) as u32);
         if let Some(notify) = &self.on_wait {
@@ -80,7 +106,12 @@ impl Engine {
                         done: "the request was sent and answered",
                         source,
                     })?;
-                Ok(Reply { text, calls, usage })
+                Ok(Reply {
+                    text,
+                    calls,
+                    usage,
+                    class: screened.class,
+                })
             }
             Err(err) => {
                 // The failure is recorded best-effort: the user must see the real error.

@@ -2,7 +2,7 @@
 //! that each fit the model's window.
 
 use pai_audit::EventKind;
-use pai_types::{Usage, estimate_message_tokens};
+use pai_types::{DataClass, Origin, Provenance, Usage, estimate_message_tokens};
 
 use super::budget::Spend;
 use super::egress::Call;
@@ -27,6 +27,7 @@ impl Engine {
     ) -> Result<Option<Usage>> {
         let history = &snapshot.history;
         let mut summary = snapshot.meta.summary.clone();
+        let mut summary_class = snapshot.meta.summary_class;
         let mut folded = snapshot.meta.folded.min(history.len());
         let mut total: Option<Usage> = None;
         for _ in 0..MAX_PIECES {
@@ -35,7 +36,15 @@ impl Engine {
             }
             let rest = &history[folded..];
             let n = self.context.fold_piece(scope.model, &summary, rest);
-            let messages = self.context.fold_request(scope.model, &summary, &rest[..n]);
+            let mut messages = self.context.fold_request(scope.model, &summary, &rest[..n]);
+            // The turns and the summary being folded, as one part of their highest class.
+            let class = rest[..n]
+                .iter()
+                .map(|e| e.class)
+                .fold(summary_class, DataClass::max);
+            if let Some(turns) = messages.last_mut() {
+                turns.provenance = Provenance::new(Origin::History, class);
+            }
             let estimate: u64 = messages.iter().map(estimate_message_tokens).sum();
             let Ok(left) = spend.allow(estimate + after) else {
                 tracing::info!("no budget left for a fold; the turn goes on without it");
@@ -61,14 +70,18 @@ impl Engine {
             spend.used += reply.usage.total();
             total.get_or_insert_with(Usage::default).add(&reply.usage);
             if reply.text.trim().is_empty()
-                || !self
-                    .store
-                    .fold(scope.session, folded, reply.text.clone(), folded + n)?
+                || !self.store.fold(
+                    scope.session,
+                    folded,
+                    (reply.text.clone(), reply.class),
+                    folded + n,
+                )?
             {
                 // An empty summary is no summary; a concurrent fold already moved on.
                 break;
             }
             summary = reply.text;
+            summary_class = reply.class;
             folded += n;
         }
         Ok(total)

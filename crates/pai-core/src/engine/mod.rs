@@ -5,6 +5,7 @@
 mod budget;
 mod egress;
 mod fold;
+mod gate;
 mod tools;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::Either;
 use pai_audit::{AuditSink, EventKind};
+use pai_policy::{Policy, RulePolicy};
 use pai_providers::{Provider, ProviderError, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{
@@ -27,6 +29,7 @@ use crate::error::{CoreError, Result};
 use crate::session::{HistoryEntry, SessionStore};
 
 pub use budget::{Budget, Budgets, StopReason, UsageLedger};
+pub use gate::PartReport;
 pub use tools::DEFAULT_MAX_CALLS_PER_ROUND;
 
 use budget::Spend;
@@ -65,6 +68,9 @@ pub struct Limits {
     pub budget_tokens: Option<u64>,
     /// Effects allowed without asking (agent mode), e.g. `--allow write`.
     pub allow: BTreeSet<Effect>,
+    /// Build and screen the first request, report it as [`Event::DryRun`], send nothing
+    /// and store nothing.
+    pub dry_run: bool,
 }
 
 /// How a tool call ended, as reported to the caller.
@@ -122,6 +128,8 @@ pub enum Event {
         /// How it ended.
         outcome: ToolOutcome,
     },
+    /// `--dry-run`: the request that would have left, after screening. Nothing was sent.
+    DryRun(DryRun),
     /// A reply asked for more tool calls than a round allows; these did not run.
     ToolCallsRefused {
         /// How many calls were refused.
@@ -129,6 +137,23 @@ pub enum Event {
         /// Why, as told to the model.
         reason: String,
     },
+}
+
+/// What `--dry-run` shows: the request exactly as it would leave, part by part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// The provider it would go to.
+    pub provider: String,
+    /// Its endpoint.
+    pub endpoint: String,
+    /// Where it runs.
+    pub locality: pai_types::Locality,
+    /// The model asked.
+    pub model: String,
+    /// The messages, after redaction, with what the policy decided for each.
+    pub parts: Vec<(Message, PartReport)>,
+    /// The tools that would be offered.
+    pub tools: Vec<String>,
 }
 
 /// The result of a finished turn.
@@ -146,6 +171,8 @@ pub struct TurnOutcome {
     pub tool_calls: u32,
     /// Why the turn ended before the model was done (a budget or a step limit).
     pub stopped: Option<StopReason>,
+    /// `--dry-run`: nothing was sent or stored.
+    pub dry_run: bool,
 }
 
 /// Why a caller ended a turn before it finished.
@@ -200,6 +227,10 @@ pub struct Engine {
     budgets: Budgets,
     /// Told before each wait between two tries of a model call (a 429, a 5xx).
     on_wait: Option<WaitNotifier>,
+    /// Decides at every checkpoint.
+    policy: Arc<dyn Policy>,
+    /// Redacted values and their placeholders, in memory only.
+    placeholders: Mutex<gate::Placeholders>,
 }
 
 impl fmt::Debug for Engine {
@@ -215,6 +246,8 @@ pub(crate) struct Scope<'a> {
     session: &'a SessionName,
     mode: Mode,
     model: &'a str,
+    /// Build and screen, report, send nothing.
+    dry_run: bool,
 }
 
 const FOLD_LABEL: &str = "[fold the unfolded turns into the running summary]";
@@ -240,7 +273,20 @@ impl Engine {
             always: Mutex::new(BTreeSet::new()),
             budgets: Budgets::default(),
             on_wait: None,
+            policy: Arc::new(RulePolicy::defaults()),
+            placeholders: Mutex::new(gate::Placeholders::default()),
         }
+    }
+
+    /// The policy every checkpoint asks (default: the built-in rules).
+    pub fn with_policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy the checkpoints ask.
+    pub fn policy(&self) -> &dyn Policy {
+        self.policy.as_ref()
     }
 
     /// The tools a model may be offered (each mode offers a subset) and their limits.
@@ -332,6 +378,7 @@ impl Engine {
             session: &turn.session,
             mode: turn.mode,
             model: &model,
+            dry_run: turn.limits.dry_run,
         };
         let session_cap = snapshot.meta.budget_tokens.or(self.budgets.session);
         let mut spend = Spend {
@@ -350,7 +397,11 @@ impl Engine {
         let offered = self.offered_tools(turn.mode);
         let mut specs: Vec<ToolSpec> = offered.infos().iter().map(|i| i.spec.clone()).collect();
         let mut used = Usage::default();
-        if turn.mode != Mode::Chat && self.context.should_fold(snapshot.unfolded()) {
+        // A dry run shows the turn's own request; a fold would be a call of its own.
+        if turn.mode != Mode::Chat
+            && !turn.limits.dry_run
+            && self.context.should_fold(snapshot.unfolded())
+        {
             // What the answer's own request will need, so a fold never spends its room.
             let after = estimate_tokens(&turn.input) + specs_tokens(&specs);
             match self.fold(&scope, &snapshot, &mut spend, after).await {
@@ -370,7 +421,7 @@ impl Engine {
             Mode::Chat => self.context.chat(&model, &snapshot.history, &turn.input)?,
             Mode::Prompt | Mode::Agent => self.context.prompt(
                 &model,
-                &snapshot.meta.summary,
+                (&snapshot.meta.summary, snapshot.meta.summary_class),
                 snapshot.unfolded(),
                 &turn.input,
             )?,
@@ -388,6 +439,9 @@ impl Engine {
         };
 
         let mut answer = String::new();
+        // The answer derives from what the model saw: the highest class sent.
+        let mut answer_class = pai_types::DataClass::Public;
+        let mut tainted = false;
         let mut rounds = 0u32;
         let mut tool_calls = 0u32;
         let mut stopped = None;
@@ -432,6 +486,18 @@ impl Engine {
                 }
                 other => other?,
             };
+            if turn.limits.dry_run {
+                return Ok(TurnOutcome {
+                    answer: String::new(),
+                    usage: Usage::default(),
+                    model,
+                    duration: started.elapsed(),
+                    tool_calls: 0,
+                    stopped: None,
+                    dry_run: true,
+                });
+            }
+            answer_class = answer_class.max(reply.class);
             let tools_now = tools_now && !specs.is_empty();
             used.add(&reply.usage);
             spend.used += reply.usage.total();
@@ -447,9 +513,24 @@ impl Engine {
                 break;
             }
             tool_calls += reply.calls.len() as u32;
+            // Secret data the model saw, or untrusted content it read, makes later network
+            // calls of this turn need approval (see the policy's taint rule).
+            tainted |= reply.class >= pai_types::DataClass::Secret;
             let results = self
-                .tool_round(&scope, &offered, &reply.calls, &turn.limits, on_event)
+                .tool_round(
+                    &scope,
+                    &offered,
+                    &reply.calls,
+                    &turn.limits,
+                    tainted,
+                    on_event,
+                )
                 .await?;
+            tainted |= reply.calls.iter().any(|c| {
+                self.tools
+                    .get(&c.name)
+                    .is_some_and(|t| t.info().effects.contains(&Effect::Network))
+            });
             messages.push(Message::assistant_with_tools(reply.text, reply.calls));
             messages.extend(results);
             rounds += 1;
@@ -467,6 +548,7 @@ impl Engine {
 
         let question = HistoryEntry::new(Message::user(turn.input.clone()));
         let mut reply = HistoryEntry::new(Message::assistant(answer.clone()));
+        reply.class = answer_class;
         reply.model = Some(model.clone());
         reply.usage = Some(used);
         self.store.append(&turn.session, &[question, reply])?;
@@ -478,6 +560,7 @@ impl Engine {
             duration: started.elapsed(),
             tool_calls,
             stopped,
+            dry_run: false,
         })
     }
 
@@ -498,6 +581,7 @@ impl Engine {
             session: &turn.session,
             mode: turn.mode,
             model: &model,
+            dry_run: false,
         };
         let content = if partial.is_empty() {
             format!("[{reason}]")

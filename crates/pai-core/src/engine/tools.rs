@@ -4,8 +4,12 @@ use std::collections::BTreeSet;
 
 use pai_audit::EventKind;
 use pai_tools::ToolRegistry;
-use pai_types::{Effect, Message, ToolCall};
+use std::path::{Component, Path, PathBuf};
 
+use pai_policy::{Decision, Subject};
+use pai_types::{DataClass, Effect, Message, Origin, ToolCall};
+
+use super::gate::host_of;
 use super::{Engine, Event, Limits, Scope, ToolOutcome};
 use crate::approval::{Approval, ApprovalRequest};
 use crate::error::{CoreError, Result};
@@ -22,6 +26,7 @@ impl Engine {
         offered: &ToolRegistry,
         calls: &[ToolCall],
         limits: &Limits,
+        tainted: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
     ) -> Result<Vec<Message>> {
         let cap = limits
@@ -29,10 +34,15 @@ impl Engine {
             .unwrap_or(DEFAULT_MAX_CALLS_PER_ROUND) as usize;
         let mut results = Vec::with_capacity(calls.len());
         for call in calls.iter().take(cap) {
-            let text = self
-                .tool_checkpoint(scope, offered, call, limits, on_event)
+            let (text, class) = self
+                .tool_checkpoint(scope, offered, call, limits, tainted, on_event)
                 .await?;
-            results.push(Message::tool_result(call.id.clone(), text));
+            results.push(Message::tool_result(call.id.clone(), text).with_provenance(
+                Origin::ToolResult {
+                    tool: call.name.clone(),
+                },
+                class,
+            ));
         }
         if calls.len() > cap {
             let over = calls.len() - cap;
@@ -68,8 +78,9 @@ impl Engine {
         offered: &ToolRegistry,
         call: &ToolCall,
         limits: &Limits,
+        tainted: bool,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<String> {
+    ) -> Result<(String, DataClass)> {
         on_event(Event::ToolCall {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
@@ -84,14 +95,17 @@ impl Engine {
                 done: "the model asked to run a tool (it did not run)",
                 source,
             })?;
-        let (text, outcome) = match self.decide(scope, offered, call, limits).await {
+        let mut class = DataClass::Internal;
+        let (text, outcome) = match self.decide(scope, offered, call, limits, tainted).await {
             Err(reason) => (format!("refused: {reason}"), ToolOutcome::Refused(reason)),
-            Ok(args) => match offered.call(&call.name, args, &self.tool_cx).await {
+            Ok((args, target_class)) => match offered.call(&call.name, args, &self.tool_cx).await {
                 Ok(out) => {
                     let outcome = ToolOutcome::Done {
                         bytes: out.content.len(),
                         truncated: out.truncated,
                     };
+                    // What a tool read is as sensitive as the file it came from.
+                    class = target_class;
                     (out.content, outcome)
                 }
                 Err(e) => (format!("error: {e}"), ToolOutcome::Failed(e.to_string())),
@@ -111,17 +125,20 @@ impl Engine {
             name: call.name.clone(),
             outcome,
         });
-        Ok(text)
+        Ok((text, class))
     }
 
-    /// Whether `call` may run now, and its parsed arguments if so.
+    /// Whether `call` may run now: its parsed arguments and the class of the file it
+    /// reads, if so. The policy decides; an Ask goes to the approver unless the user
+    /// allowed the effects up front (`--allow`) or said "always" for this tool.
     async fn decide(
         &self,
         scope: &Scope<'_>,
         offered: &ToolRegistry,
         call: &ToolCall,
         limits: &Limits,
-    ) -> std::result::Result<serde_json::Value, String> {
+        tainted: bool,
+    ) -> std::result::Result<(serde_json::Value, DataClass), String> {
         let mode = scope.mode;
         let Some(tool) = offered.get(&call.name) else {
             return Err(match self.tools.get(&call.name) {
@@ -136,37 +153,75 @@ impl Engine {
         };
         let args: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| format!("the arguments are not valid JSON ({e}); send a JSON object"))?;
-        let needs: BTreeSet<Effect> = tool
-            .info()
-            .effects
+        let effects = &tool.info().effects;
+        let path = args
+            .get("path")
+            .and_then(|p| p.as_str())
+            .map(|p| resolve(&self.tool_cx.roots, p));
+        let url = args.get("url").and_then(|u| u.as_str());
+        let host = url.map(host_of);
+        let mut subject = Subject::tool(&call.name, effects.iter().copied(), mode).tainted(tainted);
+        if let Some(path) = &path {
+            subject = subject.with_path(path);
+        }
+        if let (Some(url), Some(host)) = (url, host.as_deref()) {
+            subject = subject.with_url(url).with_host(host, None);
+        }
+        let verdict = self.policy.check(&subject);
+        let class = path
+            .as_deref()
+            .map_or(DataClass::Internal, |p| self.policy.classify_path(p).class);
+        if !verdict.is_trivial() {
+            // Deferred: the tool_result row that follows is durable and covers it.
+            let row = format!(
+                "{} by {}: {}({}): {}",
+                verdict.decision, verdict.rule, call.name, call.arguments, verdict.reason
+            );
+            if let Err(e) = self
+                .audit
+                .record_deferred(&self.event(scope, EventKind::Policy, row))
+            {
+                tracing::warn!(error = %e, "could not record a policy decision");
+            }
+        }
+        match verdict.decision {
+            Decision::Allow => return Ok((args, class)),
+            Decision::Deny | Decision::Redact => {
+                return Err(format!(
+                    "{} (policy rule '{}')",
+                    verdict.reason, verdict.rule
+                ));
+            }
+            Decision::Ask => {}
+        }
+        let needs: BTreeSet<Effect> = effects
             .iter()
             .copied()
-            .filter(|e| matches!(e, Effect::Write | Effect::Exec))
-            .filter(|e| !limits.allow.contains(e))
+            .filter(|e| *e != Effect::Read)
             .collect();
-        if needs.is_empty() || self.always().contains(&call.name) {
-            return Ok(args);
+        let allowed_up_front = !needs.is_empty() && needs.iter().all(|e| limits.allow.contains(e));
+        if allowed_up_front || self.always().contains(&call.name) {
+            return Ok((args, class));
         }
         let request = ApprovalRequest {
             tool: call.name.clone(),
             arguments: call.arguments.clone(),
             effects: needs,
+            target: url
+                .map(str::to_string)
+                .or_else(|| path.as_ref().map(|p| p.display().to_string())),
+            rule: verdict.rule.clone(),
+            reason: verdict.reason.clone(),
         };
         match self.approver.approve(&request).await {
-            Approval::Yes => Ok(args),
+            Approval::Yes => Ok((args, class)),
             Approval::Always => {
                 self.always().insert(call.name.clone());
-                Ok(args)
+                Ok((args, class))
             }
             Approval::No => Err(format!(
-                "the user did not approve '{}' (it can {})",
-                call.name,
-                request
-                    .effects
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+                "the user did not approve '{}' ({}; policy rule '{}')",
+                call.name, verdict.reason, verdict.rule
             )),
         }
     }
@@ -174,4 +229,24 @@ impl Engine {
     fn always(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.always.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `p` as an absolute path: relative ones are taken from the first root, `.` and `..`
+/// folded lexically. Only for the policy's path rules; the tools resolve for real.
+fn resolve(roots: &[PathBuf], p: &str) -> PathBuf {
+    let joined = match roots.first() {
+        Some(root) if Path::new(p).is_relative() => root.join(p),
+        _ => PathBuf::from(p),
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! The engine with a mocked provider (mockall) and a recording audit sink: what is sent,
 //! what is stored, what is audited, and that nothing leaves unaudited.
 
+use pai_types::DataClass;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -138,9 +139,18 @@ struct Sent {
 impl From<ChatRequest> for Sent {
     fn from(r: ChatRequest) -> Self {
         assert_eq!(r.tools, vec![], "the engine offers no tools");
+        // What went over the wire: provenance never does (the gate tests check it).
+        let messages = r
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                provenance: Message::new(m.role, "").provenance,
+                ..m
+            })
+            .collect();
         Self {
             model: r.model,
-            messages: r.messages,
+            messages,
             stream: r.stream,
         }
     }
@@ -284,6 +294,7 @@ fn stored(role: Role, content: &str, model: Option<&str>, usage: Option<Usage>) 
         at: String::new(),
         model: model.map(str::to_string),
         usage,
+        class: DataClass::Internal,
     }
 }
 
@@ -330,7 +341,12 @@ async fn a_prompt_turn_is_sent_stored_and_audited() {
     assert_eq!(
         h.audit.events(),
         vec![
-            audit(EventKind::Prompt, Mode::Prompt, MODEL, "hello"),
+            audit(
+                EventKind::Prompt,
+                Mode::Prompt,
+                MODEL,
+                "hello\n[sent: system prompt 3 B internal; your input 5 B internal]"
+            ),
             audit(EventKind::Response, Mode::Prompt, MODEL, "Hi there").usage(reported(7, 2)),
         ]
     );
@@ -425,7 +441,12 @@ async fn a_failed_call_leaves_history_alone_and_is_audited_as_an_error() {
         assert_eq!(
             h.audit.events(),
             vec![
-                audit(EventKind::Prompt, Mode::Chat, MODEL, "q2"),
+                audit(
+                    EventKind::Prompt,
+                    Mode::Chat,
+                    MODEL,
+                    "q2\n[sent: system prompt 3 B internal; history 2 B internal; history 2 B internal; your input 2 B internal]"
+                ),
                 audit(EventKind::Error, Mode::Chat, MODEL, &err.to_string()),
             ],
             "{case}"
@@ -461,7 +482,12 @@ async fn chat_sends_the_whole_history_and_no_summary() {
     let h = Harness::new();
     h.seed(&[("q1", "a1"), ("q2", "a2")]);
     h.store
-        .fold(&name(SESSION), 0, "prompt mode's summary".into(), 2)
+        .fold(
+            &name(SESSION),
+            0,
+            ("prompt mode's summary".into(), DataClass::Internal),
+            2,
+        )
         .unwrap();
     let (provider, seen) = scripted(vec![Ok(reply(&["a3"], Some((1, 1))))]);
     let engine = h.engine(provider, settings());
@@ -561,13 +587,18 @@ async fn prompt_mode_folds_once_past_the_threshold_and_then_sends_the_summary() 
     let meta = h.store.load_meta(&name(SESSION)).unwrap();
     assert_eq!((meta.summary.as_str(), meta.folded), ("SUMMARY", 8));
     assert_eq!(h.history().len(), 10);
-    let fold_prompt = "[fold the unfolded turns into the running summary]";
+    let fold_prompt = "[fold the unfolded turns into the running summary]\n[sent: system prompt 273 B internal; history 133 B internal]";
     assert_eq!(
         h.audit.events(),
         vec![
             audit(EventKind::Prompt, Mode::Prompt, MODEL, fold_prompt),
             audit(EventKind::Summary, Mode::Prompt, MODEL, "SUMMARY").usage(reported(50, 5)),
-            audit(EventKind::Prompt, Mode::Prompt, MODEL, "next"),
+            audit(
+                EventKind::Prompt,
+                Mode::Prompt,
+                MODEL,
+                "next\n[sent: system prompt 3 B internal; session summary 43 B internal; your input 4 B internal]"
+            ),
             audit(EventKind::Response, Mode::Prompt, MODEL, "answer").usage(reported(20, 3)),
         ]
     );

@@ -1,6 +1,7 @@
 //! The session store: create / load / list / active, history, reset, update, corruption
 //! handling and file modes.
 
+use pai_types::DataClass;
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -152,7 +153,12 @@ fn reset_empties_history_and_summary_but_keeps_provider_model_and_key() {
     store.append(&name("work"), &turn("q2", "a2")).unwrap();
     assert!(
         store
-            .fold(&name("work"), 0, "they said hi".into(), 2)
+            .fold(
+                &name("work"),
+                0,
+                ("they said hi".into(), DataClass::Internal),
+                2
+            )
             .unwrap()
     );
     let before = store.load_meta(&name("work")).unwrap();
@@ -217,9 +223,17 @@ fn a_fold_applies_only_over_the_summary_it_was_made_from() {
     create(&store, "work");
     store.append(&name("work"), &turn("q1", "a1")).unwrap();
     store.append(&name("work"), &turn("q2", "a2")).unwrap();
-    assert!(store.fold(&name("work"), 0, "first".into(), 2).unwrap());
+    assert!(
+        store
+            .fold(&name("work"), 0, ("first".into(), DataClass::Internal), 2)
+            .unwrap()
+    );
     // Another process folded meanwhile: this one, made from folded == 0, is dropped.
-    assert!(!store.fold(&name("work"), 0, "stale".into(), 4).unwrap());
+    assert!(
+        !store
+            .fold(&name("work"), 0, ("stale".into(), DataClass::Internal), 4)
+            .unwrap()
+    );
     let snap = store.snapshot(&name("work")).unwrap();
     assert_eq!((snap.meta.summary.as_str(), snap.meta.folded), ("first", 2));
     assert_eq!(snap.unfolded(), &snap.history[2..]);
@@ -336,7 +350,9 @@ fn a_missing_session_is_no_such_session_everywhere() {
         store.snapshot(&ghost).unwrap_err(),
         store.append(&ghost, &turn("q", "a")).unwrap_err(),
         store.update(&ghost, |_| Ok(())).unwrap_err(),
-        store.fold(&ghost, 0, String::new(), 0).unwrap_err(),
+        store
+            .fold(&ghost, 0, (String::new(), DataClass::Internal), 0)
+            .unwrap_err(),
         store.reset(&ghost).unwrap_err(),
         store.set_active(&ghost).unwrap_err(),
     ];

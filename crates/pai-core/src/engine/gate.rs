@@ -1,0 +1,293 @@
+//! The egress gate's policy half for model calls: before a request leaves, every part is
+//! screened — found secrets and personal data become placeholders, parts whose class the
+//! endpoint may not see are withheld — and the call as a whole is checked. What it
+//! decided goes to the audit as `policy` rows; what it sent is described in the prompt row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use pai_audit::EventKind;
+use pai_policy::{Decision, Subject, Verdict, detect};
+use pai_types::{DataClass, Locality, Message, Origin};
+
+use super::{Engine, Scope};
+use crate::error::{CoreError, Result};
+
+/// What screening a request found and did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Screened {
+    /// The highest class of what is sent, after redaction.
+    pub class: DataClass,
+    /// One entry per part: origin, size, class and what was done.
+    pub parts: Vec<PartReport>,
+    /// Values replaced by placeholders, by kind.
+    pub redacted: BTreeMap<&'static str, usize>,
+    /// Parts withheld whole.
+    pub withheld: usize,
+}
+
+/// One part of a screened request, for the audit and for `--dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartReport {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its class before screening.
+    pub class: DataClass,
+    /// Its size as sent, in bytes.
+    pub bytes: usize,
+    /// What the policy decided for it, and the deciding rule.
+    pub decision: Decision,
+    /// The rule.
+    pub rule: String,
+    /// Values in it replaced by placeholders.
+    pub redactions: usize,
+}
+
+impl Screened {
+    /// The prompt row's description of what left: one entry per part.
+    pub(crate) fn manifest(&self) -> String {
+        let mut out = String::from("[sent:");
+        for (i, p) in self.parts.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            let _ = write!(out, "{sep}{} {} B {}", p.origin, p.bytes, p.class);
+            if p.redactions > 0 {
+                let _ = write!(out, ", {} redacted", p.redactions);
+            }
+            if p.decision == Decision::Redact && p.redactions == 0 {
+                let _ = write!(out, ", withheld by {}", p.rule);
+            }
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// Placeholders for redacted values: the same value gets the same placeholder for as
+/// long as the engine runs, so the model can still refer to it. Kept in memory only.
+#[derive(Debug, Default)]
+pub(crate) struct Placeholders {
+    by_value: HashMap<String, String>,
+    counts: HashMap<&'static str, usize>,
+}
+
+impl Placeholders {
+    fn get(&mut self, kind: &'static str, value: &str) -> String {
+        if let Some(p) = self.by_value.get(value) {
+            return p.clone();
+        }
+        let n = self.counts.entry(kind).or_insert(0);
+        *n += 1;
+        let p = format!("\u{27e8}{kind}_{n}\u{27e9}");
+        self.by_value.insert(value.to_string(), p.clone());
+        p
+    }
+}
+
+/// The host of an endpoint URL, for rules (`api.openai.com`).
+pub(crate) fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.starts_with('[') {
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| h)
+            .trim_start_matches('[')
+            .to_string();
+    }
+    authority
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+impl Engine {
+    /// Screens `messages` for the session's endpoint, in place. Fails, sending nothing,
+    /// when a part or the call itself is denied.
+    pub(crate) fn screen(&self, scope: &Scope<'_>, messages: &mut [Message]) -> Result<Screened> {
+        let info = self.provider.info();
+        let locality = info.locality;
+        let provider = info.name.as_str();
+        let mut screened = Screened::default();
+        let mut notable: BTreeMap<(String, Decision), (String, usize)> = BTreeMap::new();
+        let mut note = |v: &Verdict, what: String| {
+            if !v.is_trivial() {
+                let e = notable
+                    .entry((v.rule.clone(), v.decision))
+                    .or_insert_with(|| (format!("{what}: {}", v.reason), 0));
+                e.1 += 1;
+            }
+        };
+        for m in messages.iter_mut() {
+            let origin = m.provenance.origin.clone();
+            let base = m.class();
+            let mut sent_class = DataClass::Public;
+            let mut redactions = 0;
+            let findings = detect::scan(&m.content);
+            if !findings.is_empty() {
+                let mut out = String::with_capacity(m.content.len());
+                let mut last = 0;
+                for f in &findings {
+                    let verdict = self
+                        .policy
+                        .check(&Subject::part(&origin, f.class, locality, provider));
+                    match verdict.decision {
+                        Decision::Allow => sent_class = sent_class.max(f.class),
+                        Decision::Redact => {
+                            let value = &m.content[f.start..f.end];
+                            out.push_str(&m.content[last..f.start]);
+                            out.push_str(&self.placeholders().get(f.kind, value));
+                            last = f.end;
+                            redactions += 1;
+                            *screened.redacted.entry(f.kind).or_insert(0) += 1;
+                            note(&verdict, format!("{} in {origin} redacted", f.kind));
+                        }
+                        Decision::Ask | Decision::Deny => {
+                            return Err(self.refuse(
+                                scope,
+                                format!(
+                                    "sending {} found in {origin} to {provider} ({locality})",
+                                    f.kind
+                                ),
+                                verdict,
+                            ));
+                        }
+                    }
+                }
+                out.push_str(&m.content[last..]);
+                m.content = out;
+            }
+            let verdict = self
+                .policy
+                .check(&Subject::part(&origin, base, locality, provider));
+            match verdict.decision {
+                Decision::Allow => sent_class = sent_class.max(base),
+                Decision::Redact => {
+                    m.content = format!(
+                        "[withheld: this {origin} is {base} data, which policy rule '{}' keeps from {provider} ({locality}): {}]",
+                        verdict.rule, verdict.reason
+                    );
+                    screened.withheld += 1;
+                    note(&verdict, format!("{origin} ({base}) withheld"));
+                }
+                Decision::Ask | Decision::Deny => {
+                    return Err(self.refuse(
+                        scope,
+                        format!("sending {origin} ({base}) to {provider} ({locality})"),
+                        verdict,
+                    ));
+                }
+            }
+            screened.class = screened.class.max(sent_class);
+            screened.parts.push(PartReport {
+                origin,
+                class: base,
+                bytes: m.content.len(),
+                decision: verdict.decision,
+                rule: verdict.rule,
+                redactions,
+            });
+        }
+        let host = host_of(&info.endpoint);
+        let call = Subject::send(provider, &host, locality, screened.class).with_mode(scope.mode);
+        let verdict = self.policy.check(&call);
+        match verdict.decision {
+            Decision::Allow | Decision::Redact => note(&verdict, format!("call to {provider}")),
+            Decision::Ask | Decision::Deny => {
+                return Err(self.refuse(
+                    scope,
+                    format!(
+                        "a call to {provider} ({locality}{})",
+                        if locality == Locality::Remote {
+                            format!(", {host}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    verdict,
+                ));
+            }
+        }
+        for ((rule, decision), (what, count)) in notable {
+            let times = if count > 1 {
+                format!(" ({count} times)")
+            } else {
+                String::new()
+            };
+            // Deferred: the prompt row written next is durable and covers these.
+            self.audit.record_deferred(&self.event(
+                scope,
+                EventKind::Policy,
+                format!("{decision} by {rule}: {what}{times}"),
+            ))?;
+        }
+        Ok(screened)
+    }
+
+    /// Records a refusal (durably: nothing else will follow it) and builds its error.
+    fn refuse(&self, scope: &Scope<'_>, what: String, verdict: Verdict) -> CoreError {
+        let row = self.event(
+            scope,
+            EventKind::Policy,
+            format!(
+                "{} by {}: {what}: {}",
+                verdict.decision, verdict.rule, verdict.reason
+            ),
+        );
+        if let Err(e) = self.audit.record(&row) {
+            return CoreError::Audit(e);
+        }
+        CoreError::Refused {
+            what,
+            rule: verdict.rule,
+            reason: verdict.reason,
+        }
+    }
+
+    /// `text` with every finding replaced by its placeholder: what the audit keeps of
+    /// typed input, so the log never becomes a secret store.
+    pub(crate) fn mask(&self, text: &str) -> String {
+        let findings = detect::scan(text);
+        if findings.is_empty() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        let mut placeholders = self.placeholders();
+        for f in findings {
+            out.push_str(&text[last..f.start]);
+            out.push_str(&placeholders.get(f.kind, &text[f.start..f.end]));
+            last = f.end;
+        }
+        out.push_str(&text[last..]);
+        out
+    }
+
+    fn placeholders(&self) -> std::sync::MutexGuard<'_, Placeholders> {
+        self.placeholders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_endpoints() {
+        assert_eq!(host_of("https://api.openai.com/v1"), "api.openai.com");
+        assert_eq!(host_of("http://127.0.0.1:8080/v1"), "127.0.0.1");
+        assert_eq!(host_of("http://[::1]:8080/v1"), "::1");
+        assert_eq!(host_of("https://u:p@Example.org"), "example.org");
+        assert_eq!(host_of("in-process"), "in-process");
+    }
+
+    #[test]
+    fn the_same_value_keeps_its_placeholder() {
+        let mut p = Placeholders::default();
+        let a = p.get("EMAIL", "a@b.pt");
+        assert_eq!(a, "\u{27e8}EMAIL_1\u{27e9}");
+        assert_eq!(p.get("EMAIL", "c@d.pt"), "\u{27e8}EMAIL_2\u{27e9}");
+        assert_eq!(p.get("EMAIL", "a@b.pt"), a);
+    }
+}
