@@ -13,6 +13,7 @@ mod tool;
 
 pub use builtin::{
     CurrentTime, HttpGet, ListDir, ReadFile, SearchFiles, SqliteQuery, WriteFile, builtin_tools,
+    classify_addr,
 };
 pub use mcp::{McpClient, McpServerConfig, connect_mcp, connect_mcp_servers};
 pub use registry::ToolRegistry;
