@@ -361,7 +361,13 @@ fn chain(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kind, classify};
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use super::{Kind, chain, classify, pinned_client};
+    use crate::tool::Hop;
 
     #[test]
     fn content_types_are_classified() {
@@ -372,5 +378,41 @@ mod tests {
         assert_eq!(classify(Some("image/png")), Kind::Binary);
         assert_eq!(classify(Some("application/octet-stream")), Kind::Binary);
         assert_eq!(classify(None), Kind::Unknown);
+    }
+
+    /// The client goes to the checked address whatever the name: the system resolver is never
+    /// asked (`pinned.invalid` does not exist), and any other name is not looked up at all.
+    #[tokio::test]
+    async fn the_client_connects_only_to_the_checked_address() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let port = server.address().port();
+        let hop = Hop {
+            tool: "http_get".into(),
+            method: "GET".into(),
+            url: format!("http://pinned.invalid:{port}/"),
+            host: "pinned.invalid".into(),
+            port,
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            special: Some("loopback"),
+            redirect_from: None,
+        };
+        let client = pinned_client(&hop, Duration::from_secs(10)).unwrap();
+        let response = client.get(&hop.url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let err = client
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            chain(&err).contains("http_get resolves hosts itself; no lookup of localhost"),
+            "{}",
+            chain(&err)
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 }
