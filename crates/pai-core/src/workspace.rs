@@ -328,6 +328,7 @@ impl Workspace {
             roots,
             max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
             timeout: Duration::from_secs(self.config.tools.timeout_secs.max(1)),
+            ..ToolContext::default()
         })
     }
 }

@@ -1,13 +1,17 @@
 use std::error::Error as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::Url;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
+use super::net::plan_hop;
 use super::{blocking, html, info, looks_binary, parse_args};
-use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
+use crate::tool::{Effect, Hop, HopSent, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
 /// Most body bytes downloaded; the rest of a larger body is never fetched.
 const MAX_DOWNLOAD_BYTES: usize = 2 * 1024 * 1024;
@@ -39,7 +43,9 @@ impl HttpGet {
              text as is; images and other binary content are refused. The answer starts with \
              the final URL (after redirects), the HTTP status and the content type. At most \
              2 MiB is downloaded; a cut body ends with a `[…` line. A status other than 2xx is \
-             an error.",
+             an error. Addresses on this machine or a private network (localhost, 10.x, \
+             192.168.x, link-local, cloud metadata) are refused unless a policy rule allows \
+             the host.",
             serde_json::json!({
                 "type": "object",
                 "properties": {
@@ -96,24 +102,7 @@ impl Tool for HttpGet {
                 url.scheme()
             )));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT.min(cx.timeout))
-            .timeout(cx.timeout)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ToolError::Failed(format!("cannot start an HTTP client: {}", chain(&e)))
-            })?;
-        let mut response = client
-            .get(url.clone())
-            .header(
-                ACCEPT,
-                "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
-            )
-            .send()
-            .await
-            .map_err(|e| request_failed(&url, &e, cx.timeout))?;
+        let mut response = fetch(url, cx).await?;
 
         let final_url = response.url().clone();
         let status = response.status();
@@ -197,6 +186,128 @@ impl Tool for HttpGet {
     }
 }
 
+/// GETs `url`, following redirects itself so that every hop is resolved, classified and put
+/// to the gate before anything is sent, and is sent to exactly the address checked.
+async fn fetch(mut url: Url, cx: &ToolContext) -> Result<reqwest::Response, ToolError> {
+    let deadline = Instant::now() + cx.timeout;
+    let time_left = || deadline.saturating_duration_since(Instant::now());
+    let timed_out = |url: &Url| {
+        ToolError::Failed(format!(
+            "GET {url} did not answer within {:?}; try again later or another URL",
+            cx.timeout
+        ))
+    };
+    let mut redirect_from: Option<Url> = None;
+    let mut redirects = 0;
+    loop {
+        let hop = plan_hop("http_get", "GET", &url, redirect_from.as_ref(), time_left()).await?;
+        cx.net.check(&hop).await.map_err(ToolError::Refused)?;
+        if time_left().is_zero() {
+            return Err(timed_out(&url));
+        }
+        let client = pinned_client(&hop, time_left())?;
+        let sent = client
+            .get(url.clone())
+            .header(
+                ACCEPT,
+                "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
+            )
+            .send()
+            .await;
+        match &sent {
+            Ok(response) => report_sent(cx, hop, Some(response.status().as_u16())),
+            // A refused or failed connection sent nothing; anything later may have sent the
+            // request, and the audit must not miss a request that left.
+            Err(e) if e.is_connect() => {}
+            Err(_) => report_sent(cx, hop, None),
+        }
+        let response = sent.map_err(|e| request_failed(&url, &e, cx.timeout))?;
+        let Some(next) = redirect_target(&url, &response)? else {
+            return Ok(response);
+        };
+        if redirects == MAX_REDIRECTS {
+            return Err(ToolError::Failed(format!(
+                "GET {url} redirected more than {MAX_REDIRECTS} times; give the final URL"
+            )));
+        }
+        redirects += 1;
+        redirect_from = Some(std::mem::replace(&mut url, next));
+    }
+}
+
+/// A client that connects only to the hop's checked address: its host is pinned to it, any
+/// other name fails to resolve, no proxy, no redirects of its own.
+fn pinned_client(hop: &Hop, timeout: Duration) -> Result<reqwest::Client, ToolError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(NoLookups)
+        .resolve(&hop.host, SocketAddr::new(hop.addr, hop.port))
+        .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ToolError::Failed(format!("cannot start an HTTP client: {}", chain(&e))))
+}
+
+fn report_sent(cx: &ToolContext, hop: Hop, status: Option<u16>) {
+    cx.net.sent(&HopSent {
+        hop,
+        bytes: 0,
+        // A GET sends no body.
+        body_sha256: hex::encode(Sha256::digest(b"")),
+        status,
+    });
+}
+
+/// Where a redirect response points, resolved against the URL that gave it; `None` when the
+/// response is not a redirect to follow (no `Location`, or a status such as 304).
+fn redirect_target(url: &Url, response: &reqwest::Response) -> Result<Option<Url>, ToolError> {
+    if !matches!(
+        response.status(),
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    ) {
+        return Ok(None);
+    }
+    let Some(location) = response.headers().get(LOCATION) else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        ToolError::Failed(format!(
+            "GET {url} redirected to {why}; http_get follows redirects to http:// and https:// URLs only"
+        ))
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| bad("a Location that is not text".into()))?;
+    let next = url
+        .join(location)
+        .map_err(|e| bad(format!("'{location}', which is not a valid URL ({e})")))?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(bad(next.to_string()));
+    }
+    Ok(Some(next))
+}
+
+/// The resolver of a pinned client: the checked host is answered by its override, so any
+/// other lookup is a bug and must not reach the system resolver.
+#[derive(Debug, Clone, Copy)]
+struct NoLookups;
+
+impl reqwest::dns::Resolve for NoLookups {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let message = format!(
+            "http_get resolves hosts itself; no lookup of {}",
+            name.as_str()
+        );
+        Box::pin(async move { Err(message.into()) })
+    }
+}
+
 fn classify(content_type: Option<&str>) -> Kind {
     let Some(content_type) = content_type else {
         return Kind::Unknown;
@@ -233,11 +344,6 @@ fn request_failed(url: &Url, e: &reqwest::Error, timeout: Duration) -> ToolError
             "GET {url} did not answer within {timeout:?}; try again later or another URL"
         ));
     }
-    if e.is_redirect() {
-        return ToolError::Failed(format!(
-            "GET {url} redirected more than {MAX_REDIRECTS} times; give the final URL"
-        ));
-    }
     ToolError::Failed(format!("GET {url} failed: {}", chain(e)))
 }
 
@@ -255,7 +361,13 @@ fn chain(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kind, classify};
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use super::{Kind, chain, classify, pinned_client};
+    use crate::tool::Hop;
 
     #[test]
     fn content_types_are_classified() {
@@ -266,5 +378,41 @@ mod tests {
         assert_eq!(classify(Some("image/png")), Kind::Binary);
         assert_eq!(classify(Some("application/octet-stream")), Kind::Binary);
         assert_eq!(classify(None), Kind::Unknown);
+    }
+
+    /// The client goes to the checked address whatever the name: the system resolver is never
+    /// asked (`pinned.invalid` does not exist), and any other name is not looked up at all.
+    #[tokio::test]
+    async fn the_client_connects_only_to_the_checked_address() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let port = server.address().port();
+        let hop = Hop {
+            tool: "http_get".into(),
+            method: "GET".into(),
+            url: format!("http://pinned.invalid:{port}/"),
+            host: "pinned.invalid".into(),
+            port,
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            special: Some("loopback"),
+            redirect_from: None,
+        };
+        let client = pinned_client(&hop, Duration::from_secs(10)).unwrap();
+        let response = client.get(&hop.url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let err = client
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            chain(&err).contains("http_get resolves hosts itself; no lookup of localhost"),
+            "{}",
+            chain(&err)
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 }

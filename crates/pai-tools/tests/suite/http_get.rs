@@ -10,7 +10,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::support::{call, error, text};
+use super::support::{call, error, loopback_cx, text};
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html><head><title>Release notes</title>
@@ -32,8 +32,9 @@ async fn server(route: &str, response: ResponseTemplate) -> MockServer {
     server
 }
 
+/// These servers listen on 127.0.0.1, which only a gate that allows it lets through.
 fn cx() -> ToolContext {
-    ToolContext::default()
+    loopback_cx()
 }
 
 #[tokio::test]
@@ -201,7 +202,7 @@ async fn a_huge_body_is_capped_while_streaming() {
     let roomy = ToolContext {
         max_output_bytes: 8 * 1024 * 1024,
         timeout: Duration::from_secs(20),
-        ..ToolContext::default()
+        ..loopback_cx()
     };
     let started = Instant::now();
     let out = HttpGet::new()
@@ -224,7 +225,7 @@ async fn a_huge_body_is_capped_while_streaming() {
 
     // Through the registry the session's output cap then applies, with its marker.
     let url = endless_server();
-    let out = call("http_get", json!({ "url": url }), &ToolContext::default())
+    let out = call("http_get", json!({ "url": url }), &cx())
         .await
         .unwrap();
     assert!(out.truncated);

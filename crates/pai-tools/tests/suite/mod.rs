@@ -4,6 +4,7 @@ mod builtin;
 mod confinement;
 mod current_time;
 mod http_get;
+mod http_get_gate;
 mod list_dir;
 mod mcp;
 mod read_file;

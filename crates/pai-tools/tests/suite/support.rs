@@ -2,8 +2,13 @@
 //! what no tool may reach, and `root-evil/` shares `root`'s name as a string prefix.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use pai_tools::{ToolContext, ToolError, ToolOutput, ToolRegistry, builtin_tools};
+use async_trait::async_trait;
+use pai_tools::{
+    Hop, HopSent, NetGate, PublicOnly, ToolContext, ToolError, ToolOutput, ToolRegistry,
+    builtin_tools,
+};
 
 pub struct Sandbox {
     _dir: tempfile::TempDir,
@@ -82,4 +87,72 @@ pub async fn error(name: &str, args: serde_json::Value, cx: &ToolContext) -> Too
         Ok(out) => panic!("{name}({args}) should have failed, got:\n{}", out.content),
         Err(e) => e,
     }
+}
+
+/// An egress gate for tests: allows the hosts it is given (whatever they resolve to), answers
+/// the rest as [`PublicOnly`] does, and records every hop checked and sent.
+#[derive(Debug, Default)]
+pub struct TestGate {
+    allow: Vec<String>,
+    /// When set, every hop is refused with this reason.
+    refuse_with: Option<String>,
+    checked: Mutex<Vec<Hop>>,
+    sent: Mutex<Vec<HopSent>>,
+}
+
+impl TestGate {
+    /// Allows these hosts, as [`Hop::host`] spells them (`127.0.0.1`, `localhost`, `::1`).
+    pub fn allowing(hosts: &[&str]) -> Arc<Self> {
+        Arc::new(Self {
+            allow: hosts.iter().map(|h| h.to_string()).collect(),
+            ..Self::default()
+        })
+    }
+
+    /// Refuses every hop with `reason`.
+    pub fn refusing(reason: &str) -> Arc<Self> {
+        Arc::new(Self {
+            refuse_with: Some(reason.into()),
+            ..Self::default()
+        })
+    }
+
+    pub fn checked(&self) -> Vec<Hop> {
+        self.checked.lock().unwrap().clone()
+    }
+
+    pub fn sent(&self) -> Vec<HopSent> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// A tool context whose gate is this one.
+    pub fn cx(self: &Arc<Self>) -> ToolContext {
+        ToolContext {
+            net: self.clone(),
+            ..ToolContext::default()
+        }
+    }
+}
+
+#[async_trait]
+impl NetGate for TestGate {
+    async fn check(&self, hop: &Hop) -> Result<(), String> {
+        self.checked.lock().unwrap().push(hop.clone());
+        if let Some(reason) = &self.refuse_with {
+            return Err(reason.clone());
+        }
+        if self.allow.contains(&hop.host) {
+            return Ok(());
+        }
+        PublicOnly::verdict(hop)
+    }
+
+    fn sent(&self, sent: &HopSent) {
+        self.sent.lock().unwrap().push(sent.clone());
+    }
+}
+
+/// A context whose gate lets the tests reach their servers on 127.0.0.1.
+pub fn loopback_cx() -> ToolContext {
+    TestGate::allowing(&["127.0.0.1"]).cx()
 }
