@@ -170,7 +170,7 @@ fn show(
     }
     outln!("safe mode: {}", if policy.safe() { "on" } else { "off" });
     outln!(
-        "Rules, in the order they are consulted: the first layer with a matching rule decides (safe mode, then policy.toml and session constraints, then built-in defaults); within a layer the strictest wins (deny > ask > redact > allow)."
+        "Rules, in the order they are consulted: the first layer with a matching rule decides (guards and safe mode, then policy.toml and session constraints, then built-in defaults); within a layer the strictest wins (deny > ask > redact > allow)."
     );
     let mut layer = String::new();
     for r in &rules {
@@ -187,6 +187,8 @@ fn show(
 fn layer_of(r: &RuleSummary) -> String {
     if r.on == ["classify"] {
         "file classes".into()
+    } else if r.id.starts_with("guard:") {
+        "guards (no rule loosens them; --allow answers their question up front)".into()
     } else if r.id.starts_with("safe:") {
         "safe mode".into()
     } else if r.source == "built-in" {
@@ -219,30 +221,12 @@ fn rule_line(r: &RuleSummary) -> String {
 /// Why an address is not public, from its literal (names other than `localhost` are
 /// resolved only when a tool really connects; the tool checks every address it gets).
 fn special_of(host: &str) -> Option<&'static str> {
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+    let lower = host.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
         return Some("loopback");
     }
     let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
-    let v4 = match ip {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4,
-            None if v6.is_loopback() => return Some("loopback"),
-            None if v6.is_unspecified() => return Some("unspecified"),
-            None => return None,
-        },
-    };
-    if v4.is_loopback() {
-        Some("loopback")
-    } else if v4.is_private() {
-        Some("private")
-    } else if v4.is_link_local() {
-        Some("link-local")
-    } else if v4.is_unspecified() {
-        Some("unspecified")
-    } else {
-        None
-    }
+    pai_tools::classify_addr(ip)
 }
 
 fn verdict_line(what: &str, v: &Verdict) -> String {

@@ -13,6 +13,7 @@ mod error;
 mod keys;
 mod manage;
 mod models;
+mod netgate;
 mod paths;
 mod pricing;
 mod session;
@@ -37,6 +38,7 @@ pub use keys::{
 };
 pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
 pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
+pub use netgate::PolicyGate;
 /// The policy crate, re-exported so an embedder needs no second dependency.
 pub use pai_policy as policy;
 pub use pai_policy::{Constraint, ConstraintKind, Decision};

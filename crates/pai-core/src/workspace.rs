@@ -18,6 +18,7 @@ use crate::context::ContextManager;
 use crate::engine::{Budgets, Engine, Limits, UsageLedger};
 use crate::error::{CoreError, Result};
 use crate::keys::resolve_provider_with;
+use crate::netgate::PolicyGate;
 use crate::paths::Paths;
 use crate::session::{SessionMeta, SessionStore};
 use crate::vault::Vault;
@@ -217,15 +218,24 @@ impl Workspace {
                 ));
             }
         }
+        let policy: Arc<dyn Policy> = Arc::new(policy);
+        let mut cx = self.tool_context(&opts.roots, &opts.cwd)?;
+        cx.net = Arc::new(PolicyGate::new(
+            policy.clone(),
+            audit.clone(),
+            opts.approver.clone(),
+            meta.name.clone(),
+            mode,
+        ));
         let mut engine = Engine::new(
             provider,
             audit,
             self.store.clone(),
             ContextManager::new(self.config.context.clone()),
         )
-        .with_tools(tools, self.tool_context(&opts.roots, &opts.cwd)?)
+        .with_tools(tools, cx)
         .with_approver(opts.approver.clone())
-        .with_policy(Arc::new(policy))
+        .with_policy(policy)
         .with_budgets(Budgets {
             session: meta.budget_tokens,
             daily,

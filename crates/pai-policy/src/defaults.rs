@@ -110,17 +110,24 @@ pub(crate) fn rules() -> Vec<Rule> {
             "agent mode asks before a tool runs programs",
             tool_in(Effect::Exec, Mode::Agent),
         ),
-        rule(
-            "default:secret-in-context-asks-network",
-            Ask,
-            "secret or untrusted data is in this turn's context, so network tools need your approval",
-            Matcher {
-                effect: Some(Effect::Network),
-                tainted: Some(true),
-                ..on(&[Action::Tool])
-            },
-        ),
     ]
+}
+
+/// Rules no user rule can loosen (only `--allow <effect>` answers their Ask up front):
+/// once the model has seen secret data or untrusted content in a turn, a network call
+/// could carry it out, whatever host a rule allows.
+pub(crate) fn guard_rules() -> Vec<Rule> {
+    use Decision::*;
+    vec![rule(
+        "guard:secret-in-context-asks-network",
+        Ask,
+        "secret or untrusted data is in this turn's context, so network tools need your approval",
+        Matcher {
+            effect: Some(Effect::Network),
+            tainted: Some(true),
+            ..on(&[Action::Tool])
+        },
+    )]
 }
 
 pub(crate) fn safe_rules() -> Vec<Rule> {

@@ -192,7 +192,7 @@ impl Default for RulePolicy {
     fn default() -> Self {
         Self {
             safe: false,
-            safe_rules: Vec::new(),
+            safe_rules: defaults::guard_rules(),
             user: Vec::new(),
             defaults: defaults::rules(),
             classify_user: Vec::new(),
@@ -277,11 +277,10 @@ impl RulePolicy {
     /// Turns safe mode on or off (from `--safe`, `policy.toml` or the session).
     pub fn set_safe(&mut self, safe: bool) {
         self.safe = safe;
-        self.safe_rules = if safe {
-            defaults::safe_rules()
-        } else {
-            Vec::new()
-        };
+        self.safe_rules = defaults::guard_rules();
+        if safe {
+            self.safe_rules.extend(defaults::safe_rules());
+        }
     }
 
     /// Adds a session's constraints as rules. `tools` are the names of the tools that
@@ -632,9 +631,12 @@ fn compile_rule(def: &RuleDef, source: &str, home: Option<&Path>) -> Result<Rule
     let decision = parse_decision(&def.decision)?;
     let when = compile_fields(&def.fields, home)?;
     let id = def.id.clone().unwrap_or_else(|| source.to_string());
-    if id.starts_with("default:") || id.starts_with("safe:") || id.starts_with("session:") {
+    if ["default:", "safe:", "session:", "guard:"]
+        .iter()
+        .any(|p| id.starts_with(p))
+    {
         return Err(format!(
-            "rule id '{id}' uses a reserved prefix (default:, safe:, session:)"
+            "rule id '{id}' uses a reserved prefix (default:, guard:, safe:, session:)"
         ));
     }
     for (i, ex) in def.examples.iter().enumerate() {

@@ -60,6 +60,18 @@ impl ToolRegistry {
         }
     }
 
+    /// The same registry without the tools named in `names`.
+    pub fn without(&self, names: &[String]) -> ToolRegistry {
+        ToolRegistry {
+            tools: self
+                .tools
+                .iter()
+                .filter(|(n, _)| !names.contains(n))
+                .map(|(n, t)| (n.clone(), t.clone()))
+                .collect(),
+        }
+    }
+
     /// Runs a call with the context's time cap and cuts oversized output with a marker.
     /// Failures come back as errors for the model to read; they never end a turn.
     pub async fn call(

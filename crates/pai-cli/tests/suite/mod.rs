@@ -14,6 +14,7 @@ mod help;
 mod init;
 mod keys;
 mod local;
+mod policy;
 mod prompt;
 mod providers;
 mod sessions;

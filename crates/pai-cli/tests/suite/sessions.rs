@@ -53,6 +53,8 @@ async fn status_shows_provider_model_endpoint_locality_messages_tokens_and_key_s
             "cost_usd": 0.0,
             "created_at": null,
             "updated_at": null,
+            "safe": false,
+            "constraints": [],
         })
     );
 }

@@ -13,7 +13,7 @@ use super::{FAST_CONFIG, Pai};
 /// A model that answers with the next scripted reply (the last one repeats) and keeps
 /// every request it got.
 #[derive(Clone, Default)]
-struct Script {
+pub(super) struct Script {
     replies: Arc<Mutex<VecDeque<Value>>>,
     requests: Arc<Mutex<Vec<Value>>>,
 }
@@ -33,7 +33,7 @@ impl Respond for Script {
 }
 
 impl Script {
-    async fn mount(replies: Vec<Value>) -> (MockOpenAi, Script) {
+    pub(super) async fn mount(replies: Vec<Value>) -> (MockOpenAi, Script) {
         let mock = MockOpenAi::start().await;
         let script = Script {
             replies: Arc::new(Mutex::new(replies.into())),
@@ -46,7 +46,7 @@ impl Script {
         (mock, script)
     }
 
-    fn requests(&self) -> Vec<Value> {
+    pub(super) fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
     }
 
@@ -66,7 +66,7 @@ impl Script {
     }
 }
 
-fn tool_call(name: &str, args: Value, tokens: u64) -> Value {
+pub(super) fn tool_call(name: &str, args: Value, tokens: u64) -> Value {
     json!({
         "choices": [{
             "index": 0,
@@ -80,7 +80,7 @@ fn tool_call(name: &str, args: Value, tokens: u64) -> Value {
     })
 }
 
-fn answer(text: &str, tokens: u64) -> Value {
+pub(super) fn answer(text: &str, tokens: u64) -> Value {
     json!({
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }],
         "usage": { "prompt_tokens": tokens, "completion_tokens": 0 }

@@ -315,9 +315,25 @@ impl Engine {
         self
     }
 
-    /// The tools `mode` offers (see [`Mode::offers`]).
+    /// The tools `mode` offers (see [`Mode::offers`]), less those the policy refuses
+    /// outright (safe mode's network tools, a session's `deny write_file`): a model is not
+    /// offered what it may never call.
     pub fn offered_tools(&self, mode: Mode) -> ToolRegistry {
-        self.tools.filtered(|effect| mode.offers(effect))
+        let offered = self.tools.filtered(|effect| mode.offers(effect));
+        let refused: Vec<String> = offered
+            .infos()
+            .iter()
+            .filter(|info| {
+                let subject =
+                    pai_policy::Subject::tool(&info.spec.name, info.effects.iter().copied(), mode);
+                self.policy.check(&subject).decision == pai_policy::Decision::Deny
+            })
+            .map(|info| info.spec.name.clone())
+            .collect();
+        if refused.is_empty() {
+            return offered;
+        }
+        offered.without(&refused)
     }
 
     /// The model endpoint every call goes to.

@@ -28,10 +28,7 @@ fn defaults_keep_the_modes_table_and_keep_secrets_local() {
     assert_eq!(p.check(&net_agent).decision, Decision::Allow);
     assert_eq!(
         decide(&p, &net_agent.clone().tainted(true)),
-        (
-            Decision::Ask,
-            "default:secret-in-context-asks-network".into()
-        )
+        (Decision::Ask, "guard:secret-in-context-asks-network".into())
     );
     let write_agent = Subject::tool("write_file", [Effect::Write], Mode::Agent);
     assert_eq!(p.check(&write_agent).decision, Decision::Ask);
