@@ -153,6 +153,14 @@ pub fn run(write_docs: bool) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&home);
+    let gate = gate_cost(&root)?;
+    println!(
+        "{:<68} median {:>6.3} ms   p90 {:>6.3} ms",
+        gate.name,
+        ms(gate.median),
+        ms(gate.p90)
+    );
+    rows.push(gate);
 
     if write_docs {
         let mut table = String::from(
@@ -179,6 +187,41 @@ pub fn run(write_docs: bool) -> Result<()> {
         println!("updated {}", path.display());
     }
     Ok(())
+}
+
+/// What the egress gate's policy half costs per model call, measured in process by
+/// `crates/pai-policy/examples/gate_cost.rs` built in release (see its doc).
+fn gate_cost(root: &Path) -> Result<Row> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "pai-policy",
+            "--example",
+            "gate_cost",
+        ])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "the gate_cost example failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let name = lines
+        .next()
+        .context("gate_cost printed nothing")?
+        .to_string();
+    let times = lines
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .collect();
+    Ok(row(name, times, None, None))
 }
 
 fn row(name: String, mut times: Vec<Duration>, rss_kib: Option<u64>, syncs: Option<f64>) -> Row {

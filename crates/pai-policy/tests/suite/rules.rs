@@ -266,3 +266,25 @@ fn files_get_classes_from_path_rules() {
     );
     let _ = Action::ALL;
 }
+
+#[test]
+fn the_example_in_docs_policy_md_loads() {
+    let doc = include_str!("../../../../docs/policy.md");
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let p =
+        RulePolicy::parse_with_home(&doc[start..end], "docs", Some(Path::new("/home/me"))).unwrap();
+    p.check_tools(TOOLS).unwrap();
+    let paste = Subject::fetch("https://x.pastebin.com/", "x.pastebin.com", None);
+    assert_eq!(
+        decide(&p, &paste),
+        (Decision::Deny, "no-paste-sites".into())
+    );
+    let docs = Subject::fetch("http://localhost:8000/", "localhost", Some("loopback"))
+        .with_host("localhost", Some(8000));
+    assert_eq!(decide(&p, &docs), (Decision::Allow, "local-docs".into()));
+    assert_eq!(
+        p.classify_path(Path::new("/home/me/payroll/may.csv")).class,
+        DataClass::Personal
+    );
+}
