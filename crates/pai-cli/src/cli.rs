@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     about,
     // One line per paragraph: clap wraps each line to the terminal, so a hard line break
     // inside a paragraph leaves a ragged short line wherever the wrap falls.
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, chat, status, reset, model, models and switch).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
+    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe and policy).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.

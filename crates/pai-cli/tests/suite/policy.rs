@@ -472,3 +472,41 @@ fn policy_explain_and_show_say_what_would_happen_and_why() {
     let err = pai.run(&["s", "deny", "a b"]).failure().error_line();
     assert!(err.contains("not a host pattern"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_derived_from_a_secret_stays_secret_when_the_session_moves_to_the_cloud() {
+    let work = workdir();
+    let (local, _) = Script::mount(vec![
+        tool_call("read_file", json!({ "path": ".env" }), 10),
+        answer(&format!("The password is {ENV_SECRET}."), 10),
+    ])
+    .await;
+    let (cloud, cloud_script) = Script::mount(vec![answer("noted", 5)]).await;
+    let pai = Pai::new();
+    pai.home.write_config(&remote_config(&cloud.base_url()));
+    pai.init("s", &local.base_url());
+    pai.run(&[
+        "s",
+        "prompt",
+        "--root",
+        &work.path().display().to_string(),
+        "what is the db password?",
+    ])
+    .success();
+    let history = pai.history("s");
+    assert_eq!(history[1]["class"], "secret", "{history:?}");
+    assert!(history[0].get("class").is_none(), "{history:?}");
+
+    pai.run(&["s", "switch", "cloud", "--model", MODEL]).success();
+    super::Run::from_cmd(
+        pai.cmd()
+            .env("CLOUD_KEY", "k-cloud")
+            .args(["s", "chat", "--no-tools"])
+            .write_stdin("and now?\n"),
+    )
+    .success();
+    let sent = serde_json::to_string(&cloud_script.requests()).unwrap();
+    assert!(!sent.contains(ENV_SECRET), "{sent}");
+    assert!(sent.contains("[withheld: this history is secret data"), "{sent}");
+    assert!(sent.contains("what is the db password?"), "{sent}");
+}
