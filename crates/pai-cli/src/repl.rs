@@ -87,6 +87,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             model: Some(meta.model.clone()),
             limits: env.limits(Limits {
                 budget_tokens: args.run.budget_tokens,
+                dry_run: args.run.dry_run,
                 ..Limits::default()
             }),
         };

@@ -510,3 +510,17 @@ async fn an_answer_derived_from_a_secret_stays_secret_when_the_session_moves_to_
     assert!(sent.contains("[withheld: this history is secret data"), "{sent}");
     assert!(sent.contains("what is the db password?"), "{sent}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_dry_run_shows_each_request_and_stores_nothing() {
+    let mock = MockOpenAi::start().await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let run = pai
+        .run_stdin(&["s", "chat", "--dry-run", "--no-tools"], "hello there\n")
+        .success();
+    assert!(run.stdout.contains("dry run: nothing was sent."), "{}", run.stdout);
+    assert!(run.stdout.contains("hello there"), "{}", run.stdout);
+    assert!(mock.requests().await.is_empty());
+    assert_eq!(pai.history("s").len(), 0);
+}
