@@ -13,6 +13,10 @@ impl Approver for TerminalApprover {
     async fn approve(&self, request: &ApprovalRequest) -> Approval {
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         if !interactive {
+            if request.tool == "send" {
+                // The refused call ends the command with its own error line, naming the rule.
+                return Approval::No;
+            }
             let target = request
                 .target
                 .as_deref()

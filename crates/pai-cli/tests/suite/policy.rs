@@ -497,7 +497,8 @@ async fn an_answer_derived_from_a_secret_stays_secret_when_the_session_moves_to_
     assert_eq!(history[1]["class"], "secret", "{history:?}");
     assert!(history[0].get("class").is_none(), "{history:?}");
 
-    pai.run(&["s", "switch", "cloud", "--model", MODEL]).success();
+    pai.run(&["s", "switch", "cloud", "--model", MODEL])
+        .success();
     super::Run::from_cmd(
         pai.cmd()
             .env("CLOUD_KEY", "k-cloud")
@@ -507,7 +508,10 @@ async fn an_answer_derived_from_a_secret_stays_secret_when_the_session_moves_to_
     .success();
     let sent = serde_json::to_string(&cloud_script.requests()).unwrap();
     assert!(!sent.contains(ENV_SECRET), "{sent}");
-    assert!(sent.contains("[withheld: this history is secret data"), "{sent}");
+    assert!(
+        sent.contains("[withheld: this history is secret data"),
+        "{sent}"
+    );
     assert!(sent.contains("what is the db password?"), "{sent}");
 }
 
@@ -519,8 +523,31 @@ async fn chat_dry_run_shows_each_request_and_stores_nothing() {
     let run = pai
         .run_stdin(&["s", "chat", "--dry-run", "--no-tools"], "hello there\n")
         .success();
-    assert!(run.stdout.contains("dry run: nothing was sent."), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("dry run: nothing was sent."),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("hello there"), "{}", run.stdout);
     assert!(mock.requests().await.is_empty());
     assert_eq!(pai.history("s").len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_that_asks_before_a_model_call_refuses_it_without_a_terminal() {
+    let mock = MockOpenAi::start().await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    std::fs::write(
+        pai.home.config().join("policy.toml"),
+        "[[rule]]\nid = \"ask-first\"\non = \"send\"\nlocality = \"local\"\ndecision = \"ask\"\nreason = \"every call is confirmed\"\n",
+    )
+    .unwrap();
+    let run = pai.run(&["s", "prompt", "--no-tools", "hi"]).failure();
+    let err = run.error_line();
+    assert!(
+        err.contains("refused by policy rule 'ask-first' (every call is confirmed)"),
+        "{err}"
+    );
+    assert!(mock.requests().await.is_empty());
 }

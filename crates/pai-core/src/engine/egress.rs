@@ -44,7 +44,7 @@ impl Engine {
     ) -> Result<Reply> {
         let started = Instant::now();
         let mut messages = call.messages;
-        let screened = self.screen(scope, &mut messages)?;
+        let screened = self.screen(scope, &mut messages).await?;
         if scope.dry_run {
             let info = self.provider.info();
             on_event(Event::DryRun(DryRun {

@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 
 use pai_audit::EventKind;
 use pai_policy::{Decision, Subject, Verdict, detect};
-use pai_types::{DataClass, Locality, Message, Origin};
+use pai_types::{DataClass, Effect, Locality, Message, Origin};
 
 use super::{Engine, Scope};
+use crate::approval::{Approval, ApprovalRequest};
 use crate::error::{CoreError, Result};
 
 /// What screening a request found and did.
@@ -105,7 +106,11 @@ pub(crate) fn host_of(url: &str) -> String {
 impl Engine {
     /// Screens `messages` for the session's endpoint, in place. Fails, sending nothing,
     /// when a part or the call itself is denied.
-    pub(crate) fn screen(&self, scope: &Scope<'_>, messages: &mut [Message]) -> Result<Screened> {
+    pub(crate) async fn screen(
+        &self,
+        scope: &Scope<'_>,
+        messages: &mut [Message],
+    ) -> Result<Screened> {
         let info = self.provider.info();
         let locality = info.locality;
         let provider = info.name.as_str();
@@ -172,11 +177,11 @@ impl Engine {
                     note(&verdict, format!("{origin} ({base}) withheld"));
                 }
                 Decision::Ask | Decision::Deny => {
-                    return Err(self.refuse(
-                        scope,
-                        format!("sending {origin} ({base}) to {provider} ({locality})"),
-                        verdict,
-                    ));
+                    let what = format!("sending {origin} ({base}) to {provider} ({locality})");
+                    if !self.asked_yes(&what, &info.endpoint, &verdict).await {
+                        return Err(self.refuse(scope, what, verdict));
+                    }
+                    sent_class = sent_class.max(base);
                 }
             }
             screened.class = screened.class.max(sent_class);
@@ -195,18 +200,17 @@ impl Engine {
         match verdict.decision {
             Decision::Allow | Decision::Redact => note(&verdict, format!("call to {provider}")),
             Decision::Ask | Decision::Deny => {
-                return Err(self.refuse(
-                    scope,
-                    format!(
-                        "a call to {provider} ({locality}{})",
-                        if locality == Locality::Remote {
-                            format!(", {host}")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    verdict,
-                ));
+                let what = format!(
+                    "a call to {provider} ({locality}{})",
+                    if locality == Locality::Remote {
+                        format!(", {host}")
+                    } else {
+                        String::new()
+                    }
+                );
+                if !self.asked_yes(&what, &info.endpoint, &verdict).await {
+                    return Err(self.refuse(scope, what, verdict));
+                }
             }
         }
         for ((rule, decision), (what, count)) in notable {
@@ -223,6 +227,26 @@ impl Engine {
             ))?;
         }
         Ok(screened)
+    }
+
+    /// For an Ask: the approver's answer (an Ask with nobody to ask is a no). A Deny is
+    /// never asked about.
+    async fn asked_yes(&self, what: &str, endpoint: &str, verdict: &Verdict) -> bool {
+        if verdict.decision != Decision::Ask {
+            return false;
+        }
+        let request = ApprovalRequest {
+            tool: "send".into(),
+            arguments: what.to_string(),
+            effects: [Effect::Network].into(),
+            target: Some(endpoint.to_string()),
+            rule: verdict.rule.clone(),
+            reason: verdict.reason.clone(),
+        };
+        matches!(
+            self.approver.approve(&request).await,
+            Approval::Yes | Approval::Always
+        )
     }
 
     /// Records a refusal (durably: nothing else will follow it) and builds its error.
