@@ -551,3 +551,35 @@ async fn a_rule_that_asks_before_a_model_call_refuses_it_without_a_terminal() {
     );
     assert!(mock.requests().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safe_mode_starts_no_mcp_server_and_every_start_is_audited() {
+    let (mock, _) = Script::mount(vec![answer("hi", 5)]).await;
+    let pai = Pai::new();
+    let marker = pai.home.root().join("spawned");
+    // Not a real MCP server: starting it leaves a file behind, then the handshake fails.
+    pai.home.write_config(&format!(
+        "{FAST_CONFIG}\n[mcp.probe]\ncommand = \"sh\"\nargs = [\"-c\", \"touch '{}'\"]\ntimeout_secs = 2\n",
+        marker.display()
+    ));
+    pai.init("s", &mock.base_url());
+
+    let run = pai.run(&["s", "agent", "--safe", "hello"]).success();
+    assert!(
+        run.stderr.contains("MCP server 'probe' was not started")
+            && run.stderr.contains("safe:no-mcp"),
+        "{}",
+        run.stderr
+    );
+    assert!(!marker.exists(), "safe mode started the server");
+
+    pai.run(&["s", "agent", "hello"]).success();
+    assert!(marker.exists(), "the server was never started");
+    let spawns: Vec<String> = audit_rows(&pai, EventKind::Egress)
+        .into_iter()
+        .filter(|r| r.starts_with("spawn MCP server 'probe'"))
+        .collect();
+    assert_eq!(spawns.len(), 2, "{spawns:?}");
+    assert!(spawns[0].contains("deny by safe:no-mcp"), "{spawns:?}");
+    assert!(spawns[1].contains("allow by default:allow"), "{spawns:?}");
+}
