@@ -336,6 +336,8 @@ impl Workspace {
             .collect::<Result<Vec<_>>>()?;
         Ok(ToolContext {
             roots,
+            // Filled from the workspace's paths in the next change.
+            protected: Vec::new(),
             max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
             timeout: Duration::from_secs(self.config.tools.timeout_secs.max(1)),
             ..ToolContext::default()

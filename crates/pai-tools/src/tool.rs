@@ -25,6 +25,10 @@ pub struct ToolInfo {
 pub struct ToolContext {
     /// File tools work only under these directories (canonical paths).
     pub roots: Vec<PathBuf>,
+    /// Directories or files no file tool may read, list, search or write, whatever the
+    /// roots: PAI's own state (its home, config dir, audit database). VCS internals
+    /// (`.git`, `.hg`, `.svn`, `.jj`) are refused on top of these.
+    pub protected: Vec<PathBuf>,
     /// Output beyond this many bytes is cut, with a marker saying so.
     pub max_output_bytes: usize,
     /// A call running longer than this is stopped.
@@ -37,6 +41,7 @@ impl Default for ToolContext {
     fn default() -> Self {
         Self {
             roots: Vec::new(),
+            protected: Vec::new(),
             max_output_bytes: 32 * 1024,
             timeout: Duration::from_secs(30),
             net: Arc::new(PublicOnly),

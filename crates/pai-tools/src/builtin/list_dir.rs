@@ -1,10 +1,11 @@
-use std::fs;
 use std::path::Path;
 
 use async_trait::async_trait;
+use cap_fs_ext::DirExt;
+use cap_std::fs::{Dir, DirEntry};
 use serde::Deserialize;
 
-use super::paths::resolve_existing;
+use super::paths::Guard;
 use super::{Cancel, blocking, info, page_bytes, parse_args};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -32,7 +33,8 @@ impl ListDir {
             "List a directory inside the allowed directories, sorted by name. Each line is \
              `dir  NAME/`, `file  NAME  SIZE bytes` or `link  NAME -> TARGET` (links are \
              shown, never followed). `depth` 1 (the default) lists the entries of the directory alone; \
-             up to 5 also lists subdirectories (not inside `.git`). At most 1000 entries; a \
+             up to 5 also lists subdirectories. Version-control internals (`.git` and the \
+             like) and PAI's own files are never listed. At most 1000 entries; a \
              cut listing ends with a `[…` line.",
             serde_json::json!({
                 "type": "object",
@@ -111,8 +113,9 @@ fn list(
     depth: u32,
     cancel: &Cancel,
 ) -> Result<ToolOutput, ToolError> {
-    let dir = resolve_existing(cx, requested)?;
-    let meta = fs::metadata(&dir.path)
+    let guard = Guard::new(cx)?;
+    let dir = guard.resolve_existing(requested)?;
+    let meta = std::fs::metadata(&dir.path)
         .map_err(|e| ToolError::Failed(format!("cannot read '{}': {e}", dir.shown)))?;
     if !meta.is_dir() {
         return Err(ToolError::Failed(format!(
@@ -120,14 +123,22 @@ fn list(
             dir.shown
         )));
     }
+    let failed = |e: std::io::Error| ToolError::Failed(format!("cannot list '{}': {e}", dir.shown));
+    // Listed through handles opened beneath the root, never through a symlink, so a
+    // directory swapped for a link after the check is not listed.
+    let handle = dir.open_dir().map_err(failed)?;
     let mut listing = Listing {
         lines: String::new(),
         entries: 0,
         budget: page_bytes(cx, usize::MAX),
         full: false,
     };
-    walk(&dir.path, "", depth, &mut listing, cancel)
-        .map_err(|e| ToolError::Failed(format!("cannot list '{}': {e}", dir.shown)))?;
+    let at = Place {
+        guard: &guard,
+        path: &dir.path,
+        prefix: "",
+    };
+    walk(&handle, &at, depth, &mut listing, cancel).map_err(failed)?;
     cancel.check()?;
     if listing.full {
         listing.lines.push_str(&format!(
@@ -145,40 +156,56 @@ fn list(
     Ok(ToolOutput::text(listing.lines))
 }
 
+/// Where a walk is: the canonical path of the directory and its name in the listing.
+struct Place<'a> {
+    guard: &'a Guard,
+    path: &'a Path,
+    prefix: &'a str,
+}
+
 fn walk(
-    dir: &Path,
-    prefix: &str,
+    dir: &Dir,
+    at: &Place<'_>,
     depth: u32,
     listing: &mut Listing,
     cancel: &Cancel,
 ) -> std::io::Result<()> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    let mut entries: Vec<DirEntry> = dir.entries()?.filter_map(Result::ok).collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         if listing.full || cancel.is_set() {
             return Ok(());
         }
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let file_name = entry.file_name();
+        let path = at.path.join(&file_name);
+        // VCS internals and PAI's own files are left out, not just left closed.
+        if at.guard.protection(&path).is_some() {
+            continue;
+        }
+        let name = format!("{}{}", at.prefix, file_name.to_string_lossy());
         // `DirEntry::file_type` does not follow symlinks: a link is listed, never entered.
         let Ok(kind) = entry.file_type() else {
             continue;
         };
         if kind.is_dir() {
             listing.push(format!("dir   {name}/"));
-            if depth > 1
-                && entry.file_name() != ".git"
-                && let Err(e) = walk(
-                    &entry.path(),
-                    &format!("{name}/"),
-                    depth - 1,
-                    listing,
-                    cancel,
-                )
-            {
-                listing.push(format!("      ({name}/ cannot be read: {e})"));
+            if depth > 1 {
+                let prefix = format!("{name}/");
+                let inner = Place {
+                    guard: at.guard,
+                    path: &path,
+                    prefix: &prefix,
+                };
+                let opened = dir.open_dir_nofollow(&file_name);
+                if let Err(e) =
+                    opened.and_then(|sub| walk(&sub, &inner, depth - 1, listing, cancel))
+                {
+                    listing.push(format!("      ({name}/ cannot be read: {e})"));
+                }
             }
         } else if kind.is_symlink() {
-            let target = fs::read_link(entry.path())
+            let target = dir
+                .read_link_contents(&file_name)
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|_| "?".into());
             listing.push(format!("link  {name} -> {target}"));

@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 
 use async_trait::async_trait;
@@ -123,7 +122,16 @@ fn read(
             file.shown
         ))
     };
-    let mut reader = BufReader::with_capacity(64 * 1024, File::open(&file.path).map_err(failed)?);
+    // The metadata above only picks the message; the content comes from an open beneath
+    // the root that refuses a symlink swapped in since the check.
+    let opened = file.open_file().map_err(failed)?;
+    if !opened.metadata().map_err(failed)?.is_file() {
+        return Err(ToolError::Failed(format!(
+            "'{}' is not a regular file",
+            file.shown
+        )));
+    }
+    let mut reader = BufReader::with_capacity(64 * 1024, opened);
     if looks_binary(reader.fill_buf().map_err(failed)?) {
         return Err(not_text());
     }

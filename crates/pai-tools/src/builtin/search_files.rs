@@ -1,3 +1,5 @@
+use std::io::Read;
+use std::path::Path;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -6,7 +8,7 @@ use ignore::overrides::OverrideBuilder;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::paths::{resolve_existing, show};
+use super::paths::{Guard, open_file_beneath, show};
 use super::{Cancel, blocking, cut, info, looks_binary, page_bytes, parse_args, plural};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -99,6 +101,29 @@ impl Tool for SearchFiles {
     }
 }
 
+/// A walked file's bytes, opened beneath `root`; `None` when it cannot be opened there
+/// or is too large (counted in `skipped`).
+fn read_beneath(root: &Path, path: &Path, skipped: &mut Skipped) -> Option<Vec<u8>> {
+    let rel = path.strip_prefix(root).ok()?;
+    let file = open_file_beneath(root, rel).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        skipped.large += 1;
+        return None;
+    }
+    let mut bytes = Vec::new();
+    // `take`: a file growing after the size check still stops at the cap.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        skipped.large += 1;
+        return None;
+    }
+    Some(bytes)
+}
+
 #[derive(Default)]
 struct Skipped {
     binary: usize,
@@ -111,12 +136,15 @@ fn search(
     regex: &Regex,
     cancel: &Cancel,
 ) -> Result<ToolOutput, ToolError> {
-    let start = resolve_existing(cx, args.path.as_deref().unwrap_or("."))?;
-    let base = cx
-        .roots
-        .first()
-        .and_then(|r| std::fs::canonicalize(r).ok())
-        .unwrap_or_else(|| start.path.clone());
+    let guard = Guard::new(cx)?;
+    let start = guard.resolve_existing(args.path.as_deref().unwrap_or("."))?;
+    let base = guard.roots()[0].clone();
+    let root = guard
+        .roots()
+        .iter()
+        .find(|r| start.path.starts_with(r))
+        .cloned()
+        .unwrap_or_else(|| base.clone());
     let mut walk = WalkBuilder::new(&start.path);
     walk.hidden(true)
         .git_ignore(true)
@@ -124,6 +152,9 @@ fn search(
         .require_git(false)
         .follow_links(false)
         .sort_by_file_name(|a, b| a.cmp(b));
+    // VCS internals and PAI's own files are not walked into at all.
+    let skip = guard.clone();
+    walk.filter_entry(move |entry| skip.protection(entry.path()).is_none());
     if let Some(glob) = &args.glob {
         let invalid = |e: ignore::Error| {
             ToolError::InvalidArguments(format!("the glob '{glob}' is not valid: {e}"))
@@ -157,11 +188,10 @@ fn search(
             continue;
         }
         let path = entry.path();
-        if entry.metadata().map(|m| m.len()).unwrap_or(0) > MAX_FILE_BYTES {
-            skipped.large += 1;
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(path) else {
+        // The walker goes by path, so a directory swapped for a symlink mid-walk could
+        // lead it out; the content is read only through an open beneath the root that
+        // refuses a symlink at every step.
+        let Some(bytes) = read_beneath(&root, path, &mut skipped) else {
             continue;
         };
         if looks_binary(&bytes) {

@@ -7,7 +7,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use serde::Deserialize;
 
-use super::paths::resolve_existing;
+use super::paths::{Resolved, resolve_existing};
 use super::{Cancel, blocking, cut, info, page_bytes, parse_args, plural};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -148,12 +148,15 @@ fn query(
             db.shown
         ))
     };
-    // No SQLITE_OPEN_URI: the name is a plain path, never `file:…?mode=rw`.
-    let mut conn = Connection::open_with_flags(
-        &db.path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite_failed)?;
+    let mut conn = open_checked(&db).map_err(|e| match e {
+        Opened::Io(e) => ToolError::Failed(format!("cannot open '{}': {e}", db.shown)),
+        Opened::Sqlite(e) => sqlite_failed(e),
+        Opened::Changed => ToolError::Failed(format!(
+            "'{}' changed while it was being opened (a directory on its path was \
+             replaced); try again",
+            db.shown
+        )),
+    })?;
     conn.execute_batch("PRAGMA query_only = ON")
         .map_err(sqlite_failed)?;
 
@@ -281,6 +284,83 @@ fn query(
             out.push_str(&format!("({})", plural(count, "row", "rows")));
             Ok(ToolOutput::text(out))
         }
+    }
+}
+
+enum Opened {
+    Io(std::io::Error),
+    Sqlite(rusqlite::Error),
+    /// SQLite ended up with another file than the one checked: the path was swapped.
+    Changed,
+}
+
+/// Opens the checked database read-only, making sure SQLite reads the file that was
+/// checked and not one a symlink swapped in since.
+fn open_checked(db: &Resolved) -> Result<Connection, Opened> {
+    // No SQLITE_OPEN_URI: the name is a plain path, never `file:…?mode=rw`.
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // Held open until the check below, so its inode stays the one compared against.
+        let file = db.open_file().map_err(Opened::Io)?;
+        if !file.metadata().map_err(Opened::Io)?.is_file() {
+            return Err(Opened::Io(std::io::Error::other(
+                "it is not a regular file",
+            )));
+        }
+        // SQLite resolves this magic link to the file's current path (it follows every
+        // symlink itself, to find the journal beside the real file) and opens that path.
+        // The file was opened beneath the root, so the path it names is the checked one;
+        // what SQLite opened is then compared with it, which closes the gap between
+        // SQLite's resolving and its open.
+        let conn =
+            Connection::open_with_flags(format!("/proc/self/fd/{}", file.as_raw_fd()), flags)
+                .map_err(Opened::Sqlite)?;
+        if !linux::opened_same_file(&conn, &file) {
+            return Err(Opened::Changed);
+        }
+        Ok(conn)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Elsewhere the path is opened as checked; the check-to-open window remains.
+        Connection::open_with_flags(&db.path, flags).map_err(Opened::Sqlite)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    /// SQLite holds a descriptor for the path it resolved (`conn.path()`); that descriptor
+    /// must be for the same file as `ours`. Another descriptor for that file from
+    /// elsewhere in this process would have to be open at the very moment the path is
+    /// swapped and swapped back to fool this.
+    pub(super) fn opened_same_file(conn: &Connection, ours: &File) -> bool {
+        let Ok(want) = ours.metadata() else {
+            return false;
+        };
+        let Some(opened) = conn.path().filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let ours = ours.as_raw_fd().to_string();
+        let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+            return false;
+        };
+        fds.filter_map(Result::ok)
+            .filter(|fd| fd.file_name() != ours.as_str())
+            .any(|fd| {
+                let link = fd.path();
+                std::fs::read_link(&link).is_ok_and(|target| target == Path::new(opened))
+                    && std::fs::metadata(&link)
+                        .is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+            })
     }
 }
 

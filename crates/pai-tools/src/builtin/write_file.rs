@@ -1,10 +1,11 @@
-use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 
 use async_trait::async_trait;
+use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
+use cap_std::fs::OpenOptions;
 use serde::Deserialize;
 
-use super::paths::resolve_for_write;
+use super::paths::{resolve_for_write, temp_name};
 use super::{Cancel, blocking, info, parse_args};
 use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -94,10 +95,27 @@ impl Tool for WriteFile {
 fn write(cx: &ToolContext, args: &Args, cancel: &Cancel) -> Result<ToolOutput, ToolError> {
     let target = resolve_for_write(cx, &args.path)?;
     let failed = |e: io::Error| ToolError::Failed(format!("cannot write '{}': {e}", target.shown));
-    let existing = match fs::metadata(&target.path) {
+    let Some(name) = target.file_name() else {
+        return Err(ToolError::Failed(format!(
+            "'{}' is a directory; give a file path",
+            target.shown
+        )));
+    };
+    // Everything below works relative to a handle on the parent, reached from the root
+    // without following a symlink: a directory swapped for a link since the check makes
+    // the write fail instead of landing outside.
+    let parent = target.create_parent().map_err(failed)?;
+    let existing = match parent.symlink_metadata(name) {
         Ok(meta) if meta.is_dir() => {
             return Err(ToolError::Failed(format!(
                 "'{}' is a directory; give a file path",
+                target.shown
+            )));
+        }
+        Ok(meta) if meta.is_symlink() => {
+            return Err(ToolError::Failed(format!(
+                "cannot write '{}': it was replaced by a symbolic link while being written; \
+                 try again",
                 target.shown
             )));
         }
@@ -105,19 +123,12 @@ fn write(cx: &ToolContext, args: &Args, cancel: &Cancel) -> Result<ToolOutput, T
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(failed(e)),
     };
-    let parent = target
-        .path
-        .parent()
-        .ok_or_else(|| ToolError::Failed(format!("'{}' has no parent directory", target.shown)))?;
-    fs::create_dir_all(parent).map_err(failed)?;
     cancel.check()?;
     let bytes = args.content.len();
     if args.append {
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&target.path)
-            .map_err(failed)?;
+        let mut options = OpenOptions::new();
+        options.append(true).create(true).follow(FollowSymlinks::No);
+        let mut file = parent.open_with(name, &options).map_err(failed)?;
         file.write_all(args.content.as_bytes()).map_err(failed)?;
         return Ok(ToolOutput::text(format!(
             "appended {bytes} bytes to '{}'",
@@ -125,13 +136,27 @@ fn write(cx: &ToolContext, args: &Args, cancel: &Cancel) -> Result<ToolOutput, T
         )));
     }
     // Write beside the target, then rename over it: the file is never seen half-written.
-    let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(failed)?;
-    temp.write_all(args.content.as_bytes()).map_err(failed)?;
-    if let Some(meta) = &existing {
-        fs::set_permissions(temp.path(), meta.permissions()).map_err(failed)?;
+    let temp = temp_name(name);
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .create_new(true)
+        .follow(FollowSymlinks::No);
+    let mut file = parent.open_with(&temp, &options).map_err(failed)?;
+    let written = (|| {
+        file.write_all(args.content.as_bytes())?;
+        if let Some(meta) = &existing {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.sync_all()?;
+        drop(file);
+        // Relative to the same parent handle: the rename cannot be redirected either.
+        parent.rename(&temp, &parent, name)
+    })();
+    if let Err(e) = written {
+        let _ = parent.remove_file(&temp);
+        return Err(failed(e));
     }
-    temp.as_file().sync_all().map_err(failed)?;
-    temp.persist(&target.path).map_err(|e| failed(e.error))?;
     let how = if existing.is_some() {
         "replaced"
     } else {

@@ -118,5 +118,11 @@ async fn file_tools_refuse_to_work_without_any_allowed_directory() {
         .call("list_dir", serde_json::json!({}), &ToolContext::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no directory is allowed"), "{err}");
+    // The model is told why and what the user can do: name a directory with --root.
+    assert!(
+        err.to_string()
+            .contains("no directory is open to file tools")
+            && err.to_string().contains("--root"),
+        "{err}"
+    );
 }

@@ -22,8 +22,7 @@ async fn lists_one_level_sorted_with_types_and_sizes() {
     assert_eq!(
         out,
         Ok(ToolOutput::text(
-            "dir   .git/\n\
-             file  .hidden  1 bytes\n\
+            "file  .hidden  1 bytes\n\
              dir   a/\n\
              file  b.txt  5 bytes\n\
              link  to_a -> a\n"
@@ -32,7 +31,7 @@ async fn lists_one_level_sorted_with_types_and_sizes() {
 }
 
 #[tokio::test]
-async fn lists_deeper_levels_without_entering_git_or_links() {
+async fn lists_deeper_levels_without_git_or_entering_links() {
     let sandbox = tree();
     let out = text(
         "list_dir",
@@ -42,8 +41,7 @@ async fn lists_deeper_levels_without_entering_git_or_links() {
     .await;
     assert_eq!(
         out,
-        "dir   .git/\n\
-         file  .hidden  1 bytes\n\
+        "file  .hidden  1 bytes\n\
          dir   a/\n\
          dir   a/deep/\n\
          file  a/deep/x  0 bytes\n\
