@@ -60,6 +60,9 @@ impl Env {
         for warning in &wired.warnings {
             eprintln!("warning: {warning}");
         }
+        for note in &wired.notes {
+            eprintln!("note: {note}");
+        }
         Ok(wired.engine)
     }
 

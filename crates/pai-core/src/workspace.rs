@@ -53,7 +53,8 @@ pub struct EngineOptions {
     pub no_tools: bool,
     /// Directories file tools may use; empty means `[tools] roots`, else `cwd`.
     pub roots: Vec<PathBuf>,
-    /// The working directory, the default tool root.
+    /// The working directory, the default tool root (unless it is `/`, `user_home` or
+    /// holds PAI's own files: then file tools get no root unless one is given).
     pub cwd: PathBuf,
     /// Who answers when a tool needs consent (default: nobody, so refused).
     pub approver: Arc<dyn Approver>,
@@ -61,7 +62,8 @@ pub struct EngineOptions {
     pub on_wait: Option<WaitNotifier>,
     /// Safe mode for this run (`--safe`): local endpoints and read-only tools only.
     pub safe: bool,
-    /// The user's home directory, for `~/` in policy path rules.
+    /// The user's home directory, for `~/` in policy path rules; never a default tool
+    /// root (the CLI passes `$HOME`).
     pub user_home: Option<PathBuf>,
 }
 
@@ -72,6 +74,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("no_tools", &self.no_tools)
             .field("roots", &self.roots)
             .field("cwd", &self.cwd)
+            .field("user_home", &self.user_home)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +102,9 @@ pub struct Wired {
     pub engine: Engine,
     /// MCP servers that could not be started, with why (the turn goes on without them).
     pub warnings: Vec<String>,
+    /// What the user should know about how the engine was set up (file tools given no
+    /// directory, and why).
+    pub notes: Vec<String>,
 }
 
 impl Workspace {
@@ -219,7 +225,9 @@ impl Workspace {
             }
         }
         let policy: Arc<dyn Policy> = Arc::new(policy);
-        let mut cx = self.tool_context(&opts.roots, &opts.cwd)?;
+        let (mut cx, no_root) =
+            self.tool_setup(&opts.roots, &opts.cwd, opts.user_home.as_deref())?;
+        let notes = no_root.filter(|_| !opts.no_tools).into_iter().collect();
         cx.net = Arc::new(PolicyGate::new(
             policy.clone(),
             audit.clone(),
@@ -243,7 +251,11 @@ impl Workspace {
         if let Some(notify) = &opts.on_wait {
             engine = engine.with_wait_notifier(notify.clone());
         }
-        Ok(Wired { engine, warnings })
+        Ok(Wired {
+            engine,
+            warnings,
+            notes,
+        })
     }
 
     /// Built-in tools, plus the tools of configured MCP servers whose declared effects
@@ -319,13 +331,39 @@ impl Workspace {
     }
 
     /// Where file tools may work: `roots`, else `[tools] roots`, else `cwd`; each must exist.
+    /// `cwd` is not used when it is `/` or holds PAI's own files (see
+    /// [`EngineOptions::cwd`]). PAI's home, config dir and audit log are protected from
+    /// the tools whatever the roots.
     pub fn tool_context(&self, roots: &[PathBuf], cwd: &Path) -> Result<ToolContext> {
-        let roots = if !roots.is_empty() {
-            roots.to_vec()
+        Ok(self.tool_setup(roots, cwd, None)?.0)
+    }
+
+    /// The tool context, and a note for the user when `cwd` was withheld as the root.
+    fn tool_setup(
+        &self,
+        roots: &[PathBuf],
+        cwd: &Path,
+        user_home: Option<&Path>,
+    ) -> Result<(ToolContext, Option<String>)> {
+        let (roots, note) = if !roots.is_empty() {
+            (roots.to_vec(), None)
         } else if !self.config.tools.roots.is_empty() {
-            self.config.tools.roots.clone()
+            (self.config.tools.roots.clone(), None)
         } else {
-            vec![cwd.to_path_buf()]
+            let cwd = cwd
+                .canonicalize()
+                .map_err(|_| CoreError::NoToolRoot(cwd.to_path_buf()))?;
+            match self.unsafe_default_root(&cwd, user_home) {
+                None => (vec![cwd], None),
+                Some(why) => (
+                    Vec::new(),
+                    Some(format!(
+                        "file tools have no directory: the current one ({}) is {why}, which \
+                         PAI does not open on its own; pass --root DIR to allow one",
+                        cwd.display()
+                    )),
+                ),
+            }
         };
         let roots = roots
             .iter()
@@ -334,13 +372,50 @@ impl Workspace {
                     .map_err(|_| CoreError::NoToolRoot(r.clone()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ToolContext {
+        let ctx = ToolContext {
             roots,
-            // Filled from the workspace's paths in the next change.
-            protected: Vec::new(),
+            protected: self.protected_paths(),
             max_output_bytes: self.config.tools.max_output_kib.max(1) * 1024,
             timeout: Duration::from_secs(self.config.tools.timeout_secs.max(1)),
             ..ToolContext::default()
-        })
+        };
+        Ok((ctx, note))
+    }
+
+    /// Why `cwd` (canonical) must not be a tool root by default, if it must not: the
+    /// whole filesystem, the user's home, or a directory holding PAI's home or config
+    /// (a model could read other sessions and the audit log, or rewrite config.toml).
+    fn unsafe_default_root(&self, cwd: &Path, user_home: Option<&Path>) -> Option<&'static str> {
+        if cwd.parent().is_none() {
+            return Some("the filesystem root");
+        }
+        if user_home
+            .and_then(|h| h.canonicalize().ok())
+            .is_some_and(|h| h == cwd)
+        {
+            return Some("your home directory");
+        }
+        let holds = |dir: &Path| {
+            dir.canonicalize()
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .starts_with(cwd)
+        };
+        if holds(&self.paths.home) || holds(&self.paths.config_dir) {
+            return Some("a directory holding PAI's own data");
+        }
+        None
+    }
+
+    /// PAI's own files, which no tool may touch: its home (sessions, keys, models), the
+    /// config dir and the audit log (listed on its own in case it is moved elsewhere).
+    fn protected_paths(&self) -> Vec<PathBuf> {
+        [
+            self.paths.home.clone(),
+            self.paths.config_dir.clone(),
+            self.paths.audit_db(),
+        ]
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect()
     }
 }

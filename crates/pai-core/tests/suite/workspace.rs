@@ -233,3 +233,69 @@ async fn an_engine_from_the_workspace_runs_a_turn_and_usage_counts_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_default_tool_root_is_never_home_root_or_pai_own_dirs_and_those_stay_protected() {
+    let home = TempHome::new();
+    let ws = workspace(&home);
+    let canonical = |p: &std::path::Path| p.canonicalize().unwrap();
+    let work = home.root().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    // A plain working directory is the root, as before.
+    let cx = ws.tool_context(&[], &work).unwrap();
+    assert_eq!(cx.roots, vec![canonical(&work)]);
+    // PAI's home, config dir and audit log are protected whatever the root.
+    assert_eq!(
+        cx.protected,
+        vec![
+            canonical(&home.home()),
+            canonical(&home.config()),
+            canonical(&home.home()).join("audit.db"),
+        ]
+    );
+
+    // `/` and a directory holding PAI's dirs are never the default root.
+    for cwd in [
+        std::path::PathBuf::from("/"),
+        home.root().to_path_buf(),
+        home.home(),
+    ] {
+        let cx = ws.tool_context(&[], &cwd).unwrap();
+        assert!(cx.roots.is_empty(), "{cwd:?} became a root");
+        assert_eq!(cx.protected.len(), 3);
+    }
+    // Named explicitly, such a directory is used (the protected paths still apply).
+    let cx = ws
+        .tool_context(&[home.root().to_path_buf()], &work)
+        .unwrap();
+    assert_eq!(cx.roots, vec![canonical(home.root())]);
+
+    // The user's home is never the default root either, and the engine says why.
+    let mock = MockOpenAi::start().await;
+    let created = ws
+        .init(new_session("s", &mock.base_url(), None))
+        .await
+        .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        user_home: Some(elsewhere.path().to_path_buf()),
+        ..EngineOptions::new(elsewhere.path())
+    };
+    let wired = ws.engine(&created.meta, Mode::Prompt, &opts).await.unwrap();
+    assert_eq!(wired.notes.len(), 1, "{:?}", wired.notes);
+    assert!(
+        wired.notes[0].contains("is your home directory") && wired.notes[0].contains("--root"),
+        "{}",
+        wired.notes[0]
+    );
+    let wired = ws
+        .engine(
+            &created.meta,
+            Mode::Prompt,
+            &EngineOptions::new(elsewhere.path()),
+        )
+        .await
+        .unwrap();
+    assert!(wired.notes.is_empty(), "{:?}", wired.notes);
+}
