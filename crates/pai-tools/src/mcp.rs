@@ -544,7 +544,7 @@ mod tests {
         assert_eq!(cfg, McpServerConfig::new("srv"));
         assert_eq!(
             cfg.effects(),
-            BTreeSet::from([Effect::Network, Effect::Write])
+            BTreeSet::from([Effect::Network, Effect::Write, Effect::Exec])
         );
         assert_eq!(cfg.timeout(), DEFAULT_TIMEOUT);
         let read: McpServerConfig =

@@ -62,7 +62,7 @@ async fn tools_are_listed_namespaced_with_the_most_restricted_default_effects() 
         assert_eq!(tool.info().source, "mcp:mock");
         assert_eq!(
             tool.info().effects,
-            BTreeSet::from([Effect::Network, Effect::Write])
+            BTreeSet::from([Effect::Network, Effect::Write, Effect::Exec])
         );
     }
     let echo = client
@@ -82,7 +82,7 @@ async fn tools_are_listed_namespaced_with_the_most_restricted_default_effects() 
                     "required": ["text"],
                 }),
             },
-            effects: BTreeSet::from([Effect::Network, Effect::Write]),
+            effects: BTreeSet::from([Effect::Network, Effect::Write, Effect::Exec]),
             source: "mcp:mock".into(),
         }
     );
