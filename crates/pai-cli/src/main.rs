@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let _ = std::io::stdout().flush();
             // One line: our errors carry their own context and next step.
-            eprintln!("error: {err}");
+            eprintln!("error: {}", output::neutralise(&err.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -326,6 +326,8 @@ pub fn render_dry_run(dry: &pai_core::DryRun) -> String {
 struct Printer<'a> {
     answer: String,
     shown: &'a mut Shown,
+    /// stdout is a terminal: control characters in model text are made visible.
+    terminal: bool,
     /// stdout's reader went away: nothing more is written.
     closed: bool,
 }
@@ -335,6 +337,7 @@ impl<'a> Printer<'a> {
         Self {
             answer: String::new(),
             shown,
+            terminal: std::io::stdout().is_terminal(),
             closed: false,
         }
     }
@@ -343,7 +346,14 @@ impl<'a> Printer<'a> {
     fn event(&mut self, event: Event) -> bool {
         match event {
             Event::Delta(text) => {
-                if !self.closed && crate::output::try_write(&text).is_err() {
+                // Escape sequences from a model never reach a terminal as commands; a pipe
+                // gets the text exactly as the model wrote it (and the history keeps it so).
+                let shown = if self.terminal {
+                    crate::output::neutralise(&text)
+                } else {
+                    std::borrow::Cow::Borrowed(text.as_str())
+                };
+                if !self.closed && crate::output::try_write(&shown).is_err() {
                     self.closed = true;
                 }
                 self.answer.push_str(&text);
@@ -381,21 +391,31 @@ impl<'a> Printer<'a> {
                 } else {
                     arguments
                 };
-                eprintln!("→ {name} {args}");
+                eprintln!("→ {name} {}", crate::output::neutralise(&args));
             }
             Event::ToolResult { name, outcome } => match outcome {
                 ToolOutcome::Done { bytes, truncated } => eprintln!(
                     "← {name}: ok, {bytes} bytes{}",
                     if truncated { " (truncated)" } else { "" }
                 ),
-                ToolOutcome::Failed(e) => eprintln!("← {name}: failed: {e}"),
-                ToolOutcome::Refused(why) => eprintln!("← {name}: refused: {why}"),
+                ToolOutcome::Failed(e) => {
+                    eprintln!("← {name}: failed: {}", crate::output::neutralise(&e));
+                }
+                ToolOutcome::Refused(why) => {
+                    eprintln!("← {name}: refused: {}", crate::output::neutralise(&why));
+                }
             },
             Event::ToolCallsRefused { count, reason } => {
                 eprintln!("← {count} more tool calls refused: {reason}");
             }
             Event::DryRun(dry) => {
-                if !self.closed && crate::output::try_write(&render_dry_run(&dry)).is_err() {
+                let report = render_dry_run(&dry);
+                let shown = if self.terminal {
+                    crate::output::neutralise(&report)
+                } else {
+                    std::borrow::Cow::Borrowed(report.as_str())
+                };
+                if !self.closed && crate::output::try_write(&shown).is_err() {
                     self.closed = true;
                 }
             }
