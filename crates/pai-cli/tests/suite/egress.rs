@@ -178,3 +178,24 @@ async fn the_configured_proxy_carries_requests_is_shown_and_makes_the_session_re
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_server_probe_that_reached_a_server_has_its_egress_row() {
+    let mock = MockOpenAi::start().await;
+    mock.serve_models(&["qwen-local"]).await;
+    let pai = Pai::bare();
+    pai.home.write_config(&format!(
+        "[providers.box]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\n",
+        mock.base_url()
+    ));
+
+    pai.run(&["init", "s", "local-server"]).success();
+
+    // The well-known ports are probed too; a server the test did not start is not ours.
+    let rows: Vec<Value> = egress_rows(&pai)
+        .into_iter()
+        .filter(|r| r["url"].as_str().unwrap().starts_with(&mock.server.uri()))
+        .collect();
+    assert_eq!(recorded(&rows), received(&mock).await);
+    assert_eq!(rows.len(), 1);
+}
