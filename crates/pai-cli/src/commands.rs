@@ -117,6 +117,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             Locality::Remote => "remotely (data leaves this machine)",
         }
     );
+    if let Some(proxy) = &s.proxy {
+        outln!("proxy     {proxy} ([network] proxy in config.toml)");
+    }
     outln!("key       {}", s.key);
     outln!(
         "messages  {} ({} folded into the summary)",

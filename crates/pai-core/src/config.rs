@@ -2,9 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pai_providers::{
-    BUILTIN, NetSettings, ProviderEntry, ProviderKind, RetryPolicy, infer_locality,
-};
+use pai_providers::{BUILTIN, NetSettings, ProviderEntry, ProviderKind, RetryPolicy, locality_via};
 use pai_types::{Locality, SessionName};
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +107,7 @@ pub struct CustomProvider {
     pub about: Option<String>,
 }
 
-/// `[network]`: timeouts and retries for every HTTP provider.
+/// `[network]`: timeouts, retries and the proxy for every HTTP provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkSettings {
@@ -121,6 +119,11 @@ pub struct NetworkSettings {
     pub max_retries: u32,
     /// Cap on any single wait between tries, whatever the server's `Retry-After` says.
     pub max_retry_wait_secs: u64,
+    /// The HTTP(S) proxy model requests go through (`http://host:port`), except to this
+    /// machine's loopback. Without it the `HTTP(S)_PROXY`/`ALL_PROXY` variables are
+    /// ignored: a proxy sees everything, so it is used only when configured here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl Default for NetworkSettings {
@@ -130,6 +133,7 @@ impl Default for NetworkSettings {
             read_timeout_secs: 120,
             max_retries: 3,
             max_retry_wait_secs: 20,
+            proxy: None,
         }
     }
 }
@@ -145,6 +149,7 @@ impl NetworkSettings {
                 max_wait: Duration::from_secs(self.max_retry_wait_secs),
                 ..RetryPolicy::default()
             },
+            proxy: self.proxy.clone(),
         }
     }
 }
@@ -201,6 +206,14 @@ impl Config {
             path: PathBuf::from(path),
             detail,
         };
+        if let Some(proxy) = &self.network.proxy
+            && !reqwest_like_url(proxy)
+        {
+            return Err(bad(format!(
+                "[network] proxy '{}' is not an http(s) URL; write it like proxy = \"http://proxy.example:3128\"",
+                pai_types::redact_endpoint(proxy)
+            )));
+        }
         for (name, p) in &self.providers {
             if BUILTIN.iter().any(|b| b.name == name) {
                 return Err(bad(format!(
@@ -224,8 +237,21 @@ impl Config {
     }
 
     /// Every provider a session can use: the built-in ones, then those from `config.toml`.
+    /// With `[network] proxy` set, an endpoint reached through it counts as remote (the
+    /// proxy sees everything) unless its `[providers.<name>]` declares a locality.
     pub fn provider_entries(&self) -> Vec<ProviderEntry> {
-        let mut out: Vec<ProviderEntry> = BUILTIN.iter().map(|b| b.entry()).collect();
+        let proxy = self.network.proxy.as_deref();
+        let mut out: Vec<ProviderEntry> = BUILTIN
+            .iter()
+            .map(|b| {
+                let mut entry = b.entry();
+                if entry.kind != ProviderKind::Local {
+                    entry.locality = locality_via(&entry.base_url, proxy);
+                    entry.proxy = proxy.map(str::to_string);
+                }
+                entry
+            })
+            .collect();
         out.extend(self.providers.iter().map(|(name, p)| {
             ProviderEntry {
                 name: name.clone(),
@@ -233,12 +259,15 @@ impl Config {
                 base_url: p.base_url.trim_end_matches('/').to_string(),
                 key_env: p.key_env.clone(),
                 headers: p.headers.clone(),
-                locality: p.locality.unwrap_or_else(|| infer_locality(&p.base_url)),
+                locality: p
+                    .locality
+                    .unwrap_or_else(|| locality_via(&p.base_url, proxy)),
                 about: p
                     .about
                     .clone()
                     .unwrap_or_else(|| format!("{} endpoint from config.toml", p.kind)),
                 builtin: false,
+                proxy: proxy.map(str::to_string),
             }
         }));
         out
@@ -360,6 +389,70 @@ locality = "remote"
         assert!(LocalSettings::default().threads() >= 1);
         std::fs::write(&path, "[local]\nthread = 3\n").unwrap();
         assert!(Config::load(&path).is_err());
+    }
+
+    #[test]
+    fn a_proxy_makes_what_it_carries_remote_unless_declared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            r#"
+[network]
+proxy = "http://proxy.example:3128"
+
+[providers.lab]
+kind = "openai-compatible"
+base_url = "http://192.168.1.20:8000/v1"
+
+[providers.declared]
+kind = "openai-compatible"
+base_url = "http://192.168.1.21:8000/v1"
+locality = "local"
+"#,
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let proxy = Some("http://proxy.example:3128".to_string());
+        assert_eq!(cfg.network.to_net().proxy, proxy);
+        let entry = |name: &str| cfg.provider_entry(name).unwrap();
+        assert_eq!(entry("lab").locality, Locality::Remote);
+        assert_eq!(entry("lab").proxy, proxy);
+        // Declared in config.toml: the user said where it runs.
+        assert_eq!(entry("declared").locality, Locality::Local);
+        // A loopback server is reached directly, so it stays local.
+        assert_eq!(entry("lmstudio").locality, Locality::Local);
+        assert_eq!(entry("local").locality, Locality::Local);
+        assert_eq!(entry("local").proxy, None);
+        // Without the setting nothing changes.
+        std::fs::write(
+            &path,
+            "[providers.lab]\nkind = \"ollama\"\nbase_url = \"http://192.168.1.20\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.provider_entry("lab").unwrap().locality, Locality::Local);
+        assert_eq!(cfg.network.to_net().proxy, None);
+    }
+
+    #[test]
+    fn a_proxy_that_is_not_an_http_url_is_one_error_line_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for proxy in [
+            "socks5://bob:hunter2@proxy:1080",
+            "proxy.example:3128",
+            "http://",
+        ] {
+            std::fs::write(&path, format!("[network]\nproxy = \"{proxy}\"\n")).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("[network] proxy") && err.contains("not an http(s) URL"),
+                "{err}"
+            );
+            assert!(err.contains("config.toml") && !err.contains('\n'), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

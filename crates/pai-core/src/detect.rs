@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use pai_providers::{
-    ModelInfo, NetSettings, ProviderConfig, ProviderEntry, ProviderKind, RetryPolicy, connect,
+    AttemptLog, ModelInfo, NetSettings, ProviderConfig, ProviderEntry, ProviderKind, RetryPolicy,
+    connect,
 };
 use pai_types::Locality;
 
@@ -18,8 +19,12 @@ pub struct Probe {
 
 /// Asks every known local server (LM Studio, llama.cpp, vLLM, Ollama, and local
 /// endpoints from `config.toml`) for its models, all at once and briefly; returns the
-/// probes in catalogue order. Nothing is sent beyond a model listing.
-pub async fn probe_local_servers(config: &Config) -> Vec<Probe> {
+/// probes in catalogue order. Nothing is sent beyond a model listing, and each listing's
+/// requests are reported to the log `log_for` gives for its server (for the audit).
+pub async fn probe_local_servers(
+    config: &Config,
+    log_for: &(dyn Fn(&ProviderEntry) -> AttemptLog + Sync),
+) -> Vec<Probe> {
     let entries: Vec<ProviderEntry> = config
         .provider_entries()
         .into_iter()
@@ -42,10 +47,12 @@ pub async fn probe_local_servers(config: &Config) -> Vec<Probe> {
                     max_retries: 0,
                     ..RetryPolicy::default()
                 },
+                proxy: config.network.proxy.clone(),
             },
         };
+        let log = log_for(&entry);
         let models = match connect(settings) {
-            Ok(provider) => provider.models().await,
+            Ok(provider) => provider.models_with(log).await,
             Err(e) => Err(e),
         };
         Probe { entry, models }

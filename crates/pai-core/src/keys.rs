@@ -1,4 +1,4 @@
-use pai_providers::{ProviderConfig, ProviderEntry, ProviderKind, infer_locality};
+use pai_providers::{ProviderConfig, ProviderEntry, ProviderKind, locality_via};
 use pai_types::{Locality, Secret};
 use serde::Serialize;
 
@@ -71,7 +71,8 @@ pub fn session_endpoint(
         return (shown, Locality::Local);
     }
     match &meta.base_url {
-        Some(url) => (url.clone(), infer_locality(url)),
+        // Through `[network] proxy` (the entry carries it) a session's own URL is remote too.
+        Some(url) => (url.clone(), locality_via(url, entry.proxy.as_deref())),
         None => (entry.base_url.clone(), entry.locality),
     }
 }

@@ -4,12 +4,15 @@
 //! parses arguments and prints.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use pai_providers::{DEFAULT_LOCAL_MODEL, ModelInfo, ProviderEntry, ProviderKind};
+use pai_audit::{AuditEvent, AuditSink, EventKind, SqliteAudit};
+use pai_providers::{AttemptLog, DEFAULT_LOCAL_MODEL, ModelInfo, ProviderEntry, ProviderKind};
 use pai_types::{Locality, Secret, SessionName, Usage, has_credentials, redact_endpoint};
 use serde::Serialize;
 
 use crate::detect::probe_local_servers;
+use crate::engine::egress_recorder;
 use crate::error::{CoreError, Result};
 use crate::keys::{KeySource, key_source, resolve_provider_with, session_endpoint};
 use crate::models::{ModelStore, looks_like_path};
@@ -85,6 +88,10 @@ pub struct SessionStatus {
     pub endpoint: String,
     /// Where the model runs.
     pub locality: Locality,
+    /// The proxy requests go through (`[network] proxy`), credentials masked; none when
+    /// they go directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// Where the key comes from (never the key itself).
     pub key: KeySource,
     /// Messages in the history.
@@ -250,8 +257,21 @@ impl Workspace {
         &self,
         model: Option<String>,
     ) -> Result<(ProviderEntry, String, String)> {
+        let audit = self.egress_audit()?;
+        let log_for = |entry: &ProviderEntry| {
+            let template = AuditEvent::new(EventKind::Egress, "")
+                .provider(entry.name.clone())
+                .endpoint(entry.base_url.clone())
+                .locality(entry.locality);
+            AttemptLog::new().on_sent(egress_recorder(
+                audit.clone(),
+                template,
+                serde_json::Value::Null,
+                true,
+            ))
+        };
         let mut tried = Vec::new();
-        for probe in probe_local_servers(self.config()).await {
+        for probe in probe_local_servers(self.config(), &log_for).await {
             let url = redact_endpoint(&probe.entry.base_url).into_owned();
             match probe.models {
                 Ok(models) => {
@@ -343,6 +363,10 @@ impl Workspace {
             provider: meta.provider.clone(),
             model: meta.model.clone(),
             locality,
+            proxy: (entry.kind != ProviderKind::Local)
+                .then(|| pai_providers::proxy_for(&endpoint, entry.proxy.as_deref()))
+                .flatten()
+                .map(|p| redact_endpoint(p).into_owned()),
             // A URL from before credentials in --base-url were refused, or from config.toml.
             endpoint: redact_endpoint(&endpoint).into_owned(),
             key: key_source(meta, &entry),
@@ -433,7 +457,26 @@ impl Workspace {
         };
         let vault = || self.vault();
         let config = resolve_provider_with(&meta, self.config(), self.paths(), &vault)?.config;
-        let models = pai_providers::connect(config)?.models().await?;
+        let mut template = AuditEvent::new(EventKind::Egress, "")
+            .provider(config.name.clone())
+            .endpoint(config.base_url.clone())
+            .locality(config.locality);
+        if in_use.is_some() {
+            template = template.session(&meta.name);
+        }
+        let log = AttemptLog::new().on_sent(egress_recorder(
+            self.egress_audit()?,
+            template,
+            serde_json::Value::Null,
+            true,
+        ));
+        let models = pai_providers::connect(config)?.models_with(log).await?;
         Ok((models, in_use))
+    }
+
+    /// The audit log a listing's or a probe's requests are recorded in, opened before any
+    /// is sent so that nothing leaves unrecorded.
+    fn egress_audit(&self) -> Result<Arc<dyn AuditSink>> {
+        Ok(Arc::new(SqliteAudit::open(&self.paths().audit_db())?))
     }
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{Endpoint, ProviderError, Result, one_line};
-use crate::http::{ErrorContext, classify, transport};
+use crate::http::{ErrorContext, HttpClient, classify, transport};
 use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
@@ -23,7 +23,7 @@ const MODEL_PAGE: u32 = 1000;
 #[derive(Debug)]
 pub struct AnthropicProvider {
     info: ProviderInfo,
-    http: reqwest::Client,
+    http: HttpClient,
     settings: ProviderConfig,
 }
 
@@ -96,7 +96,11 @@ impl Provider for AnthropicProvider {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
-        let cx = self.context("", AttemptLog::new());
+        self.models_with(AttemptLog::new()).await
+    }
+
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        let cx = self.context("", log);
         self.list_models(&cx).await.map_err(|e| cx.redact(e))
     }
 }
@@ -104,10 +108,14 @@ impl Provider for AnthropicProvider {
 impl AnthropicProvider {
     async fn open_chat(&self, request: ChatRequest, cx: &ErrorContext) -> Result<ChatStream> {
         self.check_key()?;
-        let body = request_body(&request);
+        // Serialised once: every attempt sends (and reports the hash of) these bytes.
+        let body = request_body(&request).to_string().into_bytes();
         let url = self.url("messages");
         let response = crate::http::send(&self.http, &self.settings.net.retry, cx, || {
-            self.http.post(&url).json(&body)
+            self.http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
         })
         .await?;
         if request.stream {

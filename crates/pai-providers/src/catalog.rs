@@ -52,6 +52,21 @@ pub struct ProviderEntry {
     pub about: String,
     /// True for the presets compiled into PAI, false for `config.toml` entries.
     pub builtin: bool,
+    /// The proxy configured under `[network] proxy`, which requests to this provider go
+    /// through unless its URL is this machine's loopback (see [`crate::proxy_for`]).
+    /// Shown with credentials masked.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "masked_proxy"
+    )]
+    pub proxy: Option<String>,
+}
+
+fn masked_proxy<S: serde::Serializer>(proxy: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match proxy {
+        Some(proxy) => s.serialize_str(&pai_types::redact_endpoint(proxy)),
+        None => s.serialize_none(),
+    }
 }
 
 fn header_names<S: serde::Serializer>(
@@ -197,6 +212,7 @@ impl ProviderSpec {
             headers: BTreeMap::new(),
             about: self.about.to_string(),
             builtin: true,
+            proxy: None,
         }
     }
 }

@@ -83,6 +83,22 @@ pub enum ProviderError {
         /// The server's own explanation, folded to one line.
         message: String,
     },
+    /// The endpoint answered with a redirect. PAI follows none from a model endpoint, so
+    /// the request (the whole conversation, the key) went nowhere else.
+    #[error(
+        "{at} redirected the request ({status}) to {}{to}; PAI follows no redirect from a model endpoint, so nothing was sent there. If that is the right address, make it the base URL (--base-url, or base_url in config.toml)",
+        if *.other_origin { "another server, " } else { "" }
+    )]
+    Redirected {
+        /// The endpoint that redirected.
+        at: Endpoint,
+        /// The redirect status (301, 302, 303, 307, 308).
+        status: u16,
+        /// Where it pointed: the origin for another server, else the URL (credentials masked).
+        to: String,
+        /// The target's scheme, host or port differ from the endpoint's.
+        other_origin: bool,
+    },
     /// Any other refusal (4xx) that retrying cannot fix.
     #[error("{at} refused the request ({status}): {message}")]
     Rejected {

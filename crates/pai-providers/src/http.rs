@@ -1,14 +1,99 @@
-//! What every HTTP provider shares: the client (timeouts, headers), one send path with
-//! retries, and the mapping from statuses and transport failures to [`ProviderError`]s.
+//! What every HTTP provider shares: the client (timeouts, headers, proxy, no redirects),
+//! one send path with retries, and the mapping from statuses and transport failures to
+//! [`ProviderError`]s.
+//!
+//! This is the one module of the crate that may build an HTTP client: the workspace's
+//! `clippy.toml` forbids `reqwest::Client` everywhere else, so every request a provider
+//! sends passes [`send_request`], which reports it (see `AttemptLog::on_sent`).
+// Reviewed egress module: see docs/architecture.md, "The egress lint".
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, LOCATION};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Endpoint, ProviderError, Result, Secrets, one_line};
+use crate::locality::proxy_for;
 use crate::provider::ProviderConfig;
-use crate::retry::{AttemptLog, RetryPolicy, send_with_retries};
+use crate::retry::{AttemptLog, RetryPolicy, SentRequest, send_with_retries};
+
+/// The only HTTP client providers hold: built by [`client`], so it has PAI's timeouts, no
+/// redirects and no proxy but the configured one.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    inner: reqwest::Client,
+}
+
+impl HttpClient {
+    /// A `POST` to `url`, to be sent through [`send`].
+    pub(crate) fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.inner.post(url)
+    }
+
+    /// A `GET` of `url`, to be sent through [`send`].
+    pub(crate) fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.inner.get(url)
+    }
+
+    /// The client for async-openai, which needs one to exist; every request it makes is
+    /// handed to PAI's own HTTP service (`OpenAiProvider::client`), which sends it
+    /// through [`send_request`] on this same client.
+    pub(crate) fn for_async_openai(&self) -> reqwest::Client {
+        self.inner.clone()
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.inner.execute(request).await
+    }
+}
+
+/// What is known of a request before it is sent, for its [`SentRequest`] report.
+pub(crate) struct Outgoing {
+    method: String,
+    url: String,
+    bytes: u64,
+    body_sha256: String,
+}
+
+impl Outgoing {
+    /// Hashes the request's body as it will go on the wire. Every body PAI sends is
+    /// bytes in memory; a streamed one (none today) would count as empty.
+    pub(crate) fn of(request: &reqwest::Request) -> Self {
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .unwrap_or_default();
+        Self {
+            method: request.method().to_string(),
+            url: pai_types::redact_endpoint(request.url().as_str()).into_owned(),
+            bytes: body.len() as u64,
+            body_sha256: hex::encode(Sha256::digest(body)),
+        }
+    }
+
+    /// The report, once the server answered (`response`) or the exchange broke after the
+    /// connection was made.
+    pub(crate) fn sent(
+        self,
+        response: Option<&reqwest::Response>,
+        cx: &ErrorContext,
+    ) -> SentRequest {
+        SentRequest {
+            method: self.method,
+            url: self.url,
+            remote_addr: response.and_then(|r| r.remote_addr()),
+            proxy: cx.proxy.clone(),
+            bytes: self.bytes,
+            body_sha256: self.body_sha256,
+            status: response.map(|r| r.status().as_u16()),
+        }
+    }
+}
 
 /// What an error message needs to say where and what to do, owned so a stream can keep
 /// it after the call that opened it returned.
@@ -21,6 +106,8 @@ pub(crate) struct ErrorContext {
     pub log: AttemptLog,
     /// Scrubbed from every error built from server text.
     pub secrets: Secrets,
+    /// The proxy requests go through (credentials masked), for the sent-request reports.
+    pub proxy: Option<String>,
 }
 
 impl ErrorContext {
@@ -33,6 +120,8 @@ impl ErrorContext {
             read_timeout: settings.net.read_timeout,
             log,
             secrets: secrets(settings),
+            proxy: proxy_for(&settings.base_url, settings.net.proxy.as_deref())
+                .map(|p| pai_types::redact_endpoint(p).into_owned()),
         }
     }
 
@@ -61,24 +150,44 @@ pub(crate) fn endpoint(settings: &ProviderConfig) -> Endpoint {
     }
 }
 
-/// A client with the configured timeouts and these default headers.
-pub(crate) fn client(settings: &ProviderConfig, headers: HeaderMap) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
+/// A client with the configured timeouts and these default headers. It follows no
+/// redirect (a 3xx becomes an error in [`send_request`]: a model endpoint that points
+/// elsewhere must not get the conversation forwarded) and ignores the proxy environment
+/// variables: only `[network] proxy` is used, and not for this machine's loopback.
+pub(crate) fn client(settings: &ProviderConfig, headers: HeaderMap) -> Result<HttpClient> {
+    let bad = |detail: String| ProviderError::Config {
+        at: endpoint(settings),
+        detail,
+    };
+    let proxy = proxy_for(&settings.base_url, settings.net.proxy.as_deref());
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        // reqwest would resend a request an HTTP/2 server refused, past the report of it.
+        .retry(reqwest::retry::never());
+    if let Some(proxy) = proxy {
+        let shown = pai_types::redact_endpoint(proxy);
+        builder = builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| {
+            bad(format!(
+                "[network] proxy '{shown}' is unusable ({}); fix it in config.toml",
+                one_line(&root_cause(&e))
+            ))
+        })?);
+    }
     // Loading the platform's trust store parses every system certificate, several ms on
-    // each start; a plain-http endpoint (a local server) needs none of it.
-    if settings.base_url.starts_with("http://") {
+    // each start; a plain-http endpoint (a local server) reached directly or through a
+    // plain-http proxy needs none of it.
+    if settings.base_url.starts_with("http://") && proxy.is_none_or(|p| p.starts_with("http://")) {
         builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
     }
-    builder
+    let inner = builder
         .connect_timeout(settings.net.connect_timeout)
         .read_timeout(settings.net.read_timeout)
         .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers)
         .build()
-        .map_err(|e| ProviderError::Config {
-            at: endpoint(settings),
-            detail: e.to_string(),
-        })
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(HttpClient { inner })
 }
 
 /// The configured extra headers plus `extra`, refusing values HTTP cannot carry (a
@@ -114,7 +223,7 @@ pub(crate) fn headers(
 /// Sends the request `build` makes (rebuilt per attempt), retrying per `policy`, and
 /// returns a successful response or the error it maps to.
 pub(crate) async fn send(
-    client: &reqwest::Client,
+    client: &HttpClient,
     policy: &RetryPolicy,
     cx: &ErrorContext,
     build: impl Fn() -> reqwest::RequestBuilder + Send + Sync,
@@ -130,7 +239,7 @@ pub(crate) async fn send(
 
 /// [`send`] for a caller that builds whole requests.
 pub(crate) async fn send_request(
-    client: &reqwest::Client,
+    client: &HttpClient,
     policy: &RetryPolicy,
     cx: &ErrorContext,
     build: &(dyn Fn() -> Result<reqwest::Request> + Send + Sync),
@@ -142,9 +251,33 @@ pub(crate) async fn send_request(
     if status.is_success() {
         return Ok(response);
     }
+    if let Some(err) = redirected(&response, cx) {
+        return Err(cx.redact(err));
+    }
     let body = response.bytes().await.unwrap_or_default();
     let (message, code) = error_text(&body);
     Err(cx.redact(classify(status, &message, &code, cx)))
+}
+
+/// The error a redirect is: PAI follows none, so what the endpoint pointed at got nothing.
+fn redirected(response: &reqwest::Response, cx: &ErrorContext) -> Option<ProviderError> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    let target = response.url().join(location).ok()?;
+    let other_origin = target.origin() != response.url().origin();
+    Some(ProviderError::Redirected {
+        at: cx.at.clone(),
+        status: response.status().as_u16(),
+        // Another server is named by its origin only: its path may carry a token.
+        to: if other_origin {
+            target.origin().ascii_serialization()
+        } else {
+            pai_types::redact_endpoint(target.as_str()).into_owned()
+        },
+        other_origin,
+    })
 }
 
 /// The message and code of an error body, whichever shape it has: OpenAI's and

@@ -23,7 +23,7 @@ pub use error::{Endpoint, ProviderError, Result};
 pub use local::{
     DEFAULT_LOCAL_MODEL, GET_DEFAULT_MODEL, LocalModelInfo, LocalProvider, inspect_model,
 };
-pub use locality::infer_locality;
+pub use locality::{infer_locality, locality_via, proxy_for};
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 #[cfg(feature = "mock")]
@@ -32,4 +32,6 @@ pub use provider::{
     ChatEvent, ChatRequest, ChatStream, MaxTokens, ModelInfo, NetSettings, Provider,
     ProviderConfig, ProviderInfo, connect,
 };
-pub use retry::{Attempt, AttemptLog, RetryPolicy, RetryWait, WaitNotifier};
+pub use retry::{
+    Attempt, AttemptLog, RetryPolicy, RetryWait, SendNotifier, SentRequest, WaitNotifier,
+};

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ProviderError, Result, one_line};
-use crate::http::{ErrorContext, send, transport};
+use crate::http::{ErrorContext, HttpClient, send, transport};
 use crate::openai::wire_tools;
 use crate::provider::{ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo};
 use crate::retry::AttemptLog;
@@ -16,7 +16,7 @@ use crate::stream::{Frame, Framing, ToolPart, Wire, WireError, WireFormat};
 #[derive(Debug)]
 pub struct OllamaProvider {
     info: ProviderInfo,
-    http: reqwest::Client,
+    http: HttpClient,
     settings: ProviderConfig,
 }
 
@@ -73,7 +73,8 @@ impl OllamaProvider {
     }
 
     async fn open_chat(&self, request: ChatRequest, cx: &ErrorContext) -> Result<ChatStream> {
-        let body = wire_request(&request).to_string();
+        // Serialised once: every attempt sends (and reports the hash of) these bytes.
+        let body = wire_request(&request).to_string().into_bytes();
         let url = format!("{}/api/chat", self.info.endpoint);
         let response = self
             .send(cx, || {
@@ -146,7 +147,11 @@ impl Provider for OllamaProvider {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
-        let cx = self.context("", AttemptLog::new());
+        self.models_with(AttemptLog::new()).await
+    }
+
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        let cx = self.context("", log);
         self.list_models(&cx).await.map_err(|e| cx.redact(e))
     }
 }
@@ -362,6 +367,7 @@ mod tests {
             read_timeout: std::time::Duration::from_secs(5),
             log: AttemptLog::new(),
             secrets: Default::default(),
+            proxy: None,
         }
     }
 

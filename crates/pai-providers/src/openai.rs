@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{Endpoint, ProviderError, Result, one_line};
-use crate::http::{ErrorContext, classify, transport};
+use crate::http::{ErrorContext, HttpClient, classify, transport};
 use crate::provider::{
     ChatEvent, ChatRequest, ChatStream, ModelInfo, Provider, ProviderConfig, ProviderInfo,
 };
@@ -26,7 +26,7 @@ use crate::stream::{Frame, Framing, ToolPart, Wire, WireError, WireFormat};
 pub struct OpenAiProvider {
     info: ProviderInfo,
     config: OpenAIConfig,
-    http: reqwest::Client,
+    http: HttpClient,
     settings: ProviderConfig,
 }
 
@@ -116,7 +116,7 @@ impl OpenAiProvider {
                     .map_err(|e| OpenAIError::Boxed(Box::new(e)))
             }
         });
-        Client::build(self.http.clone(), self.config.clone()).with_http_service(service)
+        Client::build(self.http.for_async_openai(), self.config.clone()).with_http_service(service)
     }
 
     /// A remote endpoint with no key would only bounce the request: say so before sending.
@@ -148,8 +148,13 @@ impl OpenAiProvider {
             let url = format!("{}/chat/completions", self.info.endpoint);
             let key = self.settings.api_key.clone();
             let http = self.http.clone();
+            // Serialised once: every attempt sends (and reports the hash of) these bytes.
+            let body = body.to_string().into_bytes();
             let response = crate::http::send(&self.http, &self.settings.net.retry, cx, || {
-                let request = http.post(&url).json(&body);
+                let request = http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
                 match &key {
                     Some(key) => request.bearer_auth(key.expose()),
                     None => request,
@@ -203,7 +208,11 @@ impl Provider for OpenAiProvider {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
-        let cx = ErrorContext::new(&self.settings, "", AttemptLog::new());
+        self.models_with(AttemptLog::new()).await
+    }
+
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        let cx = ErrorContext::new(&self.settings, "", log);
         self.list_models(&cx).await.map_err(|e| cx.redact(e))
     }
 }

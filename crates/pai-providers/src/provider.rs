@@ -95,10 +95,17 @@ pub trait Provider: Send + Sync {
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream>;
     /// The models the endpoint serves.
     async fn models(&self) -> Result<Vec<ModelInfo>>;
+    /// [`Provider::models`], with the listing's HTTP requests reported to `log` (see
+    /// [`AttemptLog::on_sent`]). HTTP providers override it; the default, for providers
+    /// that send nothing, is the plain listing.
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        drop(log);
+        self.models().await
+    }
 }
 
 /// Network behaviour shared by every HTTP provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NetSettings {
     /// Longest wait for a connection to open.
     pub connect_timeout: Duration,
@@ -106,6 +113,10 @@ pub struct NetSettings {
     pub read_timeout: Duration,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
+    /// The proxy every request goes through (`[network] proxy`), except to this machine's
+    /// loopback (see [`crate::proxy_for`]). The proxy environment variables are never
+    /// read. May hold credentials: `Debug` masks them.
+    pub proxy: Option<String>,
 }
 
 impl Default for NetSettings {
@@ -114,7 +125,22 @@ impl Default for NetSettings {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            proxy: None,
         }
+    }
+}
+
+impl std::fmt::Debug for NetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetSettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("retry", &self.retry)
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(pai_types::redact_endpoint),
+            )
+            .finish()
     }
 }
 
@@ -186,5 +212,9 @@ impl Provider for MaxTokens {
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
         self.inner.models().await
+    }
+
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        self.inner.models_with(log).await
     }
 }

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
 
 use crate::error::{Endpoint, Result};
-use crate::http::{ErrorContext, root_cause, transport};
+use crate::http::{ErrorContext, HttpClient, Outgoing, root_cause, transport};
 
 /// When to try a request again. Only opening a request is retried, never a stream that
 /// already delivered text, so a retry can never duplicate output.
@@ -97,12 +98,36 @@ pub struct RetryWait {
 /// Called before each retry wait; see [`AttemptLog::on_wait`].
 pub type WaitNotifier = Arc<dyn Fn(&RetryWait) + Send + Sync>;
 
+/// One HTTP request that left this process: where it went, through what, and the
+/// SHA-256 of exactly the body bytes that were sent, so an audit can prove what left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentRequest {
+    /// `POST`, `GET`.
+    pub method: String,
+    /// The full URL asked for, credentials masked.
+    pub url: String,
+    /// The address the connection went to (the proxy's, through a proxy), when known.
+    pub remote_addr: Option<SocketAddr>,
+    /// The proxy the request went through (credentials masked), if any.
+    pub proxy: Option<String>,
+    /// Bytes of the body sent (headers not counted).
+    pub bytes: u64,
+    /// Hex SHA-256 of the body sent.
+    pub body_sha256: String,
+    /// The status the server answered; `None` when the exchange broke before one came.
+    pub status: Option<u16>,
+}
+
+/// Called once for every request sent; see [`AttemptLog::on_sent`].
+pub type SendNotifier = Arc<dyn Fn(&SentRequest) + Send + Sync>;
+
 /// The failed attempts of one call, shared between the caller and the retry loop, and
-/// the caller's optional notifier for waits.
+/// the caller's optional notifiers for waits and for requests sent.
 #[derive(Clone, Default)]
 pub struct AttemptLog {
     attempts: Arc<Mutex<Vec<Attempt>>>,
     on_wait: Option<WaitNotifier>,
+    on_sent: Option<SendNotifier>,
 }
 
 impl AttemptLog {
@@ -115,6 +140,15 @@ impl AttemptLog {
     /// It runs on the task that sends the request, so it should return quickly.
     pub fn on_wait(mut self, notify: impl Fn(&RetryWait) + Send + Sync + 'static) -> Self {
         self.on_wait = Some(Arc::new(notify));
+        self
+    }
+
+    /// This log, with `notify` called once for every HTTP request of the call that left
+    /// (each attempt of a retried call, each listing), after the server answered or the
+    /// exchange broke. A request that never connected is not reported: nothing left.
+    /// It runs on the task that sends the request, so it should return quickly.
+    pub fn on_sent(mut self, notify: impl Fn(&SentRequest) + Send + Sync + 'static) -> Self {
+        self.on_sent = Some(Arc::new(notify));
         self
     }
 
@@ -146,6 +180,17 @@ impl AttemptLog {
         }
     }
 
+    /// Somebody wants to hear of requests sent (so their bodies are worth hashing).
+    pub(crate) fn wants_sent(&self) -> bool {
+        self.on_sent.is_some()
+    }
+
+    pub(crate) fn sent(&self, request: &SentRequest) {
+        if let Some(notify) = &self.on_sent {
+            notify(request);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
         self.attempts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -156,6 +201,7 @@ impl fmt::Debug for AttemptLog {
         f.debug_struct("AttemptLog")
             .field("attempts", &*self.lock())
             .field("on_wait", &self.on_wait.is_some())
+            .field("on_sent", &self.on_sent.is_some())
             .finish()
     }
 }
@@ -174,7 +220,7 @@ impl Eq for AttemptLog {}
 /// failed response for the caller to read; a transport failure that outlasts the
 /// retries is mapped to its [`ProviderError`](crate::ProviderError) here.
 pub(crate) async fn send_with_retries(
-    client: &reqwest::Client,
+    client: &HttpClient,
     policy: &RetryPolicy,
     cx: &ErrorContext,
     build: &(dyn Fn() -> Result<reqwest::Request> + Send + Sync),
@@ -182,7 +228,17 @@ pub(crate) async fn send_with_retries(
     let mut retry = 0;
     loop {
         let request = build()?;
-        let (outcome, status, response) = match client.execute(request).await {
+        let outgoing = cx.log.wants_sent().then(|| Outgoing::of(&request));
+        let result = client.execute(request).await;
+        if let Some(outgoing) = outgoing {
+            match &result {
+                Ok(response) => cx.log.sent(&outgoing.sent(Some(response), cx)),
+                // A connection never made sent nothing; any later failure may have.
+                Err(err) if !err.is_connect() => cx.log.sent(&outgoing.sent(None, cx)),
+                Err(_) => {}
+            }
+        }
+        let (outcome, status, response) = match result {
             Ok(response) if response.status().is_success() => return Ok(response),
             Ok(response) => {
                 let status = response.status();

@@ -496,6 +496,7 @@ mod tests {
             read_timeout: Duration::from_secs(7),
             log: Default::default(),
             secrets: Secrets::new(["sk-secret-123456"]),
+            proxy: None,
         }
     }
 

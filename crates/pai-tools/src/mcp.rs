@@ -198,6 +198,8 @@ pub async fn connect_mcp(server: &str, cfg: &McpServerConfig) -> Result<McpClien
         )));
     }
 
+    // Reviewed egress path (docs/architecture.md, "The egress lint"): the MCP server spawn.
+    #[allow(clippy::disallowed_methods)]
     let mut command = tokio::process::Command::new(&cfg.command);
     command.args(&cfg.args).env_clear().kill_on_drop(true);
     for key in INHERITED_ENV {

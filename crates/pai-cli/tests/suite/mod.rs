@@ -7,6 +7,7 @@
 
 mod chat;
 mod confinement;
+mod egress;
 mod endings;
 mod failures;
 mod files;

@@ -1,11 +1,12 @@
 //! The chokepoint: every model call is recorded before it leaves, refused when the record
 //! cannot be written, and its outcome recorded when it returns.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use pai_audit::{AuditEvent, EventKind};
-use pai_providers::{ChatEvent, ChatRequest, Endpoint, ProviderError};
+use pai_audit::{AuditEvent, AuditSink, EventKind};
+use pai_providers::{ChatEvent, ChatRequest, Endpoint, ProviderError, SentRequest};
 use pai_types::{
     DataClass, Message, ToolCall, ToolSpec, Usage, estimate_message_tokens, estimate_tokens,
 };
@@ -76,6 +77,19 @@ impl Engine {
             let notify = notify.clone();
             request.attempts = request.attempts.on_wait(move |w| notify(w));
         }
+        // Deferred: the call's outcome row below is durable and covers these.
+        let classes: std::collections::BTreeSet<DataClass> =
+            screened.parts.iter().map(|p| p.class).collect();
+        request.attempts = request.attempts.on_sent(egress_recorder(
+            self.audit.clone(),
+            self.event(scope, EventKind::Egress, String::new()),
+            serde_json::json!({
+                "classes": classes,
+                "redacted": screened.redacted,
+                "withheld": screened.withheld,
+            }),
+            false,
+        ));
         let attempts = request.attempts.clone();
         let outcome = self.collect(request, on_event).await;
         let elapsed = started.elapsed().as_millis() as u64;
@@ -194,6 +208,50 @@ impl Engine {
             {
                 tracing::warn!(error = %e, "could not record a failed attempt");
             }
+        }
+    }
+}
+
+/// The `on_sent` hook that writes one `egress` row per request that left, built on
+/// `template` (session, provider, endpoint, locality): what went where, through which
+/// proxy, and the SHA-256 of exactly the body sent, plus the keys of `extra` (a JSON
+/// object: for a model call, the classes present and what was redacted). The keys match
+/// the `http_get` hops' rows where they mean the same (`url`, `address`, `sha256`, …).
+/// `durable` rows are synced at once (a model listing, which writes nothing after); the
+/// others ride on the caller's next durable record. A row that cannot be written is
+/// logged, not raised: the request has already left, and the user must see how it ended.
+pub(crate) fn egress_recorder(
+    audit: Arc<dyn AuditSink>,
+    template: AuditEvent,
+    extra: serde_json::Value,
+    durable: bool,
+) -> impl Fn(&SentRequest) + Send + Sync + 'static {
+    move |sent| {
+        let mut content = serde_json::json!({
+            "url": sent.url,
+            "method": sent.method,
+            "address": sent.remote_addr.map(|a| a.to_string()),
+            "proxy": sent.proxy,
+            "locality": template.locality,
+            "bytes": sent.bytes,
+            "sha256": sent.body_sha256,
+            "status": sent.status,
+        });
+        if let (Some(content), serde_json::Value::Object(extra)) = (content.as_object_mut(), &extra)
+        {
+            content.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let event = AuditEvent {
+            content: content.to_string(),
+            ..template.clone()
+        };
+        let recorded = if durable {
+            audit.record(&event)
+        } else {
+            audit.record_deferred(&event)
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record a request that left");
         }
     }
 }

@@ -32,6 +32,8 @@ pub use budget::{Budget, Budgets, StopReason, UsageLedger};
 pub use gate::PartReport;
 pub use tools::DEFAULT_MAX_CALLS_PER_ROUND;
 
+pub(crate) use egress::egress_recorder;
+
 use budget::Spend;
 use egress::Call;
 

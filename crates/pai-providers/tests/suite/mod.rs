@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anthropic;
+mod egress;
 mod errors;
 mod ollama;
 mod openai;
@@ -37,6 +38,7 @@ pub fn fast_net() -> NetSettings {
             base_delay: Duration::from_millis(10),
             max_wait: Duration::from_millis(200),
         },
+        proxy: None,
     }
 }
 

@@ -237,6 +237,9 @@ async fn fetch(mut url: Url, cx: &ToolContext) -> Result<reqwest::Response, Tool
 
 /// A client that connects only to the hop's checked address: its host is pinned to it, any
 /// other name fails to resolve, no proxy, no redirects of its own.
+// Reviewed egress path (docs/architecture.md, "The egress lint"): the tool's own client,
+// whose every hop the policy gate decides and audits.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 fn pinned_client(hop: &Hop, timeout: Duration) -> Result<reqwest::Client, ToolError> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
