@@ -457,6 +457,7 @@ impl Workspace {
         };
         let vault = || self.vault();
         let config = resolve_provider_with(&meta, self.config(), self.paths(), &vault)?.config;
+        self.check_listing(&meta, &config.name, &config.base_url, config.locality)?;
         let mut template = AuditEvent::new(EventKind::Egress, "")
             .provider(config.name.clone())
             .endpoint(config.base_url.clone())
@@ -472,6 +473,48 @@ impl Workspace {
         ));
         let models = pai_providers::connect(config)?.models_with(log).await?;
         Ok((models, in_use))
+    }
+
+    /// A listing is an outbound request like any other: safe mode keeps it local, a
+    /// session's `deny <host>` refuses it. Refusals are recorded.
+    fn check_listing(
+        &self,
+        meta: &SessionMeta,
+        provider: &str,
+        endpoint: &str,
+        locality: pai_types::Locality,
+    ) -> Result<()> {
+        let mut policy = self.policy(meta, false, None)?;
+        let names: Vec<String> = pai_tools::builtin_tools()
+            .iter()
+            .map(|t| t.info().spec.name.clone())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        policy.add_constraints(&meta.constraints, &names)?;
+        let host = crate::engine::host_of(endpoint);
+        let verdict = pai_policy::Policy::check(
+            &policy,
+            &pai_policy::Subject::list(provider, &host, locality),
+        );
+        if matches!(
+            verdict.decision,
+            pai_policy::Decision::Allow | pai_policy::Decision::Redact
+        ) {
+            return Ok(());
+        }
+        let what = format!("listing the models of {provider} ({locality})");
+        self.egress_audit()?.record(&AuditEvent::new(
+            EventKind::Policy,
+            format!(
+                "{} by {}: {what}: {}",
+                verdict.decision, verdict.rule, verdict.reason
+            ),
+        ))?;
+        Err(CoreError::Refused {
+            what,
+            rule: verdict.rule,
+            reason: verdict.reason,
+        })
     }
 
     /// The audit log a listing's or a probe's requests are recorded in, opened before any

@@ -30,6 +30,7 @@ use crate::session::{HistoryEntry, SessionStore};
 
 pub use budget::{Budget, Budgets, StopReason, UsageLedger};
 pub use gate::PartReport;
+pub(crate) use gate::host_of;
 pub use tools::DEFAULT_MAX_CALLS_PER_ROUND;
 
 pub(crate) use egress::egress_recorder;
