@@ -81,6 +81,40 @@ impl Pai {
         cmd
     }
 
+    /// Runs `pai <args>` (a shell-quoted string) inside a pseudo-terminal made by
+    /// util-linux `script`, with `stdin` typed in, and returns what the terminal showed.
+    /// `None` when `script` is missing (outside CI; under CI=true that fails the test, so
+    /// a terminal test can never pass without running).
+    pub fn run_in_pty(&self, args: &str, stdin: &str) -> Option<String> {
+        let has_script = std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if !has_script {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "util-linux 'script' is not installed, and CI=true requires this test to run; \
+                 install it (Debian: apt-get install bsdutils; .ci/run does)"
+            );
+            eprintln!("skipped: util-linux 'script' is not installed");
+            return None;
+        }
+        let command = format!("{} {args}", pai_bin().display());
+        // The same confined environment as every other test, handed to `script`'s child.
+        let confined = self.std_cmd();
+        let mut script = std::process::Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]);
+        script
+            .env_clear()
+            .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        let out = assert_cmd::Command::from_std(script)
+            .timeout(Duration::from_secs(30))
+            .write_stdin(stdin.to_string())
+            .output()
+            .unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Runs `pai args…` with empty stdin.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from_cmd(self.cmd().args(args))

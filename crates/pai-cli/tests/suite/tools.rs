@@ -390,21 +390,6 @@ async fn without_a_terminal_writes_are_refused_unless_allowed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_a_terminal_the_user_is_asked_and_a_yes_lets_the_write_run() {
-    // `script` (util-linux) gives pai a pseudo-terminal; our "y" answers its question.
-    let has_script = std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !has_script {
-        // Under CI a missing program must fail, or this test would pass without running.
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "util-linux 'script' is not installed, and CI=true requires this test to run; \
-             install it (Debian: apt-get install bsdutils; .ci/run does)"
-        );
-        eprintln!("skipped: util-linux 'script' is not installed");
-        return;
-    }
     let (mock, _script) = Script::mount(vec![
         tool_call(
             "write_file",
@@ -415,24 +400,13 @@ async fn in_a_terminal_the_user_is_asked_and_a_yes_lets_the_write_run() {
     ])
     .await;
     let (pai, work) = setup(&mock);
-    let pai_cmd = format!(
-        "{} agent --no-stream --root {} 'write it'",
-        assert_cmd::cargo::cargo_bin!("pai").display(),
-        root(&work)
-    );
-    // The same confined environment as every other test, handed to `script`'s child.
-    let confined = pai.std_cmd();
-    let mut script_cmd = std::process::Command::new("script");
-    script_cmd.args(["-qec", &pai_cmd, "/dev/null"]);
-    script_cmd
-        .env_clear()
-        .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    let out = assert_cmd::Command::from_std(script_cmd)
-        .timeout(std::time::Duration::from_secs(30))
-        .write_stdin("y\n")
-        .output()
-        .unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
+    // `script` (util-linux) gives pai a pseudo-terminal; our "y" answers its question.
+    let Some(screen) = pai.run_in_pty(
+        &format!("agent --no-stream --root {} 'write it'", root(&work)),
+        "y\n",
+    ) else {
+        return;
+    };
     assert!(
         screen.contains("allow write_file (write)"),
         "the question was not shown: {screen}"
