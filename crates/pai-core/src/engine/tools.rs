@@ -151,9 +151,18 @@ impl Engine {
         } else {
             call.arguments.as_str()
         };
-        let args: serde_json::Value = serde_json::from_str(raw)
+        let mut args: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| format!("the arguments are not valid JSON ({e}); send a JSON object"))?;
         let effects = &tool.info().effects;
+        // A tool that stays on this machine gets the real values behind placeholders (a
+        // note written to a file keeps the user's address); one that could send them
+        // anywhere (network, exec) gets the placeholders the model saw, never more.
+        if effects
+            .iter()
+            .all(|e| matches!(e, Effect::Read | Effect::Write))
+        {
+            self.restore_json(&mut args);
+        }
         let path = args
             .get("path")
             .and_then(|p| p.as_str())
@@ -228,6 +237,25 @@ impl Engine {
 
     fn always(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.always.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Engine {
+    fn restore_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if s.contains('\u{27e8}') => *s = self.restore(s),
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    self.restore_json(item);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for item in map.values_mut() {
+                    self.restore_json(item);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
