@@ -408,6 +408,12 @@ impl<'a> Printer<'a> {
             Event::ToolCallsRefused { count, reason } => {
                 eprintln!("← {count} more tool calls refused: {reason}");
             }
+            Event::InjectionSuspected { tool, score, kinds } => {
+                self.finish_line();
+                eprintln!(
+                    "warning: the {tool} result looks like a prompt injection (score {score}: {kinds}); it was given to the model as data, and network, write and exec tools now need your approval for the rest of this turn"
+                );
+            }
             Event::DryRun(dry) => {
                 let report = render_dry_run(&dry);
                 let shown = if self.terminal {

@@ -113,21 +113,32 @@ pub(crate) fn rules() -> Vec<Rule> {
     ]
 }
 
-/// Rules no user rule can loosen (only `--allow <effect>` answers their Ask up front):
-/// once the model has seen secret data or untrusted content in a turn, a network call
-/// could carry it out, whatever host a rule allows.
+/// Floors no user rule can lower (only `--allow <effect>` answers their Ask up front):
+/// once the model has seen secret data or untrusted content (any tool output) in a turn,
+/// a network call could carry it out and a write or exec could act on an injected
+/// instruction, whatever a rule allows.
 pub(crate) fn guard_rules() -> Vec<Rule> {
     use Decision::*;
-    vec![rule(
-        "guard:secret-in-context-asks-network",
-        Ask,
-        "secret or untrusted data is in this turn's context, so network tools need your approval",
-        Matcher {
-            effect: Some(Effect::Network),
-            tainted: Some(true),
-            ..on(&[Action::Tool])
-        },
-    )]
+    let reason = "this turn already holds secret data or untrusted content (tool output), so tools that could send it out or act on it need your approval";
+    [
+        ("guard:tainted-turn-asks-network", Effect::Network),
+        ("guard:tainted-turn-asks-write", Effect::Write),
+        ("guard:tainted-turn-asks-exec", Effect::Exec),
+    ]
+    .into_iter()
+    .map(|(id, effect)| {
+        rule(
+            id,
+            Ask,
+            reason,
+            Matcher {
+                effect: Some(effect),
+                tainted: Some(true),
+                ..on(&[Action::Tool])
+            },
+        )
+    })
+    .collect()
 }
 
 pub(crate) fn safe_rules() -> Vec<Rule> {

@@ -35,6 +35,7 @@
 mod defaults;
 pub mod detect;
 mod glob;
+pub mod inject;
 mod rules;
 
 use std::collections::BTreeSet;

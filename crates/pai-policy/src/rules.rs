@@ -1,6 +1,7 @@
 //! The rule engine: ordered rules in layers (safe mode, then the user's `policy.toml` and
 //! session constraints, then built-in defaults). The first layer with a matching rule
-//! decides; within it the strictest decision wins (deny > ask > redact > allow). Every
+//! decides; within it the strictest decision wins (deny > ask > redact > allow). Guards
+//! sit beside the layers as floors: a matching guard applies when it is stricter. Every
 //! rule may carry examples that must (and must not) match, checked when the file loads.
 
 use std::path::{Path, PathBuf};
@@ -180,6 +181,8 @@ pub(crate) struct ClassRule {
 #[derive(Debug, Clone)]
 pub struct RulePolicy {
     safe: bool,
+    /// Floors no rule lowers: their decision applies when it is stricter than the layers'.
+    guards: Vec<Rule>,
     safe_rules: Vec<Rule>,
     user: Vec<Rule>,
     defaults: Vec<Rule>,
@@ -192,7 +195,8 @@ impl Default for RulePolicy {
     fn default() -> Self {
         Self {
             safe: false,
-            safe_rules: defaults::guard_rules(),
+            guards: defaults::guard_rules(),
+            safe_rules: Vec::new(),
             user: Vec::new(),
             defaults: defaults::rules(),
             classify_user: Vec::new(),
@@ -277,10 +281,11 @@ impl RulePolicy {
     /// Turns safe mode on or off (from `--safe`, `policy.toml` or the session).
     pub fn set_safe(&mut self, safe: bool) {
         self.safe = safe;
-        self.safe_rules = defaults::guard_rules();
-        if safe {
-            self.safe_rules.extend(defaults::safe_rules());
-        }
+        self.safe_rules = if safe {
+            defaults::safe_rules()
+        } else {
+            Vec::new()
+        };
     }
 
     /// Adds a session's constraints as rules. `tools` are the names of the tools that
@@ -357,32 +362,35 @@ impl RulePolicy {
             .collect()
     }
 
-    fn layers(&self) -> [&[Rule]; 3] {
-        [&self.safe_rules, &self.user, &self.defaults]
+    fn layers(&self) -> [&[Rule]; 4] {
+        [&self.guards, &self.safe_rules, &self.user, &self.defaults]
     }
 }
 
 impl Policy for RulePolicy {
     fn check(&self, subject: &Subject<'_>) -> Verdict {
-        for layer in self.layers() {
-            let mut best: Option<&Rule> = None;
-            for rule in layer.iter().filter(|r| matches(&r.when, subject)) {
-                if best.is_none_or(|b| rule.decision > b.decision) {
-                    best = Some(rule);
-                }
-            }
-            if let Some(rule) = best {
-                return Verdict {
-                    decision: rule.decision,
-                    rule: rule.id.clone(),
-                    reason: rule.reason.clone(),
-                };
-            }
-        }
-        Verdict {
-            decision: Decision::Allow,
-            rule: "default:allow".into(),
-            reason: "no rule applies".into(),
+        let decided = [&self.safe_rules, &self.user, &self.defaults]
+            .into_iter()
+            .find_map(|layer| strictest(layer, subject));
+        // A guard is a floor: it applies when it is stricter than what the layers decided
+        // (a tainted write in prompt mode stays denied, not merely asked about).
+        let guard = strictest(&self.guards, subject);
+        let rule = match (decided, guard) {
+            (Some(d), Some(g)) if g.decision > d.decision => Some(g),
+            (None, Some(g)) if g.decision > Decision::Allow => Some(g),
+            (d, _) => d,
+        };
+        match rule {
+            Some(rule) => Verdict {
+                decision: rule.decision,
+                rule: rule.id.clone(),
+                reason: rule.reason.clone(),
+            },
+            None => Verdict {
+                decision: Decision::Allow,
+                rule: "default:allow".into(),
+                reason: "no rule applies".into(),
+            },
         }
     }
 
@@ -404,6 +412,17 @@ impl Policy for RulePolicy {
     fn safe(&self) -> bool {
         self.safe
     }
+}
+
+/// The strictest rule of `rules` that matches `subject`; the first of equals.
+fn strictest<'r>(rules: &'r [Rule], subject: &Subject<'_>) -> Option<&'r Rule> {
+    let mut best: Option<&Rule> = None;
+    for rule in rules.iter().filter(|r| matches(&r.when, subject)) {
+        if best.is_none_or(|b| rule.decision > b.decision) {
+            best = Some(rule);
+        }
+    }
+    best
 }
 
 fn summary(rule: &Rule) -> RuleSummary {

@@ -133,6 +133,16 @@ pub enum Event {
     },
     /// `--dry-run`: the request that would have left, after screening. Nothing was sent.
     DryRun(DryRun),
+    /// A tool's output scored as a likely prompt injection; it went to the model marked as
+    /// data, and the turn is tainted.
+    InjectionSuspected {
+        /// The tool.
+        tool: String,
+        /// The score (at least [`pai_policy::inject::HIGH`]).
+        score: u32,
+        /// What was found, comma-separated.
+        kinds: String,
+    },
     /// A reply asked for more tool calls than a round allows; these did not run.
     ToolCallsRefused {
         /// How many calls were refused.
@@ -234,6 +244,8 @@ pub struct Engine {
     policy: Arc<dyn Policy>,
     /// Redacted values and their placeholders, in memory only.
     placeholders: Mutex<gate::Placeholders>,
+    /// Names the tags around tool output, so that output cannot close them itself.
+    nonce: String,
 }
 
 impl fmt::Debug for Engine {
@@ -278,6 +290,7 @@ impl Engine {
             on_wait: None,
             policy: Arc::new(RulePolicy::defaults()),
             placeholders: Mutex::new(gate::Placeholders::default()),
+            nonce: nonce(),
         }
     }
 
@@ -532,10 +545,11 @@ impl Engine {
                 break;
             }
             tool_calls += reply.calls.len() as u32;
-            // Secret data the model saw, or untrusted content it read, makes later network
-            // calls of this turn need approval (see the policy's taint rule).
+            // Secret data the model saw, or untrusted content it read (any tool output),
+            // makes network, write and exec calls of the rest of this turn need approval
+            // (the policy's taint guard).
             tainted |= reply.class >= pai_types::DataClass::Secret;
-            let results = self
+            let (results, untrusted) = self
                 .tool_round(
                     &scope,
                     &offered,
@@ -545,11 +559,7 @@ impl Engine {
                     on_event,
                 )
                 .await?;
-            tainted |= reply.calls.iter().any(|c| {
-                self.tools
-                    .get(&c.name)
-                    .is_some_and(|t| t.info().effects.contains(&Effect::Network))
-            });
+            tainted |= untrusted;
             messages.push(Message::assistant_with_tools(reply.text, reply.calls));
             messages.extend(results);
             rounds += 1;
@@ -611,6 +621,19 @@ impl Engine {
             .record(&self.event(&scope, EventKind::Cancelled, content))?;
         Ok(())
     }
+}
+
+/// Eight hex digits no one outside this process can predict (std's per-process random
+/// hash keys, mixed with the time).
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:08x}", h.finish() as u32)
 }
 
 /// About how many tokens the tool descriptions add to a request.

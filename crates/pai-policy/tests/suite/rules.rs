@@ -28,7 +28,7 @@ fn defaults_keep_the_modes_table_and_keep_secrets_local() {
     assert_eq!(p.check(&net_agent).decision, Decision::Allow);
     assert_eq!(
         decide(&p, &net_agent.clone().tainted(true)),
-        (Decision::Ask, "guard:secret-in-context-asks-network".into())
+        (Decision::Ask, "guard:tainted-turn-asks-network".into())
     );
     let write_agent = Subject::tool("write_file", [Effect::Write], Mode::Agent);
     assert_eq!(p.check(&write_agent).decision, Decision::Ask);
@@ -287,4 +287,38 @@ fn the_example_in_docs_policy_md_loads() {
         p.classify_path(Path::new("/home/me/payroll/may.csv")).class,
         DataClass::Personal
     );
+}
+
+#[test]
+fn guards_are_floors_not_deciders() {
+    let mut p = RulePolicy::defaults();
+    p.add_constraints(
+        &[Constraint {
+            kind: ConstraintKind::Allow,
+            target: "write_file".into(),
+        }],
+        TOOLS,
+    )
+    .unwrap();
+    // A tainted turn asks before a write, even one a rule allows…
+    let agent = Subject::tool("write_file", [Effect::Write], Mode::Agent).tainted(true);
+    assert_eq!(
+        decide(&p, &agent),
+        (Decision::Ask, "guard:tainted-turn-asks-write".into())
+    );
+    // …but never turns a denied write into a question.
+    let prompt = Subject::tool("write_file", [Effect::Write], Mode::Prompt).tainted(true);
+    assert_eq!(
+        decide(&p, &prompt),
+        (Decision::Ask, "guard:tainted-turn-asks-write".into()),
+        "the session allows it, the guard still asks"
+    );
+    let p = RulePolicy::defaults();
+    assert_eq!(
+        decide(&p, &prompt),
+        (Decision::Deny, "default:prompt-never-writes".into())
+    );
+    // Reads are never held up by taint.
+    let read = Subject::tool("read_file", [Effect::Read], Mode::Agent).tainted(true);
+    assert_eq!(p.check(&read).decision, Decision::Allow);
 }
