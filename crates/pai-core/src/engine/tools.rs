@@ -36,17 +36,10 @@ impl Engine {
             .unwrap_or(DEFAULT_MAX_CALLS_PER_ROUND) as usize;
         let mut results = Vec::with_capacity(calls.len());
         for call in calls.iter().take(cap) {
-            let (text, class) = self
-                .tool_checkpoint(
-                    scope,
-                    offered,
-                    call,
-                    limits,
-                    tainted,
-                    &mut untrusted,
-                    on_event,
-                )
+            let (text, class, output) = self
+                .tool_checkpoint(scope, offered, call, limits, tainted, on_event)
                 .await?;
+            untrusted |= output;
             results.push(Message::tool_result(call.id.clone(), text).with_provenance(
                 Origin::ToolResult {
                     tool: call.name.clone(),
@@ -79,8 +72,8 @@ impl Engine {
         Ok((results, untrusted))
     }
 
-    /// Decides, runs and records one call. Today it enforces the mode's offer and the
-    /// approvals for write and exec; the policy engine will decide here too. Whatever
+    /// Decides (by policy), runs and records one call; returns the text for the model, the
+    /// class of what it read, and whether tool output (untrusted) came back. Whatever
     /// happens goes back to the model as text: a refused or failed call never ends the turn.
     async fn tool_checkpoint(
         &self,
@@ -89,9 +82,9 @@ impl Engine {
         call: &ToolCall,
         limits: &Limits,
         tainted: bool,
-        untrusted: &mut bool,
         on_event: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<(String, DataClass)> {
+    ) -> Result<(String, DataClass, bool)> {
+        let mut untrusted = false;
         on_event(Event::ToolCall {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
@@ -117,7 +110,7 @@ impl Engine {
                     };
                     // What a tool read is as sensitive as the file it came from.
                     class = target_class;
-                    *untrusted = true;
+                    untrusted = true;
                     let assessment = pai_policy::inject::assess(&out.content);
                     if assessment.is_high() {
                         self.report_injection(scope, &call.name, &assessment, on_event);
@@ -141,7 +134,7 @@ impl Engine {
             name: call.name.clone(),
             outcome,
         });
-        Ok((text, class))
+        Ok((text, class, untrusted))
     }
 
     /// Whether `call` may run now: its parsed arguments and the class of the file it
