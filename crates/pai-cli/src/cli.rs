@@ -430,7 +430,7 @@ pub enum PolicyAction {
     },
     /// What would happen to a tool call, a URL or a path, and which rule decides.
     Explain {
-        /// A tool name (write_file), a URL (https://example.org/x) or a path (~/.ssh/id_rsa).
+        /// A tool name (write_file), a URL (`https://example.org/x`) or a path (`~/.ssh/id_rsa`).
         target: String,
         /// The mode to decide for.
         #[arg(long, value_parser = ["chat", "prompt", "agent"], default_value = "prompt")]
