@@ -78,7 +78,8 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         if matches!(text, "exit" | "quit") {
             break;
         }
-        let _ = editor.add_history_entry(line.as_str());
+        // The line history is a file on disk: secrets typed into it are kept as placeholders.
+        let _ = editor.add_history_entry(pai_core::mask_secrets(line.as_str()));
         let turn = Turn {
             session: session.clone(),
             mode: Mode::Chat,

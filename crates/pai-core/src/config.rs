@@ -167,6 +167,9 @@ pub struct ContextSettings {
     pub reserve_output_tokens: u64,
     /// Overrides the context window PAI assumes for every model (0 = PAI's table).
     pub context_window: u64,
+    /// Store found secrets in the session history as they were typed. Off by default:
+    /// the history keeps placeholders (`⟨AWS_KEY_1⟩`), so it never becomes a secret store.
+    pub keep_secrets_in_history: bool,
 }
 
 impl Default for ContextSettings {
@@ -176,6 +179,7 @@ impl Default for ContextSettings {
             summary_threshold_tokens: 2000,
             reserve_output_tokens: 1024,
             context_window: 0,
+            keep_secrets_in_history: false,
         }
     }
 }

@@ -163,6 +163,12 @@ impl ContextManager {
         Ok(Context { messages, left_out })
     }
 
+    /// Whether found secrets are stored in the history as typed (`[context]
+    /// keep_secrets_in_history`).
+    pub fn keeps_secrets(&self) -> bool {
+        self.settings.keep_secrets_in_history
+    }
+
     /// Whether the unfolded turns have grown past the threshold and should be folded.
     pub fn should_fold(&self, unfolded: &[HistoryEntry]) -> bool {
         let tokens: u64 = unfolded
@@ -264,6 +270,7 @@ mod tests {
             summary_threshold_tokens: 50,
             reserve_output_tokens: 0,
             context_window: window,
+            keep_secrets_in_history: false,
         })
     }
 

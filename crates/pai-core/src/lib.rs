@@ -39,6 +39,27 @@ pub use keys::{
 pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
 pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
 pub use netgate::PolicyGate;
+/// `text` with every secret and personal value the detectors find replaced by a
+/// placeholder naming its kind (`⟨AWS_KEY⟩`): for text kept on disk outside the engine,
+/// such as the chat REPL's line history.
+pub fn mask_secrets(text: &str) -> String {
+    let findings = pai_policy::detect::scan(text);
+    if findings.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for f in findings {
+        out.push_str(&text[last..f.start]);
+        out.push('\u{27e8}');
+        out.push_str(f.kind);
+        out.push('\u{27e9}');
+        last = f.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 /// The policy crate, re-exported so an embedder needs no second dependency.
 pub use pai_policy as policy;
 pub use pai_policy::{Constraint, ConstraintKind, Decision};

@@ -637,9 +637,16 @@ async fn placeholders_in_a_remote_answer_are_restored_for_the_user_and_only_for_
         run.stdout,
         format!("I will mail {EMAIL} about {PROMPT_KEY}.\n")
     );
+    // The history is not a secret store: it keeps the placeholders…
+    let history = pai.history("r");
     assert_eq!(
-        pai.history("r")[1]["content"],
-        format!("I will mail {EMAIL} about {PROMPT_KEY}.")
+        history[1]["content"],
+        "I will mail \u{27e8}EMAIL_1\u{27e9} about \u{27e8}AWS_KEY_1\u{27e9}."
+    );
+    assert!(
+        !serde_json::to_string(&history)
+            .unwrap()
+            .contains(PROMPT_KEY)
     );
     let sent = serde_json::to_string(&mock.chat_requests().await).unwrap();
     assert!(
@@ -769,4 +776,28 @@ async fn an_injected_page_is_marked_as_data_flagged_and_taints_the_turn() {
     );
     let policy = audit_rows(&pai, EventKind::Policy).join("\n");
     assert!(policy.contains("injection score"), "{policy}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_line_history_keeps_placeholders_not_secrets() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("noted", 5, 1).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    pai.run_stdin(
+        &["s", "chat", "--no-tools"],
+        format!("remember key {PROMPT_KEY} please\n"),
+    )
+    .success();
+    let lines = std::fs::read_to_string(pai.home.home().join("chat_history.txt")).unwrap();
+    assert!(
+        lines.contains("remember key \u{27e8}AWS_KEY\u{27e9} please"),
+        "{lines:?}"
+    );
+    assert!(!lines.contains(PROMPT_KEY), "{lines:?}");
+    // The session history too, as a numbered placeholder.
+    assert_eq!(
+        pai.history("s")[0]["content"],
+        "remember key \u{27e8}AWS_KEY_1\u{27e9} please"
+    );
 }

@@ -575,8 +575,17 @@ impl Engine {
             }
         }
 
-        let question = HistoryEntry::new(Message::user(turn.input.clone()));
-        let mut reply = HistoryEntry::new(Message::assistant(answer.clone()));
+        // The history is not a secret store: found secrets are kept as placeholders
+        // unless the user opted out ([context] keep_secrets_in_history).
+        let keep = |text: &str| {
+            if self.context.keeps_secrets() {
+                text.to_string()
+            } else {
+                self.mask(text)
+            }
+        };
+        let question = HistoryEntry::new(Message::user(keep(&turn.input)));
+        let mut reply = HistoryEntry::new(Message::assistant(keep(&answer)));
         reply.class = answer_class;
         reply.model = Some(model.clone());
         reply.usage = Some(used);

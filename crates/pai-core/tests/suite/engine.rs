@@ -193,6 +193,7 @@ fn settings() -> ContextSettings {
         summary_threshold_tokens: 10_000,
         reserve_output_tokens: 0,
         context_window: 0,
+        keep_secrets_in_history: false,
     }
 }
 
