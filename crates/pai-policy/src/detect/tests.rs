@@ -159,6 +159,25 @@ fn documented_examples_placeholders_and_code_are_not_findings() {
 }
 
 #[test]
+fn a_complete_key_block_wins_and_a_truncated_one_stops_at_its_body() {
+    let block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----";
+    let text = format!("{block}\ncontact: ana.silva@mail.pt\n");
+    let found = scan(&text);
+    assert_eq!(
+        (found[0].rule, &text[found[0].start..found[0].end]),
+        ("private-key", block)
+    );
+    assert_eq!(found[1].kind, "EMAIL");
+    let cut = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIEpAIBAAKCAQEAx4Zb2kLq9Vt\nnote: the rest is lost";
+    let found = scan(cut);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        &cut[found[0].start..found[0].end],
+        &cut[..cut.find("\nnote").unwrap()]
+    );
+}
+
+#[test]
 fn credentials_in_urls_keep_the_rest_of_the_url() {
     let text = "DATABASE_URL=postgres://app:Zq8vN2xLp0sKt4@db.internal:5432/app";
     assert_eq!(
