@@ -17,6 +17,11 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        // Most bytes (lower-case letters past `f`, spaces, punctuation) start nothing.
+        if !STARTS[usize::from(c)] {
+            i += 1;
+            continue;
+        }
         // Only word starts: a value glued to a letter or digit before it is part of
         // something else (a hash, an identifier, a longer number).
         if i > 0
@@ -56,6 +61,20 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
         }
     }
 }
+
+/// Bytes that can start a value: digits, `+`, `(`, `:`, upper-case letters and `a`–`f`.
+const STARTS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || matches!(b, b'+' | b'(' | b':' | b'a'..=b'f');
+        c += 1;
+    }
+    t
+};
 
 type Hit = (usize, &'static str, &'static str);
 
