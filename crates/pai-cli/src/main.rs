@@ -11,6 +11,7 @@ mod input;
 mod local;
 mod policy;
 mod repl;
+mod scan;
 mod turn;
 
 use std::io::Write;
@@ -62,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Constraints(args) => policy::constraints(args),
         Command::Safe(args) => policy::safe(args),
         Command::Policy(args) => policy::policy(args),
+        Command::Scan(args) => scan::scan(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

@@ -51,11 +51,12 @@ impl Screened {
         for (i, p) in self.parts.iter().enumerate() {
             let sep = if i == 0 { " " } else { "; " };
             let _ = write!(out, "{sep}{} {} B {}", p.origin, p.bytes, p.class);
-            if p.redactions > 0 {
-                let _ = write!(out, ", {} redacted", p.redactions);
-            }
-            if p.decision == Decision::Redact && p.redactions == 0 {
+            // A part withheld whole says so even when values in it were found first: what
+            // left is the note, not the redacted text.
+            if p.decision == Decision::Redact {
                 let _ = write!(out, ", withheld by {}", p.rule);
+            } else if p.redactions > 0 {
+                let _ = write!(out, ", {} redacted", p.redactions);
             }
         }
         out.push(']');

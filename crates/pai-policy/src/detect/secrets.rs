@@ -1,0 +1,375 @@
+//! The secret scanner: rules as data (`rules.toml`), an Aho-Corasick keyword prefilter over
+//! the whole text, and per-rule byte regexes run only around keyword hits.
+//!
+//! Speed comes from doing almost nothing per byte: one pass of the keyword automaton, then
+//! each rule whose keyword showed up searches just the lines around its hits. A rule's
+//! regex is compiled the first time one of its keywords appears, so a process that scans
+//! one short prompt pays for the few rules that prompt needs, not for all of them.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex_automata::Input;
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use serde::Deserialize;
+
+use super::Finding;
+use pai_types::DataClass;
+
+const RULES_TOML: &str = include_str!("rules.toml");
+
+/// How far back from a keyword a match may start, and how far forward a line-bound rule
+/// searches: a line longer than this (minified code, base64) is searched in pieces.
+const BACK: usize = 256;
+const FORWARD: usize = 16 * 1024;
+/// How far a `block` rule (private key blocks) searches past its keyword.
+const BLOCK: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    macros: BTreeMap<String, String>,
+    allowlist: AllowDef,
+    rule: Vec<RuleDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowDef {
+    values: Vec<String>,
+    substrings: Vec<String>,
+    stopwords: Vec<String>,
+}
+
+/// One rule as written in `rules.toml` (see the comment at its top).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleDef {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) keywords: Vec<String>,
+    #[serde(default)]
+    pub(crate) exact: bool,
+    #[serde(default)]
+    pub(crate) block: bool,
+    pub(crate) regex: String,
+    pub(crate) group: Option<usize>,
+    pub(crate) entropy: Option<f64>,
+    #[serde(default)]
+    pub(crate) generic: bool,
+    #[allow(dead_code)] // read by the recall test only
+    pub(crate) sample: Option<String>,
+}
+
+pub(crate) struct Rule {
+    pub(crate) def: RuleDef,
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl Rule {
+    pub(crate) fn regex(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| {
+                // Unicode off: every format is ASCII, and Unicode classes make a regex
+                // several times slower to build and to run. utf8 off: search bytes.
+                Regex::builder()
+                    .configure(
+                        Regex::config()
+                            .onepass(false)
+                            .backtrack(false)
+                            .dfa(false)
+                            .auto_prefilter(false),
+                    )
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .build(&self.def.regex)
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+pub(crate) struct Set {
+    pub(crate) rules: Vec<Rule>,
+    words: Vec<String>,
+    /// The keyword automaton for short texts: an NFA, quick to build.
+    small: OnceLock<Option<AhoCorasick>>,
+    /// For long texts: a DFA, several times faster per byte but slower to build (about a
+    /// millisecond), which only pays off over hundreds of kilobytes.
+    large: OnceLock<Option<AhoCorasick>>,
+    triggers: Vec<Vec<usize>>,
+    values: Vec<String>,
+    substrings: Vec<String>,
+    stopwords: Vec<String>,
+}
+
+/// The rule set, parsed and its prefilter built on first use. `None` only if the compiled-in
+/// file is broken, which the unit tests rule out.
+pub(crate) fn set() -> Option<&'static Set> {
+    static SET: OnceLock<Option<Set>> = OnceLock::new();
+    SET.get_or_init(|| build(RULES_TOML)).as_ref()
+}
+
+fn build(source: &str) -> Option<Set> {
+    let file: RulesFile = toml::from_str(source).ok()?;
+    let mut words: Vec<String> = Vec::new();
+    // For each keyword (as matched, case included), the rules it starts.
+    let mut triggers: Vec<Vec<usize>> = Vec::new();
+    let mut rules = Vec::with_capacity(file.rule.len());
+    for (i, mut def) in file.rule.into_iter().enumerate() {
+        for (name, body) in &file.macros {
+            def.regex = def.regex.replace(&format!("{{{name}}}"), body);
+        }
+        for kw in &def.keywords {
+            // The automaton matches case-sensitively (half the build time of a
+            // case-insensitive one): a keyword of any case is added as written and in lower,
+            // UPPER and Capitalised form, which covers snake, SCREAMING and camel case.
+            let variants: Vec<String> = if def.exact {
+                vec![kw.clone()]
+            } else {
+                let lower = kw.to_ascii_lowercase();
+                let mut cap = lower.clone();
+                if let Some(first) = cap.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                vec![kw.clone(), kw.to_ascii_uppercase(), cap, lower]
+            };
+            for word in variants {
+                let at = match words.iter().position(|w| *w == word) {
+                    Some(at) => at,
+                    None => {
+                        words.push(word);
+                        triggers.push(Vec::new());
+                        words.len() - 1
+                    }
+                };
+                if !triggers[at].contains(&i) {
+                    triggers[at].push(i);
+                }
+            }
+        }
+        rules.push(Rule {
+            def,
+            regex: OnceLock::new(),
+        });
+    }
+    Some(Set {
+        rules,
+        words,
+        small: OnceLock::new(),
+        large: OnceLock::new(),
+        triggers,
+        values: file.allowlist.values,
+        substrings: file
+            .allowlist
+            .substrings
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        stopwords: file.allowlist.stopwords,
+    })
+}
+
+/// Texts at least this long use the DFA keyword automaton.
+const LARGE: usize = 256 * 1024;
+
+impl Set {
+    fn keywords(&self, len: usize) -> Option<&AhoCorasick> {
+        let (cell, kind) = if len >= LARGE {
+            (&self.large, AhoCorasickKind::DFA)
+        } else {
+            (&self.small, AhoCorasickKind::ContiguousNFA)
+        };
+        cell.get_or_init(|| {
+            AhoCorasick::builder()
+                .kind(Some(kind))
+                .build(&self.words)
+                .ok()
+        })
+        .as_ref()
+    }
+}
+
+/// Appends every secret found in `text` (unsorted, possibly overlapping).
+pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
+    let Some(set) = set() else { return };
+    let Some(keywords) = set.keywords(text.len()) else {
+        return;
+    };
+    let bytes = text.as_bytes();
+    // (rule, window start, window end), at most one window per rule per line.
+    let mut windows: Vec<(usize, usize, usize)> = Vec::new();
+    let mut covered: Vec<usize> = vec![0; set.rules.len()];
+    for m in keywords.find_overlapping_iter(bytes) {
+        for &rule in &set.triggers[m.pattern().as_usize()] {
+            if covered[rule] > m.start() {
+                continue;
+            }
+            let window = window(bytes, m.start(), set.rules[rule].def.block);
+            covered[rule] = window.1;
+            windows.push((rule, window.0, window.1));
+        }
+    }
+    if windows.is_empty() {
+        return;
+    }
+    windows.sort_unstable();
+    let mut i = 0;
+    while i < windows.len() {
+        let (rule, start, mut end) = windows[i];
+        i += 1;
+        while i < windows.len() && windows[i].0 == rule && windows[i].1 <= end {
+            end = end.max(windows[i].2);
+            i += 1;
+        }
+        search(set, &set.rules[rule], text, start, end, out);
+    }
+}
+
+/// The part of `bytes` a rule searches around a keyword at `at`.
+fn window(bytes: &[u8], at: usize, block: bool) -> (usize, usize) {
+    let lo = at.saturating_sub(BACK);
+    let start = memchr::memrchr(b'\n', &bytes[lo..at]).map_or(lo, |p| lo + p + 1);
+    let end = if block {
+        (at + BLOCK).min(bytes.len())
+    } else {
+        let hi = (at + FORWARD).min(bytes.len());
+        // The newline itself is inside: a value's end may be checked against it.
+        memchr::memchr(b'\n', &bytes[at..hi]).map_or(hi, |p| at + p + 1)
+    };
+    (start, end)
+}
+
+fn search(
+    set: &Set,
+    rule: &'static Rule,
+    text: &str,
+    start: usize,
+    end: usize,
+    out: &mut Vec<Finding>,
+) {
+    let Some(regex) = rule.regex() else { return };
+    let input = Input::new(text.as_bytes()).range(start..end);
+    for caps in regex.captures_iter(input) {
+        let span = match rule.def.group {
+            Some(g) => caps.get_group(g),
+            None => (1..caps.group_len())
+                .find_map(|g| caps.get_group(g))
+                .or_else(|| caps.get_group(0)),
+        };
+        let Some(span) = span else { continue };
+        let (s, e) = widen_to_chars(text, span.start, span.end);
+        if s >= e {
+            continue;
+        }
+        let value = &text[s..e];
+        if !set.accepts(&rule.def, value) {
+            continue;
+        }
+        out.push(Finding {
+            kind: &rule.def.kind,
+            rule: &rule.def.id,
+            class: DataClass::Secret,
+            start: s,
+            end: e,
+        });
+    }
+}
+
+/// A byte span widened to whole characters (a value's own bytes are ASCII, but a negated
+/// class may stop inside a multi-byte character).
+fn widen_to_chars(text: &str, mut s: usize, mut e: usize) -> (usize, usize) {
+    while s > 0 && !text.is_char_boundary(s) {
+        s -= 1;
+    }
+    while e < text.len() && !text.is_char_boundary(e) {
+        e += 1;
+    }
+    (s, e)
+}
+
+impl Set {
+    /// Whether `value`, matched by `rule`, is a real finding: not a documented example or a
+    /// placeholder, random enough, and (for the generic rules) not code.
+    fn accepts(&self, rule: &RuleDef, value: &str) -> bool {
+        if self.values.iter().any(|v| v == value) {
+            return false;
+        }
+        let lower = value.to_ascii_lowercase();
+        if self.substrings.iter().any(|s| lower.contains(s.as_str())) {
+            return false;
+        }
+        let first = value.as_bytes()[0];
+        if value.bytes().all(|b| b == first) {
+            return false;
+        }
+        if let Some(min) = rule.entropy
+            && entropy(value.as_bytes()) < min
+        {
+            return false;
+        }
+        if rule.generic && looks_like_code(&lower, &self.stopwords) {
+            return false;
+        }
+        true
+    }
+}
+
+/// A generic assignment's value that is an identifier, a type, a call, a path or a variable
+/// rather than a literal secret: `String`, `config.password`, `read_password()`,
+/// `&str`, `/run/secrets/db`, `$DB_PASS`.
+fn looks_like_code(lower: &str, stopwords: &[String]) -> bool {
+    let trimmed = lower.trim_end_matches(['.', ':', '?', '!']);
+    if stopwords.iter().any(|w| w == trimmed) {
+        return true;
+    }
+    let b = trimmed.as_bytes();
+    if b.is_empty()
+        || matches!(
+            b[0],
+            b'$' | b'%' | b'&' | b'@' | b'/' | b'.' | b'~' | b'*' | b'#'
+        )
+    {
+        return true;
+    }
+    if trimmed
+        .bytes()
+        .any(|c| matches!(c, b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|' | b'\\'))
+    {
+        return true;
+    }
+    // Letters and separators only: an identifier or a dotted path, not a secret.
+    if trimmed
+        .bytes()
+        .all(|c| c.is_ascii_alphabetic() || matches!(c, b'_' | b'.' | b'-' | b':'))
+    {
+        return true;
+    }
+    // self.x, this.x, env.X, args.x: a field access with a digit in its name.
+    [
+        "self.", "this.", "env.", "args.", "config.", "cfg.", "opts.", "options.", "params.",
+    ]
+    .iter()
+    .any(|p| trimmed.starts_with(p))
+}
+
+/// Shannon entropy of `bytes`, in bits per byte.
+pub(crate) fn entropy(bytes: &[u8]) -> f64 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    let n = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
