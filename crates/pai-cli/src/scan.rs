@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use pai_core::policy::detect;
+use pai_core::policy::{detect, inject};
 use serde::Serialize;
 
 use crate::cli::ScanArgs;
@@ -18,11 +18,14 @@ const MAX_BYTES: u64 = 64 << 20;
 #[derive(Debug, Serialize)]
 struct Reported {
     kind: &'static str,
-    rule: &'static str,
+    rule: String,
     line: usize,
     column: usize,
     class: &'static str,
     preview: String,
+    /// Prompt-injection findings only: the scorer's score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<u32>,
 }
 
 pub fn scan(args: ScanArgs) -> Result<ExitCode> {
@@ -56,25 +59,39 @@ pub fn scan(args: ScanArgs) -> Result<ExitCode> {
     })
 }
 
-/// Everything the detectors report about `text`. Secrets and personal data today; the
-/// prompt-injection scorer (pai-policy's `inject`) adds its findings here, with a score in
-/// place of a class.
+/// Everything the detectors report about `text`: secrets and personal data, each where it
+/// is; then, when the prompt-injection scorer rates the whole text high (as the engine
+/// would rate a tool's output), one `INJECTION` finding with its score and the shapes found.
 fn findings(text: &str) -> Vec<Reported> {
     let mut lines = LineIndex::new(text);
-    detect::scan(text)
+    let mut found: Vec<Reported> = detect::scan(text)
         .into_iter()
         .map(|f| {
             let (line, column) = lines.locate(f.start);
             Reported {
                 kind: f.kind,
-                rule: f.rule,
+                rule: f.rule.to_string(),
                 line,
                 column,
                 class: f.class.as_str(),
                 preview: preview(&text[f.start..f.end]),
+                score: None,
             }
         })
-        .collect()
+        .collect();
+    let assessment = inject::assess(text);
+    if assessment.is_high() {
+        found.push(Reported {
+            kind: "INJECTION",
+            rule: assessment.kinds(),
+            line: 1,
+            column: 1,
+            class: "untrusted",
+            preview: format!("score {}", assessment.score),
+            score: Some(assessment.score),
+        });
+    }
+    found
 }
 
 /// The first few characters and an ellipsis: enough to recognise a value, never all of

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use super::Finding;
 use pai_types::DataClass;
 
-const RULES_TOML: &str = include_str!("rules.toml");
+/// `rules.toml` as JSON, made by build.rs: parsing it is a fraction of parsing the TOML,
+/// and every process that scans text pays it once.
+const RULES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/rules.json"));
 
 /// How far back from a keyword a match may start, and how far forward a line-bound rule
 /// searches: a line longer than this (minified code, base64) is searched in pieces.
@@ -108,11 +110,11 @@ pub(crate) struct Set {
 /// file is broken, which the unit tests rule out.
 pub(crate) fn set() -> Option<&'static Set> {
     static SET: OnceLock<Option<Set>> = OnceLock::new();
-    SET.get_or_init(|| build(RULES_TOML)).as_ref()
+    SET.get_or_init(|| build(RULES_JSON)).as_ref()
 }
 
 fn build(source: &str) -> Option<Set> {
-    let file: RulesFile = toml::from_str(source).ok()?;
+    let file: RulesFile = serde_json::from_str(source).ok()?;
     let mut words: Vec<String> = Vec::new();
     // For each keyword (as matched, case included), the rules it starts.
     let mut triggers: Vec<Vec<usize>> = Vec::new();
@@ -191,22 +193,49 @@ impl Set {
     }
 }
 
+/// Bytes a process scans keyword by keyword before the automaton pays for itself.
+const NAIVE_BUDGET: usize = 64 * 1024;
+
+/// Whether a text of `len` bytes should be searched keyword by keyword: short texts, until
+/// the process has scanned [`NAIVE_BUDGET`] bytes that way (then the automaton is built).
+fn naive_is_cheaper(len: usize) -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SCANNED: AtomicUsize = AtomicUsize::new(0);
+    len < NAIVE_BUDGET && SCANNED.fetch_add(len, Ordering::Relaxed) + len < NAIVE_BUDGET
+}
+
 /// Appends every secret found in `text` (unsorted, possibly overlapping).
 pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
     let Some(set) = set() else { return };
-    let Some(keywords) = set.keywords(text.len()) else {
-        return;
-    };
     let bytes = text.as_bytes();
+    // (keyword start, keyword), in text order.
+    let hits: Vec<(usize, usize)> = if set.small.get().is_none() && naive_is_cheaper(bytes.len()) {
+        // One memmem pass per keyword: for the first few prompts of a process this is
+        // cheaper than building the automaton (about half a millisecond).
+        let mut hits = Vec::new();
+        for (i, word) in set.words.iter().enumerate() {
+            hits.extend(memchr::memmem::find_iter(bytes, word.as_bytes()).map(|at| (at, i)));
+        }
+        hits.sort_unstable();
+        hits
+    } else {
+        let Some(keywords) = set.keywords(text.len()) else {
+            return;
+        };
+        keywords
+            .find_overlapping_iter(bytes)
+            .map(|m| (m.start(), m.pattern().as_usize()))
+            .collect()
+    };
     // (rule, window start, window end), at most one window per rule per line.
     let mut windows: Vec<(usize, usize, usize)> = Vec::new();
     let mut covered: Vec<usize> = vec![0; set.rules.len()];
-    for m in keywords.find_overlapping_iter(bytes) {
-        for &rule in &set.triggers[m.pattern().as_usize()] {
-            if covered[rule] > m.start() {
+    for (at, word) in hits {
+        for &rule in &set.triggers[word] {
+            if covered[rule] > at {
                 continue;
             }
-            let window = window(bytes, m.start(), set.rules[rule].def.block);
+            let window = window(bytes, at, set.rules[rule].def.block);
             covered[rule] = window.1;
             windows.push((rule, window.0, window.1));
         }
