@@ -107,6 +107,17 @@ async fn planted_secrets_never_reach_a_remote_endpoint_but_a_local_one_gets_them
         policy.contains("default:personal-redacted-for-remote"),
         "{policy}"
     );
+    // Each finding kind is its own row: kind, detector rule, count — never the value.
+    assert!(
+        policy.contains(
+            "redact by default:secret-stays-local: AWS_KEY (aws-access-key) in your input redacted"
+        ),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("EMAIL (email) in your input redacted"),
+        "{policy}"
+    );
     let prompts = audit_rows(&pai, EventKind::Prompt).join("\n");
     assert!(
         !prompts.contains(PROMPT_KEY) && !prompts.contains(EMAIL),

@@ -162,12 +162,14 @@ impl Engine {
         let locality = info.locality;
         let provider = info.name.as_str();
         let mut screened = Screened::default();
-        let mut notable: BTreeMap<(String, Decision), (String, usize)> = BTreeMap::new();
+        // One row per rule, decision and finding kind, with a count: the audit records what
+        // was found and what was done (kind, detector rule, count), never the value.
+        let mut notable: BTreeMap<(String, Decision, String), (String, usize)> = BTreeMap::new();
         let mut note = |v: &Verdict, what: String| {
             if !v.is_trivial() {
                 let e = notable
-                    .entry((v.rule.clone(), v.decision))
-                    .or_insert_with(|| (format!("{what}: {}", v.reason), 0));
+                    .entry((v.rule.clone(), v.decision, what))
+                    .or_insert_with(|| (v.reason.clone(), 0));
                 e.1 += 1;
             }
         };
@@ -193,7 +195,10 @@ impl Engine {
                             last = f.end;
                             redactions += 1;
                             *screened.redacted.entry(f.kind).or_insert(0) += 1;
-                            note(&verdict, format!("{} in {origin} redacted", f.kind));
+                            note(
+                                &verdict,
+                                format!("{} ({}) in {origin} redacted", f.kind, f.rule),
+                            );
                         }
                         Decision::Ask | Decision::Deny => {
                             return Err(self.refuse(
@@ -260,7 +265,7 @@ impl Engine {
                 }
             }
         }
-        for ((rule, decision), (what, count)) in notable {
+        for ((rule, decision, what), (reason, count)) in notable {
             let times = if count > 1 {
                 format!(" ({count} times)")
             } else {
@@ -270,7 +275,7 @@ impl Engine {
             self.audit.record_deferred(&self.event(
                 scope,
                 EventKind::Policy,
-                format!("{decision} by {rule}: {what}{times}"),
+                format!("{decision} by {rule}: {what}{times}: {reason}"),
             ))?;
         }
         Ok(screened)
