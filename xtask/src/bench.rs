@@ -192,26 +192,7 @@ pub fn run(write_docs: bool) -> Result<()> {
 /// What the egress gate's policy half costs per model call, measured in process by
 /// `crates/pai-policy/examples/gate_cost.rs` built in release (see its doc).
 fn gate_cost(root: &Path) -> Result<Row> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "pai-policy",
-            "--example",
-            "gate_cost",
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "the gate_cost example failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_policy_example(root, "gate_cost")?;
     let mut lines = text.lines();
     let name = lines
         .next()
@@ -222,6 +203,32 @@ fn gate_cost(root: &Path) -> Result<Row> {
         .map(Duration::from_nanos)
         .collect();
     Ok(row(name, times, None, None))
+}
+
+/// Runs one of pai-policy's examples in release (measurements in process, optimised as
+/// in a real build) and returns what it printed.
+pub(crate) fn run_policy_example(root: &Path, example: &str) -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "pai-policy",
+            "--example",
+            example,
+        ])
+        .output()
+        .context("could not run cargo")?;
+    if !out.status.success() {
+        bail!(
+            "the {example} example failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn row(name: String, mut times: Vec<Duration>, rss_kib: Option<u64>, syncs: Option<f64>) -> Row {

@@ -4,40 +4,19 @@
 //! sources, docs and Cargo.lock. `--write` records the numbers in docs/benchmarks.md.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 /// Fresh processes measured for the first-prompt time (each builds everything anew).
 const PROCESSES: usize = 9;
 
 pub fn run(write_docs: bool) -> Result<()> {
     let root = crate::bench::workspace_root()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut runs: Vec<BTreeMap<String, f64>> = Vec::new();
     for _ in 0..PROCESSES {
-        let out = Command::new(&cargo)
-            .current_dir(&root)
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "pai-policy",
-                "--example",
-                "scan_speed",
-            ])
-            .output()
-            .context("could not run cargo")?;
-        if !out.status.success() {
-            bail!(
-                "the scan_speed example failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let out = crate::bench::run_policy_example(&root, "scan_speed")?;
         runs.push(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
+            out.lines()
                 .filter_map(|l| {
                     let (k, v) = l.split_once(' ')?;
                     Some((k.to_string(), v.trim().parse().ok()?))
