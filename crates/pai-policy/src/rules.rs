@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use pai_types::{DataClass, Effect, Locality, Mode, Origin};
 use serde::{Deserialize, Serialize};
@@ -176,6 +177,8 @@ pub(crate) struct ClassRule {
     pub(crate) class: DataClass,
 }
 
+static DEFAULT_CLASSES: OnceLock<Vec<ClassRule>> = OnceLock::new();
+
 /// The built-in [`Policy`]: `policy.toml`, session constraints and safe mode over the
 /// defaults. Cheap to check: a few dozen rules, matched in order.
 #[derive(Debug, Clone)]
@@ -187,7 +190,10 @@ pub struct RulePolicy {
     user: Vec<Rule>,
     defaults: Vec<Rule>,
     classify_user: Vec<ClassRule>,
-    classify_defaults: Vec<ClassRule>,
+    /// The built-in file classes, compiled on first use and shared by every policy of
+    /// the process: two dozen globs cost milliseconds, and most commands never classify a
+    /// file.
+    classify_defaults: &'static OnceLock<Vec<ClassRule>>,
     home: Option<PathBuf>,
 }
 
@@ -200,7 +206,7 @@ impl Default for RulePolicy {
             user: Vec::new(),
             defaults: defaults::rules(),
             classify_user: Vec::new(),
-            classify_defaults: defaults::classify(),
+            classify_defaults: &DEFAULT_CLASSES,
             home: None,
         }
     }
@@ -338,7 +344,7 @@ impl RulePolicy {
             .chain(
                 self.classify_user
                     .iter()
-                    .chain(&self.classify_defaults)
+                    .chain(self.default_classes())
                     .map(|c| RuleSummary {
                         id: c.id.clone(),
                         source: c.source.clone(),
@@ -360,6 +366,10 @@ impl RulePolicy {
             .filter(|r| matches(&r.when, subject))
             .map(summary)
             .collect()
+    }
+
+    fn default_classes(&self) -> &'static [ClassRule] {
+        self.classify_defaults.get_or_init(defaults::classify)
     }
 
     fn layers(&self) -> [&[Rule]; 4] {
@@ -397,7 +407,7 @@ impl Policy for RulePolicy {
     fn classify_path(&self, path: &Path) -> Classified {
         self.classify_user
             .iter()
-            .chain(&self.classify_defaults)
+            .chain(self.default_classes())
             .find(|c| c.path.matches(path))
             .map(|c| Classified {
                 class: c.class,
