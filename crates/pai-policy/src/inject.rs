@@ -53,15 +53,25 @@ impl Assessment {
 struct Shape {
     kind: &'static str,
     weight: u32,
+    /// Lowercase words one of which any match contains: a text holding none is not
+    /// searched, and the regex is only built once one shows up (building all of them cost
+    /// milliseconds per process, on every tool round).
+    keywords: &'static [&'static str],
     pattern: &'static str,
     regex: OnceLock<Option<Regex>>,
 }
 
 impl Shape {
-    const fn new(kind: &'static str, weight: u32, pattern: &'static str) -> Self {
+    const fn new(
+        kind: &'static str,
+        weight: u32,
+        keywords: &'static [&'static str],
+        pattern: &'static str,
+    ) -> Self {
         Self {
             kind,
             weight,
+            keywords,
             pattern,
             regex: OnceLock::new(),
         }
@@ -76,41 +86,73 @@ impl Shape {
 
 /// The attack shapes, built on first use. ASCII-only (`-u`): "any character but" classes
 /// are spelled as ASCII ranges (`[\t -\-/-~]` is "printable but `.`").
-static SHAPES: [Shape; 8] = [
+static SHAPES: [Shape; 7] = [
     Shape::new(
         "instruction-override",
         5,
+        &["ignore", "disregard", "forget", "override", "bypass"],
         r"(?i-u)\b(ignore|disregard|forget|override|bypass)\b[\t -\-/-~]{0,40}\b(previous|prior|above|earlier|preceding|all|any|your|system)\b[\t -\-/-~]{0,30}\b(instructions?|prompts?|rules|directions|guidelines|messages?)\b",
     ),
     Shape::new(
         "role-play",
         3,
+        &[
+            "you are now",
+            "from now on",
+            "act as",
+            "developer mode",
+            "do anything now",
+            "dan",
+            "pretend",
+        ],
         r"(?i-u)\b(you are now|from now on,? you|act as (an? )?(unrestricted|unfiltered|jailbroken)|developer mode|do anything now|\bDAN\b mode|pretend (that )?you have no (rules|restrictions))",
     ),
     Shape::new(
         "fake-turn",
         4,
+        &[
+            "system",
+            "assistant",
+            "developer",
+            "<|",
+            "inst]",
+            "<<sys>>",
+            "instruction",
+        ],
         r"(?im-u)(^\s*(system|assistant|developer)\s*:|<\|im_start\|>|<\|(system|assistant)\|>|\[/?INST\]|<<SYS>>|^#{1,4}\s*(system|new instructions?)\b)",
     ),
     Shape::new(
         "tool-bait",
         2,
+        &[
+            "write_file",
+            "http_get",
+            "read_file",
+            "sqlite_query",
+            "search_files",
+            "list_dir",
+            "shell",
+            "exec",
+            "bash",
+        ],
         r"(?i-u)\b(call|use|run|invoke)\s+(the\s+)?(write_file|http_get|read_file|sqlite_query|search_files|list_dir|shell|exec|bash)\b",
     ),
     Shape::new(
         "hidden-html",
         2,
+        &["<!--", "display", "visibility", "font-size"],
         r"(?i-u)(<!--[\t\n -=?-~]{0,400}\b(instruction|assistant|system|ignore|prompt)|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(px)?\b)",
     ),
     Shape::new(
         "data-in-url",
         3,
+        &["]("],
         r"(?i-u)!?\[[\t -\\^-~]{0,200}\]\(\s*https?://[!-(*-~]{1,400}[?&][a-z0-9_]{1,40}=[!-(*-~]{8,}",
     ),
-    Shape::new("base64-blob", 2, r"(?-u)[A-Za-z0-9+/]{200,}={0,2}"),
     Shape::new(
         "exfiltration",
         3,
+        &["send", "post", "upload", "forward", "leak", "exfiltrate"],
         r"(?i-u)\b(send|post|upload|forward|leak|exfiltrate)\b[\t -~]{0,60}(\.ssh|\bid_rsa|\bcredentials|\bapi[ _-]?keys?|\bpasswords?|\bsecrets?|\btokens?|\.env)\b",
     ),
 ];
@@ -127,6 +169,23 @@ fn hidden(c: char) -> bool {
         | '\u{e0000}'..='\u{e007f}')
 }
 
+/// Whether `text` holds a run of 200 or more base64 characters (a blob a page could use
+/// to smuggle instructions or data past a reader).
+fn has_base64_blob(text: &str) -> bool {
+    let mut run = 0;
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            run += 1;
+            if run >= 200 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Scores `text`.
 pub fn assess(text: &str) -> Assessment {
     let mut signals = Vec::new();
@@ -136,7 +195,17 @@ pub fn assess(text: &str) -> Assessment {
             weight: 4,
         });
     }
+    if has_base64_blob(text) {
+        signals.push(Signal {
+            kind: "base64-blob",
+            weight: 2,
+        });
+    }
+    let lower = text.to_ascii_lowercase();
     for shape in &SHAPES {
+        if !shape.keywords.iter().any(|k| lower.contains(k)) {
+            continue;
+        }
         if let Some(regex) = shape.regex()
             && regex.is_match(text)
         {
@@ -162,6 +231,18 @@ mod tests {
         for shape in &SHAPES {
             assert!(shape.regex().is_some(), "{}", shape.kind);
         }
+    }
+
+    #[test]
+    fn a_long_base64_blob_is_a_signal() {
+        let blob = "QUJD".repeat(60);
+        assert!(
+            assess(&format!("see {blob} here"))
+                .signals
+                .iter()
+                .any(|s| s.kind == "base64-blob")
+        );
+        assert!(assess(&"QUJD".repeat(40)).signals.is_empty());
     }
 
     #[test]
