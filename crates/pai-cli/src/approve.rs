@@ -53,10 +53,8 @@ fn how_to_allow(request: &ApprovalRequest) -> String {
     let host = request
         .target
         .as_deref()
-        .filter(|t| t.starts_with("http://") || t.starts_with("https://"))
-        .and_then(|t| t.split_once("://"))
-        .and_then(|(_, rest)| rest.split(['/', '?', '#', ':']).next())
-        .filter(|h| !h.is_empty());
+        .and_then(pai_tools::url_host)
+        .map(|(host, _)| host);
     match host {
         Some(host) => format!(
             "allow the host for this session with 'pai <session> allow {host}' (or pass --allow {})",

@@ -13,13 +13,6 @@ use pai_types::Mode;
 use crate::cli::{ConstraintArgs, ConstraintsArgs, PolicyAction, PolicyArgs, SafeArgs};
 use crate::turn::Env;
 
-fn tool_names() -> Vec<String> {
-    pai_tools::builtin_tools()
-        .iter()
-        .map(|t| t.info().spec.name.clone())
-        .collect()
-}
-
 /// `pai <session> allow|deny <target>`.
 pub fn constrain(kind: ConstraintKind, args: ConstraintArgs) -> Result<ExitCode> {
     let env = Env::load()?;
@@ -28,7 +21,7 @@ pub fn constrain(kind: ConstraintKind, args: ConstraintArgs) -> Result<ExitCode>
         kind,
         target: args.target.trim().to_string(),
     };
-    let names = tool_names();
+    let names = pai_tools::builtin_tool_names();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     pai_core::policy::validate_constraint(&constraint, &names)
         .map_err(|e| anyhow::anyhow!("cannot {constraint}: {e}"))?;
@@ -111,7 +104,7 @@ fn effective(env: &Env, session: Option<&str>) -> Result<(RulePolicy, Option<Ses
         Some(meta) => env.policy(meta, false, home.as_deref())?,
         None => RulePolicy::load(&env.paths().policy_file(), home.as_deref())?,
     };
-    let names = tool_names();
+    let names = pai_tools::builtin_tool_names();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     policy.check_tools(&names)?;
     if let Some(meta) = &meta {
@@ -258,9 +251,9 @@ fn explain(policy: &RulePolicy, target: &str, mode: Mode) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if target.starts_with("http://") || target.starts_with("https://") {
-        let url = reqwest_like_host(target)
+        let (host, port) = pai_tools::url_host(target)
             .with_context(|| format!("'{target}' is not a URL PAI can read"))?;
-        let (host, port) = url;
+        let port = Some(port);
         let special = special_of(&host);
         let call = Subject::tool("http_get", [pai_types::Effect::Network], mode)
             .with_url(target)
@@ -330,31 +323,6 @@ fn print_matching(policy: &RulePolicy, subject: &Subject<'_>) {
     for r in matching {
         outln!("{}", rule_line(&r));
     }
-}
-
-/// The host and port of an http(s) URL (IPv6 literals without brackets).
-fn reqwest_like_host(url: &str) -> Option<(String, Option<u16>)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        (host.to_string(), after.strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.parse().ok()?),
-        None => Some(if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        }),
-    };
-    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 fn expand(p: &str) -> PathBuf {

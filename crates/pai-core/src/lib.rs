@@ -43,6 +43,14 @@ pub use netgate::PolicyGate;
 /// placeholder naming its kind (`⟨AWS_KEY⟩`): for text kept on disk outside the engine,
 /// such as the chat REPL's line history.
 pub fn mask_secrets(text: &str) -> String {
+    replace_findings(text, |kind, _| format!("\u{27e8}{kind}\u{27e9}"))
+}
+
+/// `text` with every finding of the detectors replaced by what `with(kind, value)` gives.
+pub(crate) fn replace_findings(
+    text: &str,
+    mut with: impl FnMut(&'static str, &str) -> String,
+) -> String {
     let findings = pai_policy::detect::scan(text);
     if findings.is_empty() {
         return text.to_string();
@@ -51,9 +59,7 @@ pub fn mask_secrets(text: &str) -> String {
     let mut last = 0;
     for f in findings {
         out.push_str(&text[last..f.start]);
-        out.push('\u{27e8}');
-        out.push_str(f.kind);
-        out.push('\u{27e9}');
+        out.push_str(&with(f.kind, &text[f.start..f.end]));
         last = f.end;
     }
     out.push_str(&text[last..]);

@@ -485,10 +485,7 @@ impl Workspace {
         locality: pai_types::Locality,
     ) -> Result<()> {
         let mut policy = self.policy(meta, false, None)?;
-        let names: Vec<String> = pai_tools::builtin_tools()
-            .iter()
-            .map(|t| t.info().spec.name.clone())
-            .collect();
+        let names = pai_tools::builtin_tool_names();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         policy.add_constraints(&meta.constraints, &names)?;
         let host = crate::engine::host_of(endpoint);

@@ -201,9 +201,8 @@ impl Workspace {
             self.tools_with(mode, &base).await?
         };
         let mut policy = base;
-        let names: Vec<String> = pai_tools::builtin_tools()
-            .iter()
-            .map(|t| t.info().spec.name.clone())
+        let names: Vec<String> = pai_tools::builtin_tool_names()
+            .into_iter()
             .chain(tools.infos().iter().map(|i| i.spec.name.clone()))
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -131,23 +131,10 @@ impl Restorer {
     }
 }
 
-/// The host of an endpoint URL, for rules (`api.openai.com`).
+/// The host of an endpoint URL, for rules (`api.openai.com`), parsed as `http_get`'s hops
+/// are; an endpoint that is not a URL (the in-process model) is its own name.
 pub(crate) fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if authority.starts_with('[') {
-        return authority
-            .split_once(']')
-            .map_or(authority, |(h, _)| h)
-            .trim_start_matches('[')
-            .to_string();
-    }
-    authority
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase()
+    pai_tools::url_host(url).map_or_else(|| url.to_ascii_lowercase(), |(host, _)| host)
 }
 
 impl Engine {
@@ -324,20 +311,7 @@ impl Engine {
     /// `text` with every finding replaced by its placeholder: what the audit keeps of
     /// typed input, so the log never becomes a secret store.
     pub(crate) fn mask(&self, text: &str) -> String {
-        let findings = detect::scan(text);
-        if findings.is_empty() {
-            return text.to_string();
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
-        let mut placeholders = self.placeholders();
-        for f in findings {
-            out.push_str(&text[last..f.start]);
-            out.push_str(&placeholders.get(f.kind, &text[f.start..f.end]));
-            last = f.end;
-        }
-        out.push_str(&text[last..]);
-        out
+        crate::replace_findings(text, |kind, value| self.placeholders().get(kind, value))
     }
 
     /// A restorer for the placeholders handed out so far; `None` when there are none.

@@ -10,7 +10,6 @@ use pai_policy::inject::Assessment;
 use pai_policy::{Decision, Subject};
 use pai_types::{DataClass, Effect, Message, Origin, ToolCall};
 
-use super::gate::host_of;
 use super::{Engine, Event, Limits, Scope, ToolOutcome};
 use crate::approval::{Approval, ApprovalRequest};
 use crate::error::{CoreError, Result};
@@ -177,13 +176,13 @@ impl Engine {
             .and_then(|p| p.as_str())
             .map(|p| resolve(&self.tool_cx.roots, p));
         let url = args.get("url").and_then(|u| u.as_str());
-        let host = url.map(host_of);
+        let host = url.and_then(pai_tools::url_host);
         let mut subject = Subject::tool(&call.name, effects.iter().copied(), mode).tainted(tainted);
         if let Some(path) = &path {
             subject = subject.with_path(path);
         }
-        if let (Some(url), Some(host)) = (url, host.as_deref()) {
-            subject = subject.with_url(url).with_host(host, None);
+        if let (Some(url), Some((host, port))) = (url, host.as_ref()) {
+            subject = subject.with_url(url).with_host(host, Some(*port));
         }
         let verdict = self.policy.check(&subject);
         let class = path

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 pub use current_time::CurrentTime;
 pub use http_get::HttpGet;
 pub use list_dir::ListDir;
-pub use net::classify_addr;
+pub use net::{classify_addr, url_host};
 pub use read_file::ReadFile;
 pub use search_files::SearchFiles;
 pub use sqlite_query::SqliteQuery;
@@ -42,6 +42,15 @@ pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
         Arc::new(SqliteQuery::new()),
         Arc::new(CurrentTime::new()),
     ]
+}
+
+/// The names of the built-in tools: what policy rules and session constraints may name
+/// besides MCP tools.
+pub fn builtin_tool_names() -> Vec<String> {
+    builtin_tools()
+        .iter()
+        .map(|t| t.info().spec.name.clone())
+        .collect()
 }
 
 fn info(name: &str, description: &str, parameters: serde_json::Value, effect: Effect) -> ToolInfo {

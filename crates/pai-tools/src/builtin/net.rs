@@ -126,6 +126,21 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
     None
 }
 
+/// The host and port of an http(s) URL as a hop would name them: parsed the WHATWG way
+/// (`127.1` and `0x7f000001` become `127.0.0.1`, IPv6 without brackets, names lowercase),
+/// the scheme's port when none is given. For the policy's rules, which must see the same
+/// host a hop will; `None` when it is not such a URL.
+pub fn url_host(url: &str) -> Option<(String, u16)> {
+    let url = Url::parse(url.trim()).ok()?;
+    let port = url.port_or_known_default()?;
+    let host = match url.host()? {
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => ip.to_string(),
+        Host::Domain(domain) => domain.to_string(),
+    };
+    Some((host, port))
+}
+
 /// The hop to `url`: its host resolved (an IP literal as is), every address classified and
 /// the first public one chosen, else the first one, for the gate to allow by rule or refuse.
 pub(super) async fn plan_hop(
@@ -189,7 +204,21 @@ mod tests {
     use pretty_assertions::assert_eq;
     use reqwest::Url;
 
-    use super::{classify_addr, plan_hop};
+    use super::{classify_addr, plan_hop, url_host};
+
+    #[test]
+    fn url_host_names_the_host_a_hop_would() {
+        assert_eq!(
+            url_host("http://127.1:8080/x"),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            url_host("https://u:p@Example.ORG/"),
+            Some(("example.org".into(), 443))
+        );
+        assert_eq!(url_host("http://[::1]/"), Some(("::1".into(), 80)));
+        assert_eq!(url_host("in-process"), None);
+    }
 
     fn label(ip: &str) -> Option<&'static str> {
         classify_addr(ip.parse::<IpAddr>().unwrap())
