@@ -85,10 +85,11 @@ fn a_closed_output_ends_the_turn_with_141_and_records_it() {
     assert_eq!(out.status.code(), Some(141), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cancelled (output closed)"), "{stderr}");
-    assert_eq!(
-        cancelled_rows(&pai),
-        vec!["[output closed] Hello there".to_string()]
-    );
+    // What had arrived when the turn ended: under load one more chunk may land between the
+    // failed write and the cancellation taking effect, so the row may hold it too.
+    let rows = cancelled_rows(&pai);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with("[output closed] Hello there"), "{rows:?}");
     assert_eq!(pai.history_bytes("s"), before, "nothing saved");
 }
 
