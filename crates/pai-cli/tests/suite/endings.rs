@@ -89,7 +89,10 @@ fn a_closed_output_ends_the_turn_with_141_and_records_it() {
     // failed write and the cancellation taking effect, so the row may hold it too.
     let rows = cancelled_rows(&pai);
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0].starts_with("[output closed] Hello there"), "{rows:?}");
+    assert!(
+        rows[0].starts_with("[output closed] Hello there"),
+        "{rows:?}"
+    );
     assert_eq!(pai.history_bytes("s"), before, "nothing saved");
 }
 
