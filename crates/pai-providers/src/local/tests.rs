@@ -418,3 +418,175 @@ fn models_lists_the_one_model_file() {
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].id, "tiny");
 }
+
+/// A llama of random weights whose layers matter (unlike the tiny model's, which only add
+/// noise), stored as `dtype`; `tied` leaves out `output.weight`, as SmolLM2 does.
+fn random_llama(dtype: candle_core::quantized::GgmlDType, tied: bool) -> Vec<u8> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    let (hidden, heads, kv_heads, ffn, vocab, layers) = (64, 4, 2, 128, 96, 2);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut matrix = |rows: usize, cols: usize, scale: f32, dtype: GgmlDType| {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect();
+        let t = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+        QTensor::quantize(&t, dtype).unwrap()
+    };
+    let norm = |n: usize| {
+        let t = Tensor::from_vec(
+            (0..n)
+                .map(|i| 0.5 + (i % 7) as f32 / 7.0)
+                .collect::<Vec<f32>>(),
+            n,
+            &Device::Cpu,
+        )
+        .unwrap();
+        QTensor::quantize(&t, GgmlDType::F32).unwrap()
+    };
+    let head_dim = hidden / heads;
+    let mut tensors = vec![
+        (
+            "token_embd.weight".to_string(),
+            matrix(vocab, hidden, 1.0, GgmlDType::Q8_0),
+        ),
+        ("output_norm.weight".into(), norm(hidden)),
+    ];
+    if !tied {
+        tensors.push(("output.weight".into(), matrix(vocab, hidden, 0.5, dtype)));
+    }
+    for l in 0..layers {
+        for (name, rows, cols) in [
+            ("attn_q", hidden, hidden),
+            ("attn_k", kv_heads * head_dim, hidden),
+            ("attn_v", kv_heads * head_dim, hidden),
+            ("attn_output", hidden, hidden),
+            ("ffn_gate", ffn, hidden),
+            ("ffn_up", ffn, hidden),
+            ("ffn_down", hidden, ffn),
+        ] {
+            tensors.push((
+                format!("blk.{l}.{name}.weight"),
+                matrix(rows, cols, 0.3, dtype),
+            ));
+        }
+        tensors.push((format!("blk.{l}.attn_norm.weight"), norm(hidden)));
+        tensors.push((format!("blk.{l}.ffn_norm.weight"), norm(hidden)));
+    }
+    let metadata = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.embedding_length", Value::U32(hidden as u32)),
+        ("llama.block_count", Value::U32(layers as u32)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(heads as u32)),
+        ("llama.attention.head_count_kv", Value::U32(kv_heads as u32)),
+        ("llama.rope.dimension_count", Value::U32(head_dim as u32)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+    ];
+    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+    out.into_inner()
+}
+
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// PAI's own llama decoder computes what candle's reference llama computes from the same
+/// weights (kept in their layout, not widened), for a prompt and then token by token, in
+/// every layout it runs.
+#[test]
+fn the_native_decoder_matches_candles_llama() {
+    use candle_core::quantized::GgmlDType;
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    // Q4_0 and Q8_0 compute exactly what candle does; Q4_1's block sums are rounded
+    // differently, and Q5_1 runs widened to Q8_0; this random model, unlike a trained
+    // one, magnifies such differences to a few percent.
+    for (dtype, tied, tolerance) in [
+        (GgmlDType::Q4_0, false, 1e-4),
+        (GgmlDType::Q8_0, false, 1e-4),
+        (GgmlDType::Q4_1, true, 0.05),
+        (GgmlDType::Q5_1, true, 0.1),
+    ] {
+        let bytes = random_llama(dtype, tied);
+        let read = || {
+            let mut cursor = std::io::Cursor::new(bytes.clone());
+            let content = gguf_file::Content::read(&mut cursor).unwrap();
+            (content, cursor)
+        };
+        let (content, mut cursor) = read();
+        let mut ours = super::llama::Llama::load(&content, &mut cursor)
+            .unwrap()
+            .expect("the native decoder covers this file");
+        let (content, mut cursor) = read();
+        let mut theirs =
+            ModelWeights::from_gguf(content, &mut cursor, &candle_core::Device::Cpu).unwrap();
+        let logits = |m: &mut ModelWeights, tokens: &[u32], pos: usize| -> Vec<f32> {
+            let input = candle_core::Tensor::new(tokens, &candle_core::Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            m.forward(&input, pos)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+
+        let mut tokens: Vec<u32> = vec![5, 17, 3, 60, 42, 8, 77, 1, 30];
+        let mut a = ours.forward(&tokens, 0).unwrap();
+        let mut b = logits(&mut theirs, &tokens, 0);
+        for step in 0..12 {
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst <= tolerance * scale,
+                "{dtype:?} step {step}: logits differ by {worst} (largest {scale})"
+            );
+            let next = argmax(&b);
+            tokens.push(next);
+            let pos = tokens.len() - 1;
+            a = ours.forward(&[next], pos).unwrap();
+            b = logits(&mut theirs, &[next], pos);
+        }
+        // A second answer starts from a clean cache.
+        ours.clear();
+        assert_eq!(ours.forward(&tokens[..3], 0).unwrap().len(), 96);
+    }
+}
+
+#[test]
+fn llama_files_run_on_the_native_decoder_and_others_on_candle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = model_file(dir.path(), &TinyModel::default());
+    let loaded = Loaded::load(&path).unwrap();
+    assert!(matches!(loaded.weights, super::model::Weights::Native(_)));
+
+    // Rotary embeddings on part of each head: candle's case, not this decoder's.
+    let path = dir.path().join("partial.gguf");
+    std::fs::write(
+        &path,
+        with_metadata("llama.rope.dimension_count", Value::U32(8)),
+    )
+    .unwrap();
+    let loaded = Loaded::load(&path).unwrap();
+    assert!(matches!(loaded.weights, super::model::Weights::Llama(_)));
+}

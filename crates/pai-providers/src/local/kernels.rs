@@ -1,0 +1,474 @@
+//! Quantised dot products for the decode path, in the weights' own GGUF block layouts
+//! (Q4_0, Q4_1, Q8_0), against activations quantised to 8 bits per block of 32.
+//!
+//! Decoding one token reads every weight once, so its speed is set by how many bytes a
+//! weight takes and how fast a block is multiplied. Q4_1 as shipped takes 0.625 bytes a
+//! weight where the Q8_0 candle needed takes 1.06, and candle's own Q4_1 kernel is scalar:
+//! hence these kernels. The AVX2 versions are chosen at run time, so one binary runs
+//! everywhere and uses the vector unit where there is one; the portable versions define
+//! what the vector ones must compute, and the tests hold them to it.
+
+// Vector intrinsics need `unsafe`: each use is a `#[target_feature]` function reached only
+// after `simd()` saw the features at run time, reading within the slices it was given.
+#![allow(unsafe_code)]
+
+/// Weights per block in every layout here.
+pub(crate) const QK: usize = 32;
+
+/// The weight layouts with a kernel here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quant {
+    /// f16 scale, 32 4-bit weights stored as `q - 8`.
+    Q4_0,
+    /// f16 scale and minimum, 32 4-bit weights: `d * q + m`.
+    Q4_1,
+    /// f16 scale, 32 signed 8-bit weights.
+    Q8_0,
+}
+
+impl Quant {
+    /// Bytes one block of 32 weights takes.
+    pub(crate) fn block_bytes(self) -> usize {
+        match self {
+            Quant::Q4_0 => 18,
+            Quant::Q4_1 => 20,
+            Quant::Q8_0 => 34,
+        }
+    }
+}
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
+}
+
+/// `x` (finite, not negative) rounded to the nearest f16 value, ties to even.
+fn round_to_f16(x: f32) -> f32 {
+    const SMALLEST_NORMAL: f32 = 6.103_515_6e-5;
+    if x < SMALLEST_NORMAL {
+        // Subnormal halves are multiples of 2^-24.
+        let unit = f32::powi(2.0, -24);
+        return (x / unit).round_ties_even() * unit;
+    }
+    let bits = x.to_bits();
+    let lsb = (bits >> 13) & 1;
+    f32::from_bits((bits + 0x0FFF + lsb) & !0x1FFF)
+}
+
+/// IEEE half precision to single, exactly (subnormals, infinities and NaN included).
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1F);
+    let man = u32::from(h & 0x3FF);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        // Subnormal: value = man * 2^-24, exact in f32.
+        (0, _) => {
+            let v = man as f32 * f32::powi(2.0, -24);
+            return if sign == 0 { v } else { -v };
+        }
+        (0x1F, _) => sign | 0x7F80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Rows of activations quantised to 8 bits per block of 32, like ggml's Q8_1: per block a
+/// scale `d`, the scaled sum of its values `s` (what Q4_1's minimum multiplies), and the
+/// 32 values.
+#[derive(Debug, Default)]
+pub(crate) struct Q8Rows {
+    d: Vec<f32>,
+    s: Vec<f32>,
+    qs: Vec<i8>,
+    blocks_per_row: usize,
+}
+
+/// One row of [`Q8Rows`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Q8Row<'a> {
+    d: &'a [f32],
+    s: &'a [f32],
+    qs: &'a [i8],
+}
+
+impl Q8Rows {
+    /// Quantises `xs`, rows of `cols` values each (`cols` a multiple of [`QK`]).
+    pub(crate) fn quantize(&mut self, xs: &[f32], cols: usize) {
+        let blocks = xs.len() / QK;
+        self.blocks_per_row = cols / QK;
+        self.d.resize(blocks, 0.0);
+        self.s.resize(blocks, 0.0);
+        self.qs.resize(blocks * QK, 0);
+        for (b, x) in xs.chunks_exact(QK).enumerate() {
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            // ggml (and candle) store this scale as f16; so do we, to compute what they do.
+            let d = round_to_f16(d);
+            let mut sum = 0i32;
+            for (q, v) in self.qs[b * QK..(b + 1) * QK].iter_mut().zip(x) {
+                // |v * id| <= 127, so the cast cannot saturate.
+                *q = (v * id).round() as i8;
+                sum += i32::from(*q);
+            }
+            self.d[b] = d;
+            self.s[b] = d * sum as f32;
+        }
+    }
+
+    pub(crate) fn row(&self, i: usize) -> Q8Row<'_> {
+        let (a, b) = (i * self.blocks_per_row, (i + 1) * self.blocks_per_row);
+        Q8Row {
+            d: &self.d[a..b],
+            s: &self.s[a..b],
+            qs: &self.qs[a * QK..b * QK],
+        }
+    }
+}
+
+/// A dot product of one weight row (its blocks' bytes) with one activation row.
+pub(crate) type Dot = fn(&[u8], Q8Row<'_>) -> f32;
+
+/// The fastest kernel for `quant` that this CPU runs.
+pub(crate) fn dot_for(quant: Quant) -> Dot {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        return match quant {
+            Quant::Q4_0 => avx2::q4_0,
+            Quant::Q4_1 => avx2::q4_1,
+            Quant::Q8_0 => avx2::q8_0,
+        };
+    }
+    portable_dot_for(quant)
+}
+
+pub(crate) fn portable_dot_for(quant: Quant) -> Dot {
+    match quant {
+        Quant::Q4_0 => portable::q4_0,
+        Quant::Q4_1 => portable::q4_1,
+        Quant::Q8_0 => portable::q8_0,
+    }
+}
+
+/// Whether the AVX2 kernels may run here.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn simd() -> bool {
+    use std::sync::OnceLock;
+    static SIMD: OnceLock<bool> = OnceLock::new();
+    *SIMD.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn simd() -> bool {
+    false
+}
+
+/// Weight row `w` as f32 values into `out` (an embedding lookup).
+pub(crate) fn dequantize_row(quant: Quant, w: &[u8], out: &mut [f32]) {
+    let bb = quant.block_bytes();
+    for (blk, out) in w.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+        let d = f16_at(blk, 0);
+        match quant {
+            Quant::Q4_0 | Quant::Q4_1 => {
+                let (m, qs) = if quant == Quant::Q4_1 {
+                    (f16_at(blk, 2), &blk[4..20])
+                } else {
+                    (-8.0 * d, &blk[2..18])
+                };
+                for (j, &q) in qs.iter().enumerate() {
+                    out[j] = d * f32::from(q & 0x0F) + m;
+                    out[j + QK / 2] = d * f32::from(q >> 4) + m;
+                }
+            }
+            Quant::Q8_0 => {
+                for (o, &q) in out.iter_mut().zip(&blk[2..34]) {
+                    *o = d * f32::from(q as i8);
+                }
+            }
+        }
+    }
+}
+
+mod portable {
+    use super::{Q8Row, QK, f16_at};
+
+    pub(super) fn q4_0(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = 0f32;
+        for (b, blk) in w.chunks_exact(18).enumerate() {
+            let y = &x.qs[b * QK..(b + 1) * QK];
+            let mut sum = 0i32;
+            for (j, &q) in blk[2..18].iter().enumerate() {
+                sum += (i32::from(q & 0x0F) - 8) * i32::from(y[j])
+                    + (i32::from(q >> 4) - 8) * i32::from(y[j + QK / 2]);
+            }
+            acc += f16_at(blk, 0) * x.d[b] * sum as f32;
+        }
+        acc
+    }
+
+    pub(super) fn q4_1(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = 0f32;
+        for (b, blk) in w.chunks_exact(20).enumerate() {
+            let y = &x.qs[b * QK..(b + 1) * QK];
+            let mut sum = 0i32;
+            for (j, &q) in blk[4..20].iter().enumerate() {
+                sum += i32::from(q & 0x0F) * i32::from(y[j])
+                    + i32::from(q >> 4) * i32::from(y[j + QK / 2]);
+            }
+            acc += f16_at(blk, 0) * x.d[b] * sum as f32 + f16_at(blk, 2) * x.s[b];
+        }
+        acc
+    }
+
+    pub(super) fn q8_0(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = 0f32;
+        for (b, blk) in w.chunks_exact(34).enumerate() {
+            let y = &x.qs[b * QK..(b + 1) * QK];
+            let sum: i32 = blk[2..34]
+                .iter()
+                .zip(y)
+                .map(|(&q, &y)| i32::from(q as i8) * i32::from(y))
+                .sum();
+            acc += f16_at(blk, 0) * x.d[b] * sum as f32;
+        }
+        acc
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! ggml's AVX2 block kernels. Each safe wrapper is handed out by `dot_for` only when
+    //! `simd()` is true, and every pointer read stays inside the block it belongs to:
+    //! `w` holds whole blocks and `x` one activation block per weight block.
+    use std::arch::x86_64::*;
+
+    use super::{Q8Row, QK};
+
+    pub(super) fn q4_0(w: &[u8], x: Q8Row<'_>) -> f32 {
+        // SAFETY: see the module comment.
+        unsafe { q4_0_impl(w, x) }
+    }
+
+    pub(super) fn q4_1(w: &[u8], x: Q8Row<'_>) -> f32 {
+        // SAFETY: see the module comment.
+        unsafe { q4_1_impl(w, x) }
+    }
+
+    pub(super) fn q8_0(w: &[u8], x: Q8Row<'_>) -> f32 {
+        // SAFETY: see the module comment.
+        unsafe { q8_0_impl(w, x) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn scale(blk: &[u8], at: usize) -> f32 {
+        let bits = i32::from(u16::from_le_bytes([blk[at], blk[at + 1]]));
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+    }
+
+    /// 32 nibbles of 16 bytes as bytes: low nibbles first, then high ones (ggml's order).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(qs: &[u8]) -> __m256i {
+        debug_assert!(qs.len() >= 16);
+        // SAFETY: 16 bytes are readable at `qs`.
+        let lo = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+        let hi = _mm_srli_epi16(lo, 4);
+        _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load32(y: &[i8]) -> __m256i {
+        debug_assert!(y.len() >= 32);
+        // SAFETY: 32 bytes are readable at `y`.
+        unsafe { _mm256_loadu_si256(y.as_ptr().cast()) }
+    }
+
+    /// Unsigned × signed bytes, summed in 8 lanes of f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
+        let dot = _mm256_maddubs_epi16(ax, sy);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+    }
+
+    /// Signed × signed bytes, summed in 8 lanes of f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+        mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum(x: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_0_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let eight = _mm256_set1_epi8(8);
+        for (b, blk) in w.chunks_exact(18).enumerate() {
+            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
+            // SAFETY: a block holds 16 bytes of nibbles after its scale.
+            let bx = _mm256_sub_epi8(unsafe { nibbles(&blk[2..]) }, eight);
+            // SAFETY: x has one 32-value block per weight block.
+            let by = unsafe { load32(&x.qs[b * QK..]) };
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(bx, by), acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_1_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for (b, blk) in w.chunks_exact(20).enumerate() {
+            mins += scale(blk, 2) * x.s[b];
+            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
+            // SAFETY: a block holds 16 bytes of nibbles after its scale and minimum.
+            let bx = unsafe { nibbles(&blk[4..]) };
+            // SAFETY: x has one 32-value block per weight block.
+            let by = unsafe { load32(&x.qs[b * QK..]) };
+            acc = _mm256_fmadd_ps(d, mul_sum_us8(bx, by), acc);
+        }
+        hsum(acc) + mins
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_0_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (b, blk) in w.chunks_exact(34).enumerate() {
+            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
+            // SAFETY: a block holds 32 weights after its scale.
+            let bx = unsafe { _mm256_loadu_si256(blk[2..34].as_ptr().cast()) };
+            // SAFETY: x has one 32-value block per weight block.
+            let by = unsafe { load32(&x.qs[b * QK..]) };
+            acc = _mm256_fmadd_ps(d, mul_sum_i8(bx, by), acc);
+        }
+        hsum(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `rows` × `cols` random weights in candle's encoding of `dtype`, and their values.
+    fn weights(dtype: GgmlDType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+        let t = Tensor::from_vec(values(rows * cols, 7), (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        let exact = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        (q.data().unwrap().into_owned(), exact)
+    }
+
+    const LAYOUTS: [(Quant, GgmlDType); 3] = [
+        (Quant::Q4_0, GgmlDType::Q4_0),
+        (Quant::Q4_1, GgmlDType::Q4_1),
+        (Quant::Q8_0, GgmlDType::Q8_0),
+    ];
+
+    #[test]
+    fn dots_match_the_dequantised_weights() {
+        let (rows, cols) = (8, 256);
+        let x = values(cols, 11);
+        let mut q8 = Q8Rows::default();
+        q8.quantize(&x, cols);
+        for (quant, dtype) in LAYOUTS {
+            let (data, exact) = weights(dtype, rows, cols);
+            let row_bytes = cols / QK * quant.block_bytes();
+            for r in 0..rows {
+                let w = &data[r * row_bytes..(r + 1) * row_bytes];
+                let want: f32 = exact[r * cols..(r + 1) * cols]
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let mut row = vec![0f32; cols];
+                dequantize_row(quant, w, &mut row);
+                assert_eq!(row, exact[r * cols..(r + 1) * cols], "{quant:?} row {r}");
+                for dot in [portable_dot_for(quant), dot_for(quant)] {
+                    let got = dot(w, q8.row(0));
+                    // Only the activations' 8-bit rounding separates the two.
+                    assert!(
+                        (got - want).abs() < 0.05,
+                        "{quant:?} row {r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_kernels_compute_what_the_portable_ones_do() {
+        if !simd() {
+            return;
+        }
+        let (rows, cols) = (16, 576);
+        let x = values(2 * cols, 5);
+        let mut q8 = Q8Rows::default();
+        q8.quantize(&x, cols);
+        for (quant, dtype) in LAYOUTS {
+            let (data, _) = weights(dtype, rows, cols);
+            let row_bytes = cols / QK * quant.block_bytes();
+            for (r, w) in data.chunks_exact(row_bytes).enumerate() {
+                for j in 0..2 {
+                    let want = portable_dot_for(quant)(w, q8.row(j));
+                    let got = dot_for(quant)(w, q8.row(j));
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{quant:?} row {r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn half_floats_convert_exactly() {
+        for (bits, want) in [
+            (0x3C00u16, 1.0f32),
+            (0xC000, -2.0),
+            (0x0000, 0.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x8001, -5.960_464_5e-8),
+            (0x7BFF, 65504.0),
+            (0x7C00, f32::INFINITY),
+        ] {
+            assert_eq!(f16_to_f32(bits), want, "{bits:#06x}");
+        }
+        assert!(f16_to_f32(0x7E00).is_nan());
+    }
+}
