@@ -107,8 +107,11 @@ impl Q8Rows {
             let d = round_to_f16(d);
             let mut sum = 0i32;
             for (q, v) in self.qs[b * QK..(b + 1) * QK].iter_mut().zip(x) {
-                // |v * id| <= 127, so the cast cannot saturate.
-                *q = (v * id).round() as i8;
+                // Rounds half away from zero, like `f32::round`, without its libm call
+                // (the baseline x86-64 target has no rounding instruction); |v * id| <= 127,
+                // so the cast cannot saturate.
+                let r = v * id;
+                *q = (r + 0.5f32.copysign(r)) as i8;
                 sum += i32::from(*q);
             }
             self.d[b] = d;
@@ -128,6 +131,27 @@ impl Q8Rows {
 
 /// A dot product of one weight row (its blocks' bytes) with one activation row.
 pub(crate) type Dot = fn(&[u8], Q8Row<'_>) -> f32;
+
+/// Four weight rows against one activation row: each activation block is loaded once,
+/// and the four rows' sums do not wait on each other.
+pub(crate) type Dot4 = fn([&[u8]; 4], Q8Row<'_>) -> [f32; 4];
+
+/// The fastest four-row kernel for `quant` that this CPU runs.
+pub(crate) fn dot4_for(quant: Quant) -> Dot4 {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        return match quant {
+            Quant::Q4_0 => avx2::q4_0_x4,
+            Quant::Q4_1 => avx2::q4_1_x4,
+            Quant::Q8_0 => avx2::q8_0_x4,
+        };
+    }
+    match quant {
+        Quant::Q4_0 => |w, x| w.map(|w| portable::q4_0(w, x)),
+        Quant::Q4_1 => |w, x| w.map(|w| portable::q4_1(w, x)),
+        Quant::Q8_0 => |w, x| w.map(|w| portable::q8_0(w, x)),
+    }
+}
 
 /// The fastest kernel for `quant` that this CPU runs.
 pub(crate) fn dot_for(quant: Quant) -> Dot {
@@ -263,6 +287,93 @@ mod avx2 {
         unsafe { q8_0_impl(w, x) }
     }
 
+    pub(super) fn q4_0_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+        // SAFETY: see the module comment.
+        unsafe { x4_impl::<18, Q4_0>(w, x) }
+    }
+
+    pub(super) fn q4_1_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+        // SAFETY: see the module comment.
+        unsafe { x4_impl::<20, Q4_1>(w, x) }
+    }
+
+    pub(super) fn q8_0_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+        // SAFETY: see the module comment.
+        unsafe { x4_impl::<34, Q8_0>(w, x) }
+    }
+
+    const Q4_0: u8 = 0;
+    const Q4_1: u8 = 1;
+    const Q8_0: u8 = 2;
+
+    /// Four rows of `B`-byte blocks in layout `L`. Raw pointers walk the blocks: indexing
+    /// would check bounds and spill row pointers on every block of this, the hottest loop.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn x4_impl<const B: usize, const L: u8>(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+        let blocks = w.iter().map(|w| w.len() / B).fold(x.d.len(), usize::min);
+        let blocks = blocks.min(x.s.len()).min(x.qs.len() / QK);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        let mut rows = w.map(<[u8]>::as_ptr);
+        let mut y = x.qs.as_ptr();
+        let half = |p: *const u8| {
+            // SAFETY: p points at a block's two-byte f16 field.
+            let bits = unsafe { p.cast::<u16>().read_unaligned() };
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+        };
+        for b in 0..blocks {
+            // SAFETY: b < blocks, so every row has block b at `rows[r]` and x has its
+            // 32 values at `y`; the loads below stay inside those blocks.
+            unsafe {
+                let xd = *x.d.get_unchecked(b);
+                let yv = _mm256_loadu_si256(y.cast());
+                // Q4_1 blocks open with two f16s (scale, minimum): one conversion for both.
+                let mut m = [0f32; 4];
+                let mut dw = [0f32; 4];
+                for r in 0..4 {
+                    if L == Q4_1 {
+                        let both = rows[r].cast::<i32>().read_unaligned();
+                        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(both));
+                        dw[r] = _mm_cvtss_f32(v);
+                        m[r] = _mm_cvtss_f32(_mm_movehdup_ps(v));
+                    } else {
+                        dw[r] = half(rows[r]);
+                    }
+                }
+                for r in 0..4 {
+                    let blk = rows[r];
+                    let d = _mm256_set1_ps(dw[r] * xd);
+                    let sum = match L {
+                        Q4_0 => {
+                            let q = _mm_loadu_si128(blk.add(2).cast());
+                            let q = unpack(q);
+                            mul_sum_i8(_mm256_sub_epi8(q, _mm256_set1_epi8(8)), yv)
+                        }
+                        Q4_1 => {
+                            // `m`: the block minima, converted above.
+                            mins[r] += m[r] * *x.s.get_unchecked(b);
+                            mul_sum_us8(unpack(_mm_loadu_si128(blk.add(4).cast())), yv)
+                        }
+                        _ => mul_sum_i8(_mm256_loadu_si256(blk.add(2).cast()), yv),
+                    };
+                    acc[r] = _mm256_fmadd_ps(d, sum, acc[r]);
+                    rows[r] = blk.add(B);
+                }
+                y = y.add(QK);
+            }
+        }
+        [0, 1, 2, 3].map(|r| hsum(acc[r]) + mins[r])
+    }
+
+    /// 16 bytes of nibbles as 32 bytes: low nibbles first, then high ones.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unpack(lo: __m128i) -> __m256i {
+        let hi = _mm_srli_epi16(lo, 4);
+        _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn scale(blk: &[u8], at: usize) -> f32 {
@@ -313,49 +424,92 @@ mod avx2 {
         _mm_cvtss_f32(r)
     }
 
+    // Each kernel runs blocks in pairs into two accumulators, so that consecutive blocks
+    // do not wait on each other's fused multiply-add; iterating zipped blocks keeps bounds
+    // checks out of the loop.
+
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q4_0_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
-        let mut acc = _mm256_setzero_ps();
+        const B: usize = 18;
         let eight = _mm256_set1_epi8(8);
-        for (b, blk) in w.chunks_exact(18).enumerate() {
-            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
-            // SAFETY: a block holds 16 bytes of nibbles after its scale.
-            let bx = _mm256_sub_epi8(unsafe { nibbles(&blk[2..]) }, eight);
-            // SAFETY: x has one 32-value block per weight block.
-            let by = unsafe { load32(&x.qs[b * QK..]) };
-            acc = _mm256_fmadd_ps(d, mul_sum_i8(bx, by), acc);
+        // SAFETY (both loads): a block holds 16 bytes of nibbles after its scale, and x
+        // one 32-value block per weight block.
+        let block = |acc: __m256, blk: &[u8], xd: f32, xq: &[i8]| unsafe {
+            let d = _mm256_set1_ps(scale(blk, 0) * xd);
+            let bx = _mm256_sub_epi8(nibbles(&blk[2..]), eight);
+            _mm256_fmadd_ps(d, mul_sum_i8(bx, load32(xq)), acc)
+        };
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let pairs = w
+            .chunks_exact(2 * B)
+            .zip(x.d.chunks_exact(2))
+            .zip(x.qs.chunks_exact(2 * QK));
+        for ((blk, xd), xq) in pairs {
+            a0 = block(a0, &blk[..B], xd[0], &xq[..QK]);
+            a1 = block(a1, &blk[B..], xd[1], &xq[QK..]);
         }
-        hsum(acc)
+        let n = w.len() / B;
+        if n % 2 == 1 {
+            a0 = block(a0, &w[(n - 1) * B..], x.d[n - 1], &x.qs[(n - 1) * QK..]);
+        }
+        hsum(_mm256_add_ps(a0, a1))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q4_1_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (b, blk) in w.chunks_exact(20).enumerate() {
-            mins += scale(blk, 2) * x.s[b];
-            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
-            // SAFETY: a block holds 16 bytes of nibbles after its scale and minimum.
-            let bx = unsafe { nibbles(&blk[4..]) };
-            // SAFETY: x has one 32-value block per weight block.
-            let by = unsafe { load32(&x.qs[b * QK..]) };
-            acc = _mm256_fmadd_ps(d, mul_sum_us8(bx, by), acc);
+        const B: usize = 20;
+        // SAFETY (both loads): a block holds 16 bytes of nibbles after its scale and
+        // minimum, and x one 32-value block per weight block.
+        let block = |acc: __m256, blk: &[u8], xd: f32, xq: &[i8]| unsafe {
+            let d = _mm256_set1_ps(scale(blk, 0) * xd);
+            _mm256_fmadd_ps(d, mul_sum_us8(nibbles(&blk[4..]), load32(xq)), acc)
+        };
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut m0, mut m1) = (0f32, 0f32);
+        let pairs = w
+            .chunks_exact(2 * B)
+            .zip(x.d.chunks_exact(2))
+            .zip(x.s.chunks_exact(2))
+            .zip(x.qs.chunks_exact(2 * QK));
+        for (((blk, xd), xs), xq) in pairs {
+            m0 += scale(blk, 2) * xs[0];
+            m1 += scale(blk, B + 2) * xs[1];
+            a0 = block(a0, &blk[..B], xd[0], &xq[..QK]);
+            a1 = block(a1, &blk[B..], xd[1], &xq[QK..]);
         }
-        hsum(acc) + mins
+        let n = w.len() / B;
+        if n % 2 == 1 {
+            let blk = &w[(n - 1) * B..];
+            m0 += scale(blk, 2) * x.s[n - 1];
+            a0 = block(a0, blk, x.d[n - 1], &x.qs[(n - 1) * QK..]);
+        }
+        hsum(_mm256_add_ps(a0, a1)) + m0 + m1
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q8_0_impl(w: &[u8], x: Q8Row<'_>) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (b, blk) in w.chunks_exact(34).enumerate() {
-            let d = _mm256_set1_ps(scale(blk, 0) * x.d[b]);
-            // SAFETY: a block holds 32 weights after its scale.
-            let bx = unsafe { _mm256_loadu_si256(blk[2..34].as_ptr().cast()) };
-            // SAFETY: x has one 32-value block per weight block.
-            let by = unsafe { load32(&x.qs[b * QK..]) };
-            acc = _mm256_fmadd_ps(d, mul_sum_i8(bx, by), acc);
+        const B: usize = 34;
+        // SAFETY (both loads): a block holds 32 weights after its scale, and x one
+        // 32-value block per weight block.
+        let block = |acc: __m256, blk: &[u8], xd: f32, xq: &[i8]| unsafe {
+            let d = _mm256_set1_ps(scale(blk, 0) * xd);
+            let bx = _mm256_loadu_si256(blk[2..34].as_ptr().cast());
+            _mm256_fmadd_ps(d, mul_sum_i8(bx, load32(xq)), acc)
+        };
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let pairs = w
+            .chunks_exact(2 * B)
+            .zip(x.d.chunks_exact(2))
+            .zip(x.qs.chunks_exact(2 * QK));
+        for ((blk, xd), xq) in pairs {
+            a0 = block(a0, &blk[..B], xd[0], &xq[..QK]);
+            a1 = block(a1, &blk[B..], xd[1], &xq[QK..]);
         }
-        hsum(acc)
+        let n = w.len() / B;
+        if n % 2 == 1 {
+            a0 = block(a0, &w[(n - 1) * B..], x.d[n - 1], &x.qs[(n - 1) * QK..]);
+        }
+        hsum(_mm256_add_ps(a0, a1))
     }
 }
 
@@ -443,14 +597,21 @@ mod tests {
         for (quant, dtype) in LAYOUTS {
             let (data, _) = weights(dtype, rows, cols);
             let row_bytes = cols / QK * quant.block_bytes();
-            for (r, w) in data.chunks_exact(row_bytes).enumerate() {
+            let rows: Vec<&[u8]> = data.chunks_exact(row_bytes).collect();
+            for (r, w) in rows.iter().enumerate() {
                 for j in 0..2 {
                     let want = portable_dot_for(quant)(w, q8.row(j));
                     let got = dot_for(quant)(w, q8.row(j));
-                    assert!(
-                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{quant:?} row {r}: {got} vs {want}"
+                    let four = dot4_for(quant)(
+                        [rows[r], rows[(r + 5) % rows.len()], rows[0], w],
+                        q8.row(j),
                     );
+                    for got in [got, four[0], four[3]] {
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "{quant:?} row {r}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }

@@ -12,13 +12,14 @@
 
 use std::io::{Read, Seek};
 use std::ops::Range;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
 
-use super::kernels::{self, Dot, Q8Rows, QK, Quant};
+use super::kernels::{self, Dot, Dot4, Q8Rows, QK, Quant};
 
 /// A weight matrix, `rows` × `cols`, one row of blocks after another.
 struct Matrix {
@@ -27,6 +28,7 @@ struct Matrix {
     cols: usize,
     data: Vec<u8>,
     dot: Dot,
+    dot4: Dot4,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -70,7 +72,6 @@ struct Scratch {
     q8: Q8Rows,
     qkv: Vec<f32>,
     attn: Vec<f32>,
-    scores: Vec<f32>,
     proj: Vec<f32>,
     gate_up: Vec<f32>,
     hidden: Vec<f32>,
@@ -309,23 +310,32 @@ impl Llama {
             s.attn.resize(m * hidden, 0.0);
             let group = self.n_head / self.n_kv_head;
             let scale = 1.0 / (hd as f32).sqrt();
-            for j in 0..m {
-                let seen = position + j + 1;
-                s.scores.resize(seen, 0.0);
-                for h in 0..self.n_head {
-                    let q = &s.qkv[j * width + h * hd..j * width + (h + 1) * hd];
+            // One work item per (token, head), on the pool: each owns its slice of `attn`.
+            let outputs: Vec<Mutex<&mut [f32]>> = s.attn.chunks_mut(hd).map(Mutex::new).collect();
+            let (qkv, keys, values) = (&s.qkv, &l.keys, &l.values);
+            let n_head = self.n_head;
+            let attend = |items: Range<usize>| {
+                let mut scores = Vec::new();
+                for item in items {
+                    let (j, h) = (item / n_head, item % n_head);
+                    scores.resize(position + j + 1, 0.0);
+                    let q = &qkv[j * width + h * hd..j * width + (h + 1) * hd];
                     let g = (h / group) * hd;
-                    for (t, score) in s.scores.iter_mut().enumerate() {
-                        *score = dot(q, &l.keys[t * kv + g..t * kv + g + hd]) * scale;
+                    for (t, score) in scores.iter_mut().enumerate() {
+                        *score = dot(q, &keys[t * kv + g..t * kv + g + hd]) * scale;
                     }
-                    softmax(&mut s.scores);
-                    let out = &mut s.attn[j * hidden + h * hd..j * hidden + (h + 1) * hd];
+                    softmax(&mut scores);
+                    let mut out = outputs[item]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     out.fill(0.0);
-                    for (t, &p) in s.scores.iter().enumerate() {
-                        axpy(p, &l.values[t * kv + g..t * kv + g + hd], out);
+                    for (t, &p) in scores.iter().enumerate() {
+                        axpy(p, &values[t * kv + g..t * kv + g + hd], &mut out);
                     }
                 }
-            }
+            };
+            candle_core::utils::barrier_pool().execute_chunked(m * n_head, attend);
+            drop(outputs);
             s.q8.quantize(&s.attn, hidden);
             matmul(&mut s.shared, &[&l.o], &s.q8, m, &mut s.proj);
             add(&mut s.x, &s.proj);
@@ -388,6 +398,7 @@ fn matrix<R: Read + Seek>(content: &Content, reader: &mut R, name: &str) -> Resu
         cols,
         data,
         dot: kernels::dot_for(quant),
+        dot4: kernels::dot4_for(quant),
     })
 }
 
@@ -419,10 +430,14 @@ fn matmul(
         shared.resize_with(m * total, || AtomicU32::new(0));
     }
     let shared_ref = &shared[..m * total];
+    let store = |j: usize, r: usize, v: f32| {
+        shared_ref[j * total + r].store(v.to_bits(), Ordering::Relaxed);
+    };
     let work = |items: Range<usize>| {
         for item in items {
-            let rows = item * ROWS_PER_ITEM..total.min((item + 1) * ROWS_PER_ITEM);
-            for r in rows {
+            let end = total.min((item + 1) * ROWS_PER_ITEM);
+            let mut r = item * ROWS_PER_ITEM;
+            while r < end {
                 let (mut w, mut local) = (matrices[0], r);
                 for next in matrices {
                     w = next;
@@ -431,10 +446,19 @@ fn matmul(
                     }
                     local -= next.rows;
                 }
-                let row = w.row(local);
-                for j in 0..m {
-                    let v = (w.dot)(row, x.row(j));
-                    shared_ref[j * total + r].store(v.to_bits(), Ordering::Relaxed);
+                if r + 4 <= end && local + 4 <= w.rows {
+                    let rows = [0, 1, 2, 3].map(|i| w.row(local + i));
+                    for j in 0..m {
+                        for (i, v) in (w.dot4)(rows, x.row(j)).into_iter().enumerate() {
+                            store(j, r + i, v);
+                        }
+                    }
+                    r += 4;
+                } else {
+                    for j in 0..m {
+                        store(j, r, (w.dot)(w.row(local), x.row(j)));
+                    }
+                    r += 1;
                 }
             }
         }
