@@ -132,29 +132,31 @@ impl Q8Rows {
 /// A dot product of one weight row (its blocks' bytes) with one activation row.
 pub(crate) type Dot = fn(&[u8], Q8Row<'_>) -> f32;
 
-/// Four weight rows against one activation row: each activation block is loaded once,
-/// and the four rows' sums do not wait on each other.
-pub(crate) type Dot4 = fn([&[u8]; 4], Q8Row<'_>) -> [f32; 4];
+/// Consecutive weight rows (`row_bytes` each) against one activation row, into `out`
+/// (one value per row). The vector version runs four rows at a time: each activation
+/// block is loaded once, and the four sums do not wait on each other.
+pub(crate) type MatVec = fn(&[u8], usize, Q8Row<'_>, &mut [f32]);
 
-/// The fastest four-row kernel for `quant` that this CPU runs.
-pub(crate) fn dot4_for(quant: Quant) -> Dot4 {
+/// The fastest matrix-vector kernel for `quant` that this CPU runs.
+pub(crate) fn matvec_for(quant: Quant) -> MatVec {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         return match quant {
-            Quant::Q4_0 => avx2::q4_0_x4,
-            Quant::Q4_1 => avx2::q4_1_x4,
-            Quant::Q8_0 => avx2::q8_0_x4,
+            Quant::Q4_0 => avx2::q4_0_rows,
+            Quant::Q4_1 => avx2::q4_1_rows,
+            Quant::Q8_0 => avx2::q8_0_rows,
         };
     }
     match quant {
-        Quant::Q4_0 => |w, x| w.map(|w| portable::q4_0(w, x)),
-        Quant::Q4_1 => |w, x| w.map(|w| portable::q4_1(w, x)),
-        Quant::Q8_0 => |w, x| w.map(|w| portable::q8_0(w, x)),
+        Quant::Q4_0 => |w, rb, x, out| portable_rows(portable::q4_0, w, rb, x, out),
+        Quant::Q4_1 => |w, rb, x, out| portable_rows(portable::q4_1, w, rb, x, out),
+        Quant::Q8_0 => |w, rb, x, out| portable_rows(portable::q8_0, w, rb, x, out),
     }
 }
 
-/// The fastest kernel for `quant` that this CPU runs.
-pub(crate) fn dot_for(quant: Quant) -> Dot {
+/// The fastest single-row kernel for `quant` that this CPU runs.
+#[cfg(test)]
+fn dot_for(quant: Quant) -> Dot {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         return match quant {
@@ -166,11 +168,18 @@ pub(crate) fn dot_for(quant: Quant) -> Dot {
     portable_dot_for(quant)
 }
 
-pub(crate) fn portable_dot_for(quant: Quant) -> Dot {
+#[cfg(test)]
+fn portable_dot_for(quant: Quant) -> Dot {
     match quant {
         Quant::Q4_0 => portable::q4_0,
         Quant::Q4_1 => portable::q4_1,
         Quant::Q8_0 => portable::q8_0,
+    }
+}
+
+fn portable_rows(dot: Dot, w: &[u8], row_bytes: usize, x: Q8Row<'_>, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+        *o = dot(row, x);
     }
 }
 
@@ -265,41 +274,74 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! ggml's AVX2 block kernels. Each safe wrapper is handed out by `dot_for` only when
+    //! ggml's AVX2 block kernels. Each safe wrapper is handed out by `matvec_for` only when
     //! `simd()` is true, and every pointer read stays inside the block it belongs to:
     //! `w` holds whole blocks and `x` one activation block per weight block.
     use std::arch::x86_64::*;
 
     use super::{Q8Row, QK};
 
+    #[cfg(test)]
     pub(super) fn q4_0(w: &[u8], x: Q8Row<'_>) -> f32 {
         // SAFETY: see the module comment.
         unsafe { q4_0_impl(w, x) }
     }
 
+    #[cfg(test)]
     pub(super) fn q4_1(w: &[u8], x: Q8Row<'_>) -> f32 {
         // SAFETY: see the module comment.
         unsafe { q4_1_impl(w, x) }
     }
 
+    #[cfg(test)]
     pub(super) fn q8_0(w: &[u8], x: Q8Row<'_>) -> f32 {
         // SAFETY: see the module comment.
         unsafe { q8_0_impl(w, x) }
     }
 
-    pub(super) fn q4_0_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+    pub(super) fn q4_0_rows(w: &[u8], row_bytes: usize, x: Q8Row<'_>, out: &mut [f32]) {
         // SAFETY: see the module comment.
-        unsafe { x4_impl::<18, Q4_0>(w, x) }
+        unsafe { rows_impl::<18, Q4_0>(w, row_bytes, x, out) }
     }
 
-    pub(super) fn q4_1_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+    pub(super) fn q4_1_rows(w: &[u8], row_bytes: usize, x: Q8Row<'_>, out: &mut [f32]) {
         // SAFETY: see the module comment.
-        unsafe { x4_impl::<20, Q4_1>(w, x) }
+        unsafe { rows_impl::<20, Q4_1>(w, row_bytes, x, out) }
     }
 
-    pub(super) fn q8_0_x4(w: [&[u8]; 4], x: Q8Row<'_>) -> [f32; 4] {
+    pub(super) fn q8_0_rows(w: &[u8], row_bytes: usize, x: Q8Row<'_>, out: &mut [f32]) {
         // SAFETY: see the module comment.
-        unsafe { x4_impl::<34, Q8_0>(w, x) }
+        unsafe { rows_impl::<34, Q8_0>(w, row_bytes, x, out) }
+    }
+
+    /// Rows four at a time, then one at a time; all inlined into one loop.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_impl<const B: usize, const L: u8>(
+        w: &[u8],
+        row_bytes: usize,
+        x: Q8Row<'_>,
+        out: &mut [f32],
+    ) {
+        let n = out.len().min(w.len() / row_bytes.max(1));
+        let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+        let mut r = 0;
+        while r + 4 <= n {
+            // SAFETY: each row is `row_bytes` of whole blocks.
+            let v = unsafe { x4_impl::<B, L>([row(r), row(r + 1), row(r + 2), row(r + 3)], x) };
+            out[r..r + 4].copy_from_slice(&v);
+            r += 4;
+        }
+        while r < n {
+            // SAFETY: as above.
+            out[r] = unsafe {
+                match L {
+                    Q4_0 => q4_0_impl(row(r), x),
+                    Q4_1 => q4_1_impl(row(r), x),
+                    _ => q8_0_impl(row(r), x),
+                }
+            };
+            r += 1;
+        }
     }
 
     const Q4_0: u8 = 0;
@@ -602,11 +644,13 @@ mod tests {
                 for j in 0..2 {
                     let want = portable_dot_for(quant)(w, q8.row(j));
                     let got = dot_for(quant)(w, q8.row(j));
-                    let four = dot4_for(quant)(
-                        [rows[r], rows[(r + 5) % rows.len()], rows[0], w],
-                        q8.row(j),
-                    );
-                    for got in [got, four[0], four[3]] {
+                    // All 16 rows (four at a time), and the last 3 (one at a time).
+                    let mut all = [0f32; 16];
+                    matvec_for(quant)(&data, row_bytes, q8.row(j), &mut all);
+                    let mut last = [0f32; 3];
+                    matvec_for(quant)(&data[13 * row_bytes..], row_bytes, q8.row(j), &mut last);
+                    let tail = if r >= 13 { last[r - 13] } else { all[r] };
+                    for got in [got, all[r], tail] {
                         assert!(
                             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                             "{quant:?} row {r}: {got} vs {want}"

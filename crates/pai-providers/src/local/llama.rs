@@ -19,7 +19,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
 
-use super::kernels::{self, Dot, Dot4, Q8Rows, QK, Quant};
+use super::kernels::{self, MatVec, Q8Rows, QK, Quant};
 
 /// A weight matrix, `rows` × `cols`, one row of blocks after another.
 struct Matrix {
@@ -27,8 +27,7 @@ struct Matrix {
     rows: usize,
     cols: usize,
     data: Vec<u8>,
-    dot: Dot,
-    dot4: Dot4,
+    matvec: MatVec,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -42,9 +41,18 @@ impl std::fmt::Debug for Matrix {
 }
 
 impl Matrix {
+    fn row_bytes(&self) -> usize {
+        self.cols / QK * self.quant.block_bytes()
+    }
+
     fn row(&self, r: usize) -> &[u8] {
-        let n = self.cols / QK * self.quant.block_bytes();
-        &self.data[r * n..(r + 1) * n]
+        self.rows_bytes(r, 1)
+    }
+
+    /// Rows `r..r + n`, one after another.
+    fn rows_bytes(&self, r: usize, n: usize) -> &[u8] {
+        let b = self.row_bytes();
+        &self.data[r * b..(r + n) * b]
     }
 }
 
@@ -397,8 +405,7 @@ fn matrix<R: Read + Seek>(content: &Content, reader: &mut R, name: &str) -> Resu
         rows,
         cols,
         data,
-        dot: kernels::dot_for(quant),
-        dot4: kernels::dot4_for(quant),
+        matvec: kernels::matvec_for(quant),
     })
 }
 
@@ -412,7 +419,7 @@ fn vector<R: Read + Seek>(content: &Content, reader: &mut R, name: &str) -> Resu
 
 /// Weight rows given to a worker at a time: enough to amortise taking them, few enough
 /// that a late thread's share can be picked up by the others.
-const ROWS_PER_ITEM: usize = 16;
+const ROWS_PER_ITEM: usize = 32;
 
 /// `out[j][r]` = row `r` of the stacked `matrices` · activation row `j`, on candle's
 /// worker pool (so `[local] threads` / `CANDLE_NUM_THREADS` apply). Several matrices that
@@ -434,6 +441,7 @@ fn matmul(
         shared_ref[j * total + r].store(v.to_bits(), Ordering::Relaxed);
     };
     let work = |items: Range<usize>| {
+        let mut buf = [0f32; ROWS_PER_ITEM];
         for item in items {
             let end = total.min((item + 1) * ROWS_PER_ITEM);
             let mut r = item * ROWS_PER_ITEM;
@@ -446,20 +454,15 @@ fn matmul(
                     }
                     local -= next.rows;
                 }
-                if r + 4 <= end && local + 4 <= w.rows {
-                    let rows = [0, 1, 2, 3].map(|i| w.row(local + i));
-                    for j in 0..m {
-                        for (i, v) in (w.dot4)(rows, x.row(j)).into_iter().enumerate() {
-                            store(j, r + i, v);
-                        }
+                let n = (end - r).min(w.rows - local);
+                let rows = w.rows_bytes(local, n);
+                for j in 0..m {
+                    (w.matvec)(rows, w.row_bytes(), x.row(j), &mut buf[..n]);
+                    for (i, v) in buf[..n].iter().enumerate() {
+                        store(j, r + i, *v);
                     }
-                    r += 4;
-                } else {
-                    for j in 0..m {
-                        store(j, r, (w.dot)(w.row(local), x.row(j)));
-                    }
-                    r += 1;
                 }
+                r += n;
             }
         }
     };
