@@ -15,10 +15,6 @@ use serde::Serialize;
 #[cfg(feature = "local")]
 mod generate;
 #[cfg(feature = "local")]
-mod kernels;
-#[cfg(feature = "local")]
-mod llama;
-#[cfg(feature = "local")]
 mod model;
 #[cfg(feature = "local")]
 mod provider;

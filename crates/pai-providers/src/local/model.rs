@@ -13,8 +13,9 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
+use pai_llama::Llama;
+
 use super::LocalModelInfo;
-use super::llama::Llama;
 use super::requant::requantize;
 use super::template::ChatTemplate;
 use crate::error::{ProviderError, Result};

@@ -529,7 +529,7 @@ fn the_native_decoder_matches_candles_llama() {
             (content, cursor)
         };
         let (content, mut cursor) = read();
-        let mut ours = super::llama::Llama::load(&content, &mut cursor)
+        let mut ours = pai_llama::Llama::load(&content, &mut cursor)
             .unwrap()
             .expect("the native decoder covers this file");
         let (content, mut cursor) = read();

@@ -19,7 +19,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result};
 
-use super::kernels::{self, MatVec, Q8Rows, QK, Quant};
+use crate::kernels::{self, MatVec, Q8Rows, QK, Quant};
 
 /// A weight matrix, `rows` × `cols`, one row of blocks after another.
 struct Matrix {
@@ -88,8 +88,9 @@ struct Scratch {
     shared: Vec<AtomicU32>,
 }
 
+/// A loaded llama model and its KV cache: one conversation at a time.
 #[derive(Debug)]
-pub(crate) struct Llama {
+pub struct Llama {
     embeddings: Matrix,
     /// `None` when the file ties the output matrix to the embeddings (SmolLM2 does).
     output: Option<Matrix>,
@@ -140,7 +141,7 @@ const LAYER_MATRICES: [&str; 7] = [
 impl Llama {
     /// The model in `content`, or `None` when this decoder does not cover the file (which
     /// then runs on candle).
-    pub(crate) fn load<R: Read + Seek>(content: &Content, reader: &mut R) -> Result<Option<Self>> {
+    pub fn load<R: Read + Seek>(content: &Content, reader: &mut R) -> Result<Option<Self>> {
         let (Some(n_layer), Some(hidden), Some(n_head)) = (
             meta_u32(content, "llama.block_count"),
             meta_u32(content, "llama.embedding_length"),
@@ -247,7 +248,8 @@ impl Llama {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Forgets the cached positions, for a new conversation.
+    pub fn clear(&mut self) {
         self.len = 0;
         for l in &mut self.layers {
             l.keys.clear();
@@ -256,7 +258,7 @@ impl Llama {
     }
 
     /// Logits for the token after `tokens`, which continue the sequence at `position`.
-    pub(crate) fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>> {
         if position > self.len {
             return Err(candle_core::Error::Msg(format!(
                 "position {position} is past the {} cached",

@@ -427,8 +427,10 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn nibbles(qs: &[u8]) -> __m256i {
-        debug_assert!(qs.len() >= 16);
-        // SAFETY: 16 bytes are readable at `qs`.
+        // Checked, so a short slice panics instead of reading past it; where the caller's
+        // slice is known to be long enough the compiler drops the check.
+        let qs = &qs[..16];
+        // SAFETY: `qs` holds exactly the 16 bytes read.
         let lo = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
         let hi = _mm_srli_epi16(lo, 4);
         _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
@@ -437,8 +439,9 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load32(y: &[i8]) -> __m256i {
-        debug_assert!(y.len() >= 32);
-        // SAFETY: 32 bytes are readable at `y`.
+        // Checked, like `nibbles`.
+        let y = &y[..32];
+        // SAFETY: `y` holds exactly the 32 bytes read.
         unsafe { _mm256_loadu_si256(y.as_ptr().cast()) }
     }
 
