@@ -363,3 +363,19 @@ fn findings_never_split_a_character() {
         assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
     }
 }
+
+#[test]
+fn slack_placeholders_and_lookalikes_are_not_tokens() {
+    // From gitleaks' false-positive samples for its Slack rules (MIT).
+    for text in [
+        "xoxb-12345-abcd234",
+        "xoxb-xoxb-my-bot-token",
+        "xoxe.xoxp-1-SlackAppConfigurationAccessTokenHere",
+        "xoxb-abcdef-abcdef",
+        "https://indieweb.org/images/3/35/2018-250-xoxo-indieweb-1.jpg",
+    ] {
+        assert_eq!(kinds(text), vec![], "{text}");
+    }
+    let real = "xoxb-263591027748-4410236857136-q7Rt2mXk9LpZ4vBn8cWs3HdY";
+    assert_eq!(kinds(real), vec![("SLACK_TOKEN", real.to_string())]);
+}
