@@ -36,6 +36,10 @@ pub fn scan(args: ScanArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // The user's own `[[detect.rule]]` rules count here as they do before a prompt leaves.
+    if let Ok(paths) = pai_core::Paths::from_env() {
+        pai_core::Config::load(&paths.config_file())?;
+    }
     let found = findings(&text);
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&found)?);

@@ -28,6 +28,17 @@ pub struct Config {
     pub prices: BTreeMap<String, crate::pricing::Price>,
     /// MCP servers whose tools the model may use, by the name that prefixes their tools.
     pub mcp: BTreeMap<String, pai_tools::McpServerConfig>,
+    /// `[detect]`: the user's own secret rules, beside the built-in ones.
+    pub detect: DetectSettings,
+}
+
+/// `[detect]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectSettings {
+    /// `[[detect.rule]]`: secret formats of the user's own (an internal token, a company
+    /// key format), redacted like the built-in ones. See `pai_policy::detect::CustomRule`.
+    pub rule: Vec<pai_policy::detect::CustomRule>,
 }
 
 /// `[tools]`: where file tools may work and how much a tool may return.
@@ -185,7 +196,8 @@ impl Default for ContextSettings {
 }
 
 impl Config {
-    /// Reads `path`; a missing file means all defaults.
+    /// Reads `path`; a missing file means all defaults. Its `[[detect.rule]]` rules are
+    /// checked and added to the detectors (once per process, before anything is scanned).
     pub fn load(path: &Path) -> Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -202,6 +214,10 @@ impl Config {
             detail: e.message().to_string() + &location(&text, e.span()),
         })?;
         config.validate(path)?;
+        pai_policy::detect::add_rules(&config.detect.rule).map_err(|e| CoreError::Config {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         Ok(config)
     }
 

@@ -22,8 +22,8 @@ mod workspace;
 
 pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
 pub use config::{
-    BudgetSettings, Config, ContextSettings, CustomProvider, LocalSettings, NetworkSettings,
-    ToolSettings,
+    BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings, LocalSettings,
+    NetworkSettings, ToolSettings,
 };
 pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};

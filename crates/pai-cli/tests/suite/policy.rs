@@ -812,3 +812,67 @@ async fn the_chat_line_history_keeps_placeholders_not_secrets() {
         "remember key \u{27e8}AWS_KEY_1\u{27e9} please"
     );
 }
+
+/// A secret format of the user's own, declared in config.toml.
+const ACME_RULE: &str = "\n[[detect.rule]]\nid = \"acme-token\"\nkind = \"ACME_TOKEN\"\nkeywords = [\"acme_\"]\nregex = '\\b(acme_[A-Za-z0-9]{24})\\b'\nentropy = 3.0\n";
+const ACME_TOKEN: &str = "acme_Qx7Lm2Vp9Rt4Wz8Kb3Nd6Hs1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_format_from_config_is_found_by_scan_and_redacted_before_a_remote_call() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("noted", 5, 1).await;
+    let pai = Pai::new();
+    pai.home
+        .write_config(&(remote_config(&mock.base_url()) + ACME_RULE));
+
+    let file = pai.home.root().join("notes.txt");
+    std::fs::write(&file, format!("deploy key {ACME_TOKEN}\n")).unwrap();
+    let run = pai.run(&["scan", "--json", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    let found: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(found[0]["rule"], "acme-token", "{found}");
+    assert_eq!(found[0]["kind"], "ACME_TOKEN", "{found}");
+
+    pai.run(&["init", "r", "cloud", "--model", MODEL]).success();
+    let prompt = format!("remember {ACME_TOKEN} for the deploy");
+    let run = super::Run::from_cmd(pai.cmd().env("CLOUD_KEY", "k-cloud").args([
+        "r",
+        "prompt",
+        "--no-stream",
+        "--no-tools",
+        &prompt,
+    ]))
+    .success();
+    assert_eq!(run.stdout, "noted\n");
+    let bodies: Vec<String> = mock
+        .requests()
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies.len(), 1);
+    assert!(!bodies[0].contains(ACME_TOKEN), "{}", bodies[0]);
+    assert!(
+        bodies[0].contains("\u{27e8}ACME_TOKEN_1\u{27e9}"),
+        "{}",
+        bodies[0]
+    );
+}
+
+#[test]
+fn a_bad_detect_rule_is_one_error_naming_the_file_and_the_rule() {
+    let pai = Pai::new();
+    pai.home.write_config(&format!(
+        "{FAST_CONFIG}\n[[detect.rule]]\nid = \"mine\"\nkind = \"MINE\"\nkeywords = [\"mine_\"]\nregex = '(mine_[a-z'\n"
+    ));
+    let run = pai.run(&["scan", "-"]);
+    assert_ne!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("config.toml"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("detect rule \"mine\": its regex does not compile"),
+        "{}",
+        run.stderr
+    );
+}

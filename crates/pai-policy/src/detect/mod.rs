@@ -31,6 +31,61 @@ pub struct Finding {
     pub end: usize,
 }
 
+/// A secret rule of the user's own, from config.toml:
+///
+/// ```toml
+/// [[detect.rule]]
+/// id = "acme-token"            # lower case, digits, '-'; not a built-in id
+/// kind = "ACME_TOKEN"          # the placeholder word: ⟨ACME_TOKEN_1⟩
+/// keywords = ["acme_"]         # the regex runs only near one of these
+/// regex = '\b(acme_[A-Za-z0-9]{32})\b'   # group 1, if any, is the secret
+/// entropy = 3.5                # optional: minimum bits per byte of the value
+/// ```
+///
+/// Findings of these rules are `secret`, redacted and allowlisted like the built-in ones.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    /// The rule's id, shown by `pai scan` and in audit rows.
+    pub id: String,
+    /// What it finds, upper case; the placeholder word.
+    pub kind: String,
+    /// Words one of which every match contains (any case unless `exact`).
+    pub keywords: Vec<String>,
+    /// Keywords match only as written.
+    #[serde(default)]
+    pub exact: bool,
+    /// The pattern (Rust `regex` syntax, ASCII, the built-in `{ASSIGN}`/`{END}` macros
+    /// available); its first capture group, if it has one, is the secret.
+    pub regex: String,
+    /// Minimum Shannon entropy (bits per byte) of the value.
+    #[serde(default)]
+    pub entropy: Option<f64>,
+}
+
+/// Why [`add_rules`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// A rule is malformed.
+    #[error("detect rule {id:?}: {reason}")]
+    BadRule {
+        /// The rule's id as written.
+        id: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The rules were already built (something was scanned) or other rules were added.
+    #[error("detector rules can be added once per process, before the first scan")]
+    TooLate,
+}
+
+/// Adds the user's own secret rules to the built-in ones. Call it once per process, before
+/// anything is scanned (`Workspace::open` does, from config.toml); each rule is checked
+/// here, so a bad one is an error at start-up, not a silent miss later.
+pub fn add_rules(rules: &[CustomRule]) -> Result<(), DetectError> {
+    secrets::add(rules)
+}
+
 /// Every finding in `text`, sorted by position and never overlapping. Where two overlap, a
 /// secret beats personal data and a longer match beats a shorter one.
 pub fn scan(text: &str) -> Vec<Finding> {

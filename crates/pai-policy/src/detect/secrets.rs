@@ -46,7 +46,7 @@ struct AllowDef {
 }
 
 /// One rule as written in `rules.toml` (see the comment at its top).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleDef {
     pub(crate) id: String,
@@ -70,25 +70,131 @@ pub(crate) struct Rule {
     regex: OnceLock<Option<Regex>>,
 }
 
+/// A rule's regex as the scanner builds it. Unicode off: every format is ASCII, and Unicode
+/// classes make a regex several times slower to build and to run. utf8 off: search bytes.
+fn compile(pattern: &str) -> Result<Regex, String> {
+    Regex::builder()
+        .configure(
+            Regex::config()
+                .onepass(false)
+                .backtrack(false)
+                .dfa(false)
+                .auto_prefilter(false),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build(pattern)
+        .map_err(|e| e.to_string())
+}
+
 impl Rule {
     pub(crate) fn regex(&self) -> Option<&Regex> {
         self.regex
-            .get_or_init(|| {
-                // Unicode off: every format is ASCII, and Unicode classes make a regex
-                // several times slower to build and to run. utf8 off: search bytes.
-                Regex::builder()
-                    .configure(
-                        Regex::config()
-                            .onepass(false)
-                            .backtrack(false)
-                            .dfa(false)
-                            .auto_prefilter(false),
-                    )
-                    .syntax(syntax::Config::new().unicode(false).utf8(false))
-                    .build(&self.def.regex)
-                    .ok()
-            })
+            .get_or_init(|| compile(&self.def.regex).ok())
             .as_ref()
+    }
+}
+
+/// The user's own rules (config.toml `[[detect.rule]]`), merged into the set when it is
+/// first built: see [`super::add_rules`].
+static CUSTOM: OnceLock<Vec<RuleDef>> = OnceLock::new();
+static SET: OnceLock<Option<Set>> = OnceLock::new();
+
+/// Checks `rules` and keeps them for the set; see [`super::add_rules`].
+pub(crate) fn add(rules: &[super::CustomRule]) -> Result<(), super::DetectError> {
+    use super::DetectError;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let bad = |id: &str, reason: String| DetectError::BadRule {
+        id: id.to_string(),
+        reason,
+    };
+    let builtin: RulesFile =
+        serde_json::from_str(RULES_JSON).map_err(|e| bad("(built-in)", e.to_string()))?;
+    let mut defs: Vec<RuleDef> = Vec::with_capacity(rules.len());
+    for r in rules {
+        let id_ok = !r.id.is_empty()
+            && r.id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(bad(
+                &r.id,
+                "an id is lower-case letters, digits and '-'".into(),
+            ));
+        }
+        if builtin.rule.iter().any(|b| b.id == r.id) || defs.iter().any(|d| d.id == r.id) {
+            return Err(bad(
+                &r.id,
+                "that id is already taken; choose another".into(),
+            ));
+        }
+        let kind_ok = r.kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && r.kind
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !kind_ok {
+            return Err(bad(
+                &r.id,
+                format!(
+                    "kind {:?} must be UPPER_CASE (it names the placeholder)",
+                    r.kind
+                ),
+            ));
+        }
+        if r.keywords.is_empty() || r.keywords.iter().any(|k| k.trim().is_empty()) {
+            return Err(bad(
+                &r.id,
+                "give at least one non-empty keyword: a text without one never runs the regex"
+                    .into(),
+            ));
+        }
+        if let Some(e) = r.entropy
+            && !(0.0..=8.0).contains(&e)
+        {
+            return Err(bad(
+                &r.id,
+                "entropy is bits per byte, between 0 and 8".into(),
+            ));
+        }
+        let mut regex = r.regex.clone();
+        for (name, body) in &builtin.macros {
+            regex = regex.replace(&format!("{{{name}}}"), body);
+        }
+        compile(&regex).map_err(|e| bad(&r.id, format!("its regex does not compile: {e}")))?;
+        defs.push(RuleDef {
+            id: r.id.clone(),
+            kind: r.kind.clone(),
+            keywords: r.keywords.clone(),
+            exact: r.exact,
+            block: false,
+            regex: r.regex.clone(),
+            group: None,
+            entropy: r.entropy,
+            generic: false,
+            sample: None,
+        });
+    }
+    if SET.get().is_some() {
+        return Err(DetectError::TooLate);
+    }
+    match CUSTOM.set(defs) {
+        Ok(()) => Ok(()),
+        Err(defs) => {
+            // A second workspace opened with the same config in one process is fine.
+            let same = CUSTOM.get().is_some_and(|have| {
+                have.len() == defs.len()
+                    && have
+                        .iter()
+                        .zip(&defs)
+                        .all(|(a, b)| a.id == b.id && a.regex == b.regex)
+            });
+            if same {
+                Ok(())
+            } else {
+                Err(DetectError::TooLate)
+            }
+        }
     }
 }
 
@@ -109,12 +215,14 @@ pub(crate) struct Set {
 /// The rule set, parsed and its prefilter built on first use. `None` only if the compiled-in
 /// file is broken, which the unit tests rule out.
 pub(crate) fn set() -> Option<&'static Set> {
-    static SET: OnceLock<Option<Set>> = OnceLock::new();
     SET.get_or_init(|| build(RULES_JSON)).as_ref()
 }
 
 fn build(source: &str) -> Option<Set> {
-    let file: RulesFile = serde_json::from_str(source).ok()?;
+    let mut file: RulesFile = serde_json::from_str(source).ok()?;
+    if let Some(custom) = CUSTOM.get() {
+        file.rule.extend(custom.iter().cloned());
+    }
     let mut words: Vec<String> = Vec::new();
     // For each keyword (as matched, case included), the rules it starts.
     let mut triggers: Vec<Vec<usize>> = Vec::new();
