@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     about,
     // One line per paragraph: clap wraps each line to the terminal, so a hard line break
     // inside a paragraph leaves a ragged short line wherever the wrap falls.
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe and policy).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
+    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe, policy and system).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -72,6 +72,11 @@ pub enum Command {
     /// Find secrets and personal data in a file or stdin, as PAI's redaction sees them;
     /// exit 1 when something is found (usable as a pre-commit hook).
     Scan(ScanArgs),
+    /// Set a session's own system prompt (`pai <session> system "…"`), 'none' to go back
+    /// to the default; with no text, show the one in use.
+    System(SystemArgs),
+    /// List the roles defined in config.toml ([roles.<name>]), for `--role <name>`.
+    Roles(JsonArg),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -90,6 +95,7 @@ const SESSION_FIRST: &[&str] = &[
     "constraints",
     "safe",
     "policy",
+    "system",
 ];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
@@ -117,6 +123,8 @@ pub const COMMANDS: &[&str] = &[
     "safe",
     "policy",
     "scan",
+    "system",
+    "roles",
     "help",
 ];
 
@@ -183,6 +191,8 @@ pub struct PromptArgs {
     #[arg(long, value_name = "N", default_value_t = pai_core::DEFAULT_MAX_CHAIN)]
     pub max_chain: u32,
     #[command(flatten)]
+    pub ask: AskArgs,
+    #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
@@ -205,9 +215,35 @@ pub struct AgentArgs {
     #[arg(long, value_name = "EFFECTS", value_delimiter = ',', value_parser = parse_effect)]
     pub allow: Vec<pai_tools::Effect>,
     #[command(flatten)]
+    pub ask: AskArgs,
+    #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// What the model is told besides the input: shared by every command that runs a model.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// System prompt for this run only (over the session's and the role's).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// A role from config.toml ([roles.<name>]): its system prompt, prompt template, model
+    /// and temperature ('pai roles' lists them).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+    /// A value for the placeholder {{NAME}} in a role's templates or --system (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "'{s}' is not NAME=VALUE; write it like --var lang=Portuguese"
+        )),
+    }
 }
 
 /// Limits shared by every command that runs a model.
@@ -265,6 +301,8 @@ pub struct ChatArgs {
     pub session: Option<String>,
     #[arg(long = "session", id = "session_opt", hide = true)]
     pub session_opt: Option<String>,
+    #[command(flatten)]
+    pub ask: AskArgs,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -449,6 +487,15 @@ pub struct ScanArgs {
     /// Print a JSON array of findings (kind, rule, line, column, class, preview).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemArgs {
+    /// The system prompt, or 'none' to remove the session's own; nothing shows it.
+    pub text: Option<String>,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -109,6 +109,21 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     );
     outln!("provider  {}", s.provider);
     outln!("model     {}", s.model);
+    match &s.system {
+        Some(own) => {
+            let first = own.lines().next().unwrap_or_default();
+            let shown = if first.chars().count() > 60 || own.lines().count() > 1 {
+                format!("{}…", first.chars().take(59).collect::<String>())
+            } else {
+                first.to_string()
+            };
+            outln!("system    {}", crate::output::neutralise(&shown));
+        }
+        None => outln!(
+            "system    default ('pai {} system \"…\"' gives the session its own)",
+            s.session
+        ),
+    }
     outln!("endpoint  {}", s.endpoint);
     outln!(
         "runs      {}",

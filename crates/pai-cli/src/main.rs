@@ -12,6 +12,7 @@ mod local;
 mod policy;
 mod repl;
 mod scan;
+mod sessions;
 mod turn;
 
 use std::io::Write;
@@ -64,6 +65,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Safe(args) => policy::safe(args),
         Command::Policy(args) => policy::policy(args),
         Command::Scan(args) => scan::scan(args),
+        Command::System(args) => sessions::system(args),
+        Command::Roles(args) => sessions::roles(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

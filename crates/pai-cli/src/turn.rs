@@ -11,7 +11,7 @@ use pai_providers::RetryWait;
 use pai_types::Mode;
 
 use crate::approve::TerminalApprover;
-use crate::cli::{AgentArgs, PromptArgs, RunArgs, StreamArgs};
+use crate::cli::{AgentArgs, AskArgs, PromptArgs, RunArgs, StreamArgs};
 use crate::input;
 
 /// PAI's files and settings, loaded once per command: pai-core's [`Workspace`] (which it
@@ -38,8 +38,15 @@ impl Env {
     }
 
     /// An engine wired by the workspace, with the terminal approver and wait notices.
-    pub async fn engine(&self, meta: &SessionMeta, mode: Mode, run: &RunArgs) -> Result<Engine> {
+    pub async fn engine(
+        &self,
+        meta: &SessionMeta,
+        mode: Mode,
+        run: &RunArgs,
+        temperature: Option<f64>,
+    ) -> Result<Engine> {
         let opts = EngineOptions {
+            temperature,
             max_tokens: run.max_tokens,
             no_tools: run.no_tools,
             roots: run.roots.clone(),
@@ -92,6 +99,18 @@ pub fn wait_line(w: &RetryWait) -> String {
     }
 }
 
+impl AskArgs {
+    /// What the workspace needs to resolve this run's instructions around `input`.
+    pub fn ask(&self, input: String) -> pai_core::Ask {
+        pai_core::Ask {
+            role: self.role.clone(),
+            system: self.system.clone(),
+            vars: self.vars.iter().cloned().collect(),
+            input,
+        }
+    }
+}
+
 impl StreamArgs {
     /// Stream when asked, or by default when stdout is a terminal.
     pub fn enabled(&self) -> bool {
@@ -111,6 +130,7 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         text: args.text,
         model: args.model,
         stream: args.stream.enabled(),
+        ask: args.ask,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -128,6 +148,7 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         text: args.text,
         model: args.model,
         stream: args.stream.enabled(),
+        ask: args.ask,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -138,6 +159,7 @@ struct OneShot {
     text: Vec<String>,
     model: Option<String>,
     stream: bool,
+    ask: AskArgs,
 }
 
 impl OneShot {
@@ -145,17 +167,27 @@ impl OneShot {
         let env = Env::load()?;
         let session = env.session(self.session.as_deref())?;
         let meta = env.store().load_meta(&session)?;
-        let input = input::prompt_text(&self.text)?;
+        // A role's template may need no input of its own.
+        let raw = input::prompt_text(&self.text, self.ask.role.is_some())?;
+        let told = env.instructions(self.ask.ask(raw))?;
+        let model = self.model.or(told.model);
         let engine = env
-            .engine(&with_model(&meta, self.model.as_deref()), mode, run)
+            .engine(
+                &with_model(&meta, model.as_deref()),
+                mode,
+                run,
+                told.temperature,
+            )
             .await?;
         let turn = Turn {
             session,
             mode,
-            input,
+            input: told.input,
             stream: self.stream,
-            model: self.model.or(Some(meta.model)),
+            model: model.or(Some(meta.model)),
             limits: env.limits(limits),
+            system: told.system,
+            attachments: Vec::new(),
         };
         let mut shown = Shown::default();
         Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))

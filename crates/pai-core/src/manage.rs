@@ -116,6 +116,9 @@ pub struct SessionStatus {
     pub safe: bool,
     /// The session's allow/deny constraints.
     pub constraints: Vec<pai_policy::Constraint>,
+    /// The session's own system prompt (none: the default from `[context]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 /// Model calls of one day, session, provider and model, with their estimated cost.
@@ -385,6 +388,7 @@ impl Workspace {
                 || pai_policy::RulePolicy::load(&self.paths().policy_file(), None)
                     .is_ok_and(|p| pai_policy::Policy::safe(&p)),
             constraints: meta.constraints.clone(),
+            system: meta.system.clone(),
         })
     }
 

@@ -52,6 +52,10 @@ pub struct SessionMeta {
     /// Safe mode: local endpoints and read-only tools only (`pai <session> safe on`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub safe: bool,
+    /// The session's own system prompt (`pai <session> system "…"`), over `[context]
+    /// system_prompt`; a run's `--system` or `--role` goes over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 impl SessionMeta {
@@ -72,6 +76,7 @@ impl SessionMeta {
             summary_class: DataClass::default(),
             constraints: Vec::new(),
             safe: false,
+            system: None,
         }
     }
 }

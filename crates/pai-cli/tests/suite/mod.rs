@@ -19,6 +19,7 @@ mod local;
 mod policy;
 mod prompt;
 mod providers;
+mod roles;
 mod scan;
 mod sessions;
 mod tools;
