@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     about,
     // One line per paragraph: clap wraps each line to the terminal, so a hard line break
     // inside a paragraph leaves a ragged short line wherever the wrap falls.
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe, policy and system).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
+    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe, policy, system and export).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -77,6 +77,14 @@ pub enum Command {
     System(SystemArgs),
     /// List the roles defined in config.toml ([roles.<name>]), for `--role <name>`.
     Roles(JsonArg),
+    /// Remove a session and its history (asks first on a terminal).
+    Rm(RmArgs),
+    /// Rename a session; refuses a name that is taken.
+    Rename(RenameArgs),
+    /// Print a session's transcript (JSON or Markdown), without its key.
+    Export(ExportArgs),
+    /// Create a session from a transcript written by 'pai export --format json'.
+    Import(ImportArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -96,6 +104,7 @@ const SESSION_FIRST: &[&str] = &[
     "safe",
     "policy",
     "system",
+    "export",
 ];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
@@ -125,6 +134,10 @@ pub const COMMANDS: &[&str] = &[
     "scan",
     "system",
     "roles",
+    "rm",
+    "rename",
+    "export",
+    "import",
     "help",
 ];
 
@@ -496,6 +509,44 @@ pub struct SystemArgs {
     /// Session to change (default: the active one).
     #[arg(long, short)]
     pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The session to remove.
+    pub session: String,
+    /// Do not ask (needed when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The session's current name.
+    pub old: String,
+    /// Its new name.
+    pub new: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Session to export (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+    /// `json` (can be imported again) or `markdown` (for reading).
+    #[arg(long, value_parser = ["json", "markdown"], default_value = "json")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The transcript file; '-' reads stdin.
+    pub file: std::path::PathBuf,
+    /// Name the new session this instead of the name in the transcript.
+    #[arg(long = "as", value_name = "SESSION")]
+    pub as_name: Option<String>,
 }
 
 #[derive(Debug, Args)]

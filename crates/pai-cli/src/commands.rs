@@ -252,7 +252,7 @@ pub fn providers(args: JsonArg) -> Result<ExitCode> {
 
 pub fn sessions(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let list = env.store().list()?;
+    let list = env.sessions()?;
     if args.json {
         return print_json(&list);
     }
@@ -260,14 +260,26 @@ pub fn sessions(args: JsonArg) -> Result<ExitCode> {
         outln!("no sessions yet; create one with: pai init <session> <provider> --model <model>");
         return Ok(ExitCode::SUCCESS);
     }
+    outln!(
+        "  {:<20} {:<11} {:<24} {:<7} {:>8}  LAST USED (UTC)",
+        "SESSION",
+        "PROVIDER",
+        "MODEL",
+        "RUNS",
+        "MESSAGES"
+    );
     for s in &list {
+        // "2026-05-01T09:30:12.345Z" as "2026-05-01 09:30".
+        let last: String = s.last_used.replacen('T', " ", 1).chars().take(16).collect();
         outln!(
-            "{} {:<20} {:<11} {}",
+            "{} {:<20} {:<11} {:<24} {:<7} {:>8}  {last}",
             if s.active { "*" } else { " " },
             // as_str: SessionName's Display ignores width, which would skew the columns.
             s.name.as_str(),
             s.provider,
-            s.model
+            s.model,
+            s.locality.map_or("?".to_string(), |l| l.to_string()),
+            s.messages,
         );
     }
     Ok(ExitCode::SUCCESS)

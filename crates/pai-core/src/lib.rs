@@ -19,6 +19,7 @@ mod paths;
 mod pricing;
 mod roles;
 mod session;
+mod transcript;
 mod vault;
 mod workspace;
 
@@ -76,5 +77,6 @@ pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
 pub use roles::{Ask, Instructions, RoleLine, fill_template};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
+pub use transcript::{SessionLine, TRANSCRIPT_FORMAT, Transcript};
 pub use vault::Vault;
 pub use workspace::{EngineOptions, VaultSource, Wired, Workspace};

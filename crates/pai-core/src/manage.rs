@@ -149,7 +149,7 @@ fn invalid(message: impl Into<String>) -> CoreError {
 /// An http(s) URL without credentials in it. A `user:pass@` or `?key=` would be stored in
 /// plaintext in session.json and shown by every command that names the endpoint, so it is
 /// refused (echoed masked) with the ways PAI keeps a key safe.
-fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
     let Some(url) = url else { return Ok(None) };
     let shown = redact_endpoint(url);
     if has_credentials(url) {
