@@ -203,6 +203,10 @@ pub struct PromptArgs {
     /// Tool rounds before the model must answer.
     #[arg(long, value_name = "N", default_value_t = pai_core::DEFAULT_MAX_CHAIN)]
     pub max_chain: u32,
+    /// Print one JSON object at the end (answer, usage, cost, model, endpoint, locality,
+    /// stop reason) instead of the answer; nothing is streamed.
+    #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
+    pub json: bool,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]
@@ -227,6 +231,10 @@ pub struct AgentArgs {
     /// Effects allowed without asking, e.g. --allow write or --allow write,exec.
     #[arg(long, value_name = "EFFECTS", value_delimiter = ',', value_parser = parse_effect)]
     pub allow: Vec<pai_tools::Effect>,
+    /// Print one JSON object at the end (answer, usage, cost, model, endpoint, locality,
+    /// stop reason) instead of the answer; nothing is streamed.
+    #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
+    pub json: bool,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]

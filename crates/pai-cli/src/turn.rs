@@ -129,8 +129,9 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled(),
+        stream: args.stream.enabled() && !args.json,
         ask: args.ask,
+        json: args.json,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -147,8 +148,9 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled(),
+        stream: args.stream.enabled() && !args.json,
         ask: args.ask,
+        json: args.json,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -160,6 +162,8 @@ struct OneShot {
     model: Option<String>,
     stream: bool,
     ask: AskArgs,
+    /// `--json`: one object at the end instead of the answer.
+    json: bool,
 }
 
 impl OneShot {
@@ -189,8 +193,97 @@ impl OneShot {
             system: told.system,
             attachments: Vec::new(),
         };
-        let mut shown = Shown::default();
-        Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))
+        let mut shown = Shown {
+            hold_answer: self.json,
+            ..Shown::default()
+        };
+        let end = run_turn(&engine, &turn, &mut shown).await?;
+        if self.json {
+            print_json_answer(&env, &engine, &turn.session, &end);
+        }
+        Ok(exit_code(&end))
+    }
+}
+
+/// `--json`'s one object: what a script needs to know about the turn.
+#[derive(Debug, serde::Serialize)]
+struct JsonAnswer<'a> {
+    session: &'a str,
+    answer: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    endpoint: &'a str,
+    locality: pai_types::Locality,
+    usage: pai_types::Usage,
+    /// Estimated from the price table; none when no price is known.
+    cost_usd: Option<f64>,
+    /// `done`, `budget`, `request_over_budget`, `step_limit`, `interrupted` or `terminated`.
+    stop_reason: &'static str,
+    /// Why it stopped early, as a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_detail: Option<String>,
+    tool_calls: u32,
+    /// False when the turn was cancelled: nothing was stored in the session.
+    saved: bool,
+}
+
+fn print_json_answer(env: &Env, engine: &Engine, session: &pai_types::SessionName, end: &TurnEnd) {
+    let info = engine.provider().info();
+    let (answer, model, usage, stop_reason, stop_detail, tool_calls, saved) = match end {
+        TurnEnd::Done(o) => {
+            let reason = match &o.stopped {
+                None => "done",
+                Some(pai_core::StopReason::Budget { .. }) => "budget",
+                Some(pai_core::StopReason::RequestOverBudget { .. }) => "request_over_budget",
+                Some(pai_core::StopReason::StepLimit { .. }) => "step_limit",
+            };
+            (
+                o.answer.as_str(),
+                o.model.clone(),
+                o.usage,
+                reason,
+                o.stopped.as_ref().map(|s| s.to_string()),
+                o.tool_calls,
+                true,
+            )
+        }
+        TurnEnd::Cancelled { reason, partial } => (
+            partial.as_str(),
+            String::new(),
+            pai_types::Usage::default(),
+            match reason {
+                Cancel::Interrupted => "interrupted",
+                Cancel::Terminated => "terminated",
+                // Nobody is left to read it.
+                Cancel::OutputClosed => return,
+            },
+            None,
+            0,
+            false,
+        ),
+    };
+    let cost_usd = pai_core::price_of(&env.config().prices, &model, Some(info.locality))
+        .map(|p| pai_core::cost(p, &usage));
+    let endpoint = pai_types::redact_endpoint(&info.endpoint);
+    let json = JsonAnswer {
+        session: session.as_str(),
+        answer,
+        model: &model,
+        provider: &info.name,
+        endpoint: &endpoint,
+        locality: info.locality,
+        usage,
+        cost_usd,
+        stop_reason,
+        stop_detail,
+        tool_calls,
+        saved,
+    };
+    match serde_json::to_string_pretty(&json) {
+        Ok(text) => {
+            let _ = crate::output::try_write(&(text + "\n"));
+        }
+        Err(e) => eprintln!("error: cannot write the JSON answer: {e}"),
     }
 }
 
@@ -236,6 +329,8 @@ fn exit_code(end: &TurnEnd) -> ExitCode {
 pub struct Shown {
     trimmed: bool,
     tools_unsupported: bool,
+    /// `--json`: the answer is not printed as it arrives (it comes in the object).
+    pub hold_answer: bool,
 }
 
 /// Runs a turn, printing the answer as it arrives, until it ends, the user presses Ctrl+C,
@@ -385,7 +480,10 @@ impl<'a> Printer<'a> {
                 } else {
                     std::borrow::Cow::Borrowed(text.as_str())
                 };
-                if !self.closed && crate::output::try_write(&shown).is_err() {
+                if !self.shown.hold_answer
+                    && !self.closed
+                    && crate::output::try_write(&shown).is_err()
+                {
                     self.closed = true;
                 }
                 self.answer.push_str(&text);
@@ -463,7 +561,11 @@ impl<'a> Printer<'a> {
 
     /// Ends the answer with a newline if it did not bring one.
     fn finish_line(&self) {
-        if !self.closed && !self.answer.is_empty() && !self.answer.ends_with('\n') {
+        if !self.shown.hold_answer
+            && !self.closed
+            && !self.answer.is_empty()
+            && !self.answer.ends_with('\n')
+        {
             let _ = crate::output::try_write("\n");
         }
     }

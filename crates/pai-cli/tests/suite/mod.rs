@@ -14,6 +14,7 @@ mod files;
 mod hardening;
 mod help;
 mod init;
+mod json_out;
 mod keys;
 mod local;
 mod policy;
