@@ -207,6 +207,10 @@ pub struct PromptArgs {
     /// stop reason) instead of the answer; nothing is streamed.
     #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
     pub json: bool,
+    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
+    /// by its path, so secrets in it are redacted for remote endpoints.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]
@@ -235,6 +239,10 @@ pub struct AgentArgs {
     /// stop reason) instead of the answer; nothing is streamed.
     #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
     pub json: bool,
+    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
+    /// by its path, so secrets in it are redacted for remote endpoints.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]

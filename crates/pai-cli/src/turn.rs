@@ -132,6 +132,7 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         stream: args.stream.enabled() && !args.json,
         ask: args.ask,
         json: args.json,
+        files: args.files,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -151,6 +152,7 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         stream: args.stream.enabled() && !args.json,
         ask: args.ask,
         json: args.json,
+        files: args.files,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -164,6 +166,8 @@ struct OneShot {
     ask: AskArgs,
     /// `--json`: one object at the end instead of the answer.
     json: bool,
+    /// `-f`: files attached to the turn.
+    files: Vec<std::path::PathBuf>,
 }
 
 impl OneShot {
@@ -174,6 +178,12 @@ impl OneShot {
         // A role's template may need no input of its own.
         let raw = input::prompt_text(&self.text, self.ask.role.is_some())?;
         let told = env.instructions(self.ask.ask(raw))?;
+        // Every file is read (and a binary one refused) before anything is sent.
+        let attachments = self
+            .files
+            .iter()
+            .map(|f| pai_core::Attachment::read(f))
+            .collect::<pai_core::Result<Vec<_>>>()?;
         let model = self.model.or(told.model);
         let engine = env
             .engine(
@@ -191,7 +201,7 @@ impl OneShot {
             model: model.or(Some(meta.model)),
             limits: env.limits(limits),
             system: told.system,
-            attachments: Vec::new(),
+            attachments,
         };
         let mut shown = Shown {
             hold_answer: self.json,
@@ -428,8 +438,10 @@ pub fn render_dry_run(dry: &pai_core::DryRun) -> String {
         let _ = writeln!(out, "tools offered: {}", dry.tools.join(", "));
     }
     for (i, (message, part)) in dry.parts.iter().enumerate() {
+        // A part withheld whole says so even when values in it were found first (as the
+        // audit's manifest does): what would leave is the note, not the redacted text.
         let what = match (part.decision, part.redactions) {
-            (pai_core::Decision::Redact, 0) => format!("withheld by {}", part.rule),
+            (pai_core::Decision::Redact, _) => format!("withheld by {}", part.rule),
             (_, 0) => format!("{} by {}", part.decision, part.rule),
             (_, n) => format!(
                 "{n} value(s) redacted, rest {} by {}",

@@ -47,7 +47,7 @@ impl Attachment {
         }
         if buf.contains(&0) {
             return Err(invalid(
-                "it looks binary (it contains NUL bytes); PAI attaches text files only".into(),
+                "it looks binary (it contains NUL bytes); PAI attaches text files only (images are not supported yet)".into(),
             ));
         }
         let text = String::from_utf8(buf).map_err(|_| {
