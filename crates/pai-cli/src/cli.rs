@@ -5,14 +5,7 @@ use clap::{Args, Parser, Subcommand};
 /// PAI — a personal assistant that keeps you in control of which models run, where they
 /// run, what they see, and where your data goes.
 #[derive(Debug, Parser)]
-#[command(
-    name = "pai",
-    version,
-    about,
-    // One line per paragraph: clap wraps each line to the terminal, so a hard line break
-    // inside a paragraph leaves a ragged short line wherever the wrap falls.
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe, policy, system and export).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
-)]
+#[command(name = "pai", version, about)]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -141,29 +134,87 @@ pub const COMMANDS: &[&str] = &[
     "help",
 ];
 
-/// Rewrites `pai [flags] <session> <command> rest…` into `pai [flags] <command> --session <session> rest…`.
-pub fn rewrite_session_first(args: Vec<OsString>) -> Vec<OsString> {
+/// The command line's definition with its help text, which lists the session-first
+/// commands from [`SESSION_FIRST`] so it cannot fall out of date.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let (last, rest) = SESSION_FIRST.split_last().unwrap_or((&"", &[]));
+    // One line per paragraph: clap wraps each line to the terminal, so a hard line break
+    // inside a paragraph leaves a ragged short line wherever the wrap falls.
+    Cli::command().after_help(format!(
+        "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for {} and {last}; global flags may come between, as in 'pai <session> -v prompt \"…\"').\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY).",
+        rest.join(", ")
+    ))
+}
+
+/// What the session-first form was rewritten from, to put a parse error back into the
+/// user's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFirst {
+    /// The session named before the command.
+    pub session: String,
+    /// The command.
+    pub command: String,
+}
+
+impl SessionFirst {
+    /// `error` (clap's, about the rewritten line) as the user would have written it:
+    /// `pai <session> <command>` instead of `pai <command> --session <session>`.
+    pub fn user_syntax(&self, error: &str) -> String {
+        let (s, c) = (&self.session, &self.command);
+        let first = error.lines().next().unwrap_or_default();
+        if first.contains("--session") {
+            return format!(
+                "error: 'pai {s} {c}' already names the session; name it only once, before the command or with --session\n"
+            );
+        }
+        error
+            .replace(
+                &format!("pai {c} --session <SESSION>"),
+                &format!("pai {s} {c}"),
+            )
+            .replace(&format!("Usage: pai {c} "), &format!("Usage: pai {s} {c} "))
+    }
+}
+
+/// Rewrites `pai [flags] <session> [flags] <command> rest…` into
+/// `pai [flags] [flags] <command> --session <session> rest…`, and says what it rewrote.
+pub fn rewrite_session_first(args: Vec<OsString>) -> (Vec<OsString>, Option<SessionFirst>) {
     let Some(pos) = args
         .iter()
         .skip(1)
         .position(|a| !a.to_string_lossy().starts_with('-'))
         .map(|p| p + 1)
     else {
-        return args;
+        return (args, None);
     };
-    let first = args[pos].to_string_lossy();
-    let Some(next) = args.get(pos + 1).map(|a| a.to_string_lossy()) else {
-        return args;
+    let first = args[pos].to_string_lossy().into_owned();
+    // Global flags (-v) may sit between the session and its command.
+    let Some(cmd) = args
+        .iter()
+        .skip(pos + 1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + pos + 1)
+    else {
+        return (args, None);
     };
-    if COMMANDS.contains(&first.as_ref()) || !SESSION_FIRST.contains(&next.as_ref()) {
-        return args;
+    let next = args[cmd].to_string_lossy().into_owned();
+    if COMMANDS.contains(&first.as_str()) || !SESSION_FIRST.contains(&next.as_str()) {
+        return (args, None);
     }
     let mut out = args[..pos].to_vec();
-    out.push(args[pos + 1].clone());
+    out.extend(args[pos + 1..cmd].iter().cloned());
+    out.push(args[cmd].clone());
     out.push("--session".into());
     out.push(args[pos].clone());
-    out.extend(args[pos + 2..].iter().cloned());
-    out
+    out.extend(args[cmd + 1..].iter().cloned());
+    (
+        out,
+        Some(SessionFirst {
+            session: first,
+            command: next,
+        }),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -576,6 +627,7 @@ mod tests {
 
     fn rw(args: &[&str]) -> Vec<String> {
         rewrite_session_first(args.iter().map(OsString::from).collect())
+            .0
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
@@ -590,6 +642,10 @@ mod tests {
         assert_eq!(
             rw(&["pai", "-v", "work", "model", "gpt-4o"]),
             ["pai", "-v", "model", "--session", "work", "gpt-4o"]
+        );
+        assert_eq!(
+            rw(&["pai", "work", "-vv", "prompt", "x"]),
+            ["pai", "-vv", "prompt", "--session", "work", "x"]
         );
     }
 
@@ -608,7 +664,6 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 }

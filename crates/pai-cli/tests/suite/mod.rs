@@ -7,6 +7,7 @@
 
 mod attach;
 mod chat;
+mod cli_form;
 mod confinement;
 mod egress;
 mod endings;
