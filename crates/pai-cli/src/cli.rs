@@ -5,14 +5,7 @@ use clap::{Args, Parser, Subcommand};
 /// PAI — a personal assistant that keeps you in control of which models run, where they
 /// run, what they see, and where your data goes.
 #[derive(Debug, Parser)]
-#[command(
-    name = "pai",
-    version,
-    about,
-    // One line per paragraph: clap wraps each line to the terminal, so a hard line break
-    // inside a paragraph leaves a ragged short line wherever the wrap falls.
-    after_help = "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for prompt, agent, chat, status, reset, model, models, switch, budget, allow, deny, constraints, safe and policy).\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY)."
-)]
+#[command(name = "pai", version, about)]
 pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -72,6 +65,19 @@ pub enum Command {
     /// Find secrets and personal data in a file or stdin, as PAI's redaction sees them;
     /// exit 1 when something is found (usable as a pre-commit hook).
     Scan(ScanArgs),
+    /// Set a session's own system prompt (`pai <session> system "…"`), 'none' to go back
+    /// to the default; with no text, show the one in use.
+    System(SystemArgs),
+    /// List the roles defined in config.toml ([roles.<name>]), for `--role <name>`.
+    Roles(JsonArg),
+    /// Remove a session and its history (asks first on a terminal).
+    Rm(RmArgs),
+    /// Rename a session; refuses a name that is taken.
+    Rename(RenameArgs),
+    /// Print a session's transcript (JSON or Markdown), without its key.
+    Export(ExportArgs),
+    /// Create a session from a transcript written by 'pai export --format json'.
+    Import(ImportArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -90,6 +96,8 @@ const SESSION_FIRST: &[&str] = &[
     "constraints",
     "safe",
     "policy",
+    "system",
+    "export",
 ];
 
 /// Names a session may not take, because `pai <name>` would mean the command.
@@ -117,32 +125,96 @@ pub const COMMANDS: &[&str] = &[
     "safe",
     "policy",
     "scan",
+    "system",
+    "roles",
+    "rm",
+    "rename",
+    "export",
+    "import",
     "help",
 ];
 
-/// Rewrites `pai [flags] <session> <command> rest…` into `pai [flags] <command> --session <session> rest…`.
-pub fn rewrite_session_first(args: Vec<OsString>) -> Vec<OsString> {
+/// The command line's definition with its help text, which lists the session-first
+/// commands from [`SESSION_FIRST`] so it cannot fall out of date.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let (last, rest) = SESSION_FIRST.split_last().unwrap_or((&"", &[]));
+    // One line per paragraph: clap wraps each line to the terminal, so a hard line break
+    // inside a paragraph leaves a ragged short line wherever the wrap falls.
+    Cli::command().after_help(format!(
+        "Session-first form: 'pai <session> prompt \"…\"' is the same as 'pai prompt --session <session> \"…\"' (works for {} and {last}; global flags may come between, as in 'pai <session> -v prompt \"…\"').\n\nEnvironment: PAI_HOME (data), PAI_CONFIG_DIR (config.toml), PAI_ENCRYPTION_KEY (Fernet key for stored API keys), and each provider's key variable (e.g. OPENAI_API_KEY).",
+        rest.join(", ")
+    ))
+}
+
+/// What the session-first form was rewritten from, to put a parse error back into the
+/// user's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFirst {
+    /// The session named before the command.
+    pub session: String,
+    /// The command.
+    pub command: String,
+}
+
+impl SessionFirst {
+    /// `error` (clap's, about the rewritten line) as the user would have written it:
+    /// `pai <session> <command>` instead of `pai <command> --session <session>`.
+    pub fn user_syntax(&self, error: &str) -> String {
+        let (s, c) = (&self.session, &self.command);
+        let first = error.lines().next().unwrap_or_default();
+        if first.contains("--session") {
+            return format!(
+                "error: 'pai {s} {c}' already names the session; name it only once, before the command or with --session\n"
+            );
+        }
+        error
+            .replace(
+                &format!("pai {c} --session <SESSION>"),
+                &format!("pai {s} {c}"),
+            )
+            .replace(&format!("Usage: pai {c} "), &format!("Usage: pai {s} {c} "))
+    }
+}
+
+/// Rewrites `pai [flags] <session> [flags] <command> rest…` into
+/// `pai [flags] [flags] <command> --session <session> rest…`, and says what it rewrote.
+pub fn rewrite_session_first(args: Vec<OsString>) -> (Vec<OsString>, Option<SessionFirst>) {
     let Some(pos) = args
         .iter()
         .skip(1)
         .position(|a| !a.to_string_lossy().starts_with('-'))
         .map(|p| p + 1)
     else {
-        return args;
+        return (args, None);
     };
-    let first = args[pos].to_string_lossy();
-    let Some(next) = args.get(pos + 1).map(|a| a.to_string_lossy()) else {
-        return args;
+    let first = args[pos].to_string_lossy().into_owned();
+    // Global flags (-v) may sit between the session and its command.
+    let Some(cmd) = args
+        .iter()
+        .skip(pos + 1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + pos + 1)
+    else {
+        return (args, None);
     };
-    if COMMANDS.contains(&first.as_ref()) || !SESSION_FIRST.contains(&next.as_ref()) {
-        return args;
+    let next = args[cmd].to_string_lossy().into_owned();
+    if COMMANDS.contains(&first.as_str()) || !SESSION_FIRST.contains(&next.as_str()) {
+        return (args, None);
     }
     let mut out = args[..pos].to_vec();
-    out.push(args[pos + 1].clone());
+    out.extend(args[pos + 1..cmd].iter().cloned());
+    out.push(args[cmd].clone());
     out.push("--session".into());
     out.push(args[pos].clone());
-    out.extend(args[pos + 2..].iter().cloned());
-    out
+    out.extend(args[cmd + 1..].iter().cloned());
+    (
+        out,
+        Some(SessionFirst {
+            session: first,
+            command: next,
+        }),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +254,16 @@ pub struct PromptArgs {
     /// Tool rounds before the model must answer.
     #[arg(long, value_name = "N", default_value_t = pai_core::DEFAULT_MAX_CHAIN)]
     pub max_chain: u32,
+    /// Print one JSON object at the end (answer, usage, cost, model, endpoint, locality,
+    /// stop reason) instead of the answer; nothing is streamed.
+    #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
+    pub json: bool,
+    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
+    /// by its path, so secrets in it are redacted for remote endpoints.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub ask: AskArgs,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -204,10 +286,44 @@ pub struct AgentArgs {
     /// Effects allowed without asking, e.g. --allow write or --allow write,exec.
     #[arg(long, value_name = "EFFECTS", value_delimiter = ',', value_parser = parse_effect)]
     pub allow: Vec<pai_tools::Effect>,
+    /// Print one JSON object at the end (answer, usage, cost, model, endpoint, locality,
+    /// stop reason) instead of the answer; nothing is streamed.
+    #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
+    pub json: bool,
+    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
+    /// by its path, so secrets in it are redacted for remote endpoints.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub ask: AskArgs,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// What the model is told besides the input: shared by every command that runs a model.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// System prompt for this run only (over the session's and the role's).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// A role from config.toml ([roles.<name>]): its system prompt, prompt template, model
+    /// and temperature ('pai roles' lists them).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+    /// A value for the placeholder {{NAME}} in a role's templates or --system (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "'{s}' is not NAME=VALUE; write it like --var lang=Portuguese"
+        )),
+    }
 }
 
 /// Limits shared by every command that runs a model.
@@ -265,6 +381,8 @@ pub struct ChatArgs {
     pub session: Option<String>,
     #[arg(long = "session", id = "session_opt", hide = true)]
     pub session_opt: Option<String>,
+    #[command(flatten)]
+    pub ask: AskArgs,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -452,6 +570,53 @@ pub struct ScanArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SystemArgs {
+    /// The system prompt, or 'none' to remove the session's own; nothing shows it.
+    pub text: Option<String>,
+    /// Session to change (default: the active one).
+    #[arg(long, short)]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The session to remove.
+    pub session: String,
+    /// Do not ask (needed when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The session's current name.
+    pub old: String,
+    /// Its new name.
+    pub new: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Session to export (default: the active one).
+    #[arg(conflicts_with = "session_opt")]
+    pub session: Option<String>,
+    #[arg(long = "session", id = "session_opt", hide = true)]
+    pub session_opt: Option<String>,
+    /// `json` (can be imported again) or `markdown` (for reading).
+    #[arg(long, value_parser = ["json", "markdown"], default_value = "json")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The transcript file; '-' reads stdin.
+    pub file: std::path::PathBuf,
+    /// Name the new session this instead of the name in the transcript.
+    #[arg(long = "as", value_name = "SESSION")]
+    pub as_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
@@ -462,6 +627,7 @@ mod tests {
 
     fn rw(args: &[&str]) -> Vec<String> {
         rewrite_session_first(args.iter().map(OsString::from).collect())
+            .0
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
@@ -476,6 +642,10 @@ mod tests {
         assert_eq!(
             rw(&["pai", "-v", "work", "model", "gpt-4o"]),
             ["pai", "-v", "model", "--session", "work", "gpt-4o"]
+        );
+        assert_eq!(
+            rw(&["pai", "work", "-vv", "prompt", "x"]),
+            ["pai", "-vv", "prompt", "--session", "work", "x"]
         );
     }
 
@@ -494,7 +664,6 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 }

@@ -2,15 +2,14 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::CommandFactory;
 use pai_core::{Described, NewSession, SwitchTo, Vault};
 use pai_providers::ProviderKind;
 use pai_types::{Locality, Secret, SessionName, redact_endpoint};
 use serde::Serialize;
 
 use crate::cli::{
-    BudgetArgs, COMMANDS, Cli, CompletionsArgs, InitArgs, JsonArg, ModelArgs, ModelsArgs,
-    SessionArg, StatusArgs, SwitchArgs, UsageArgs, UseArgs,
+    BudgetArgs, COMMANDS, CompletionsArgs, InitArgs, JsonArg, ModelArgs, ModelsArgs, SessionArg,
+    StatusArgs, SwitchArgs, UsageArgs, UseArgs,
 };
 use crate::turn::Env;
 
@@ -33,6 +32,16 @@ fn api_key(raw: Option<&str>) -> Result<Option<Secret<String>>> {
         bail!("--api-key is empty; pass the key, or '-' to read it from stdin");
     }
     Ok(Some(Secret::new(key.to_string())))
+}
+
+/// After a key given as an argument was stored: it is already out, but the user can stop
+/// doing it. (Said after success, so a failure stays one error line.)
+fn warn_if_key_in_argv(raw: Option<&str>) {
+    if raw.is_some_and(|k| k != "-") {
+        eprintln!(
+            "warning: an API key on the command line shows in the process list and your shell history; next time pass --api-key - and send the key on stdin"
+        );
+    }
 }
 
 /// One line saying what a session now talks to, and a note when a remote one has no key.
@@ -72,6 +81,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
         "created session '{name}': {}. It is now the active session.",
         describe(&created)
     );
+    warn_if_key_in_argv(args.api_key.as_deref());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,6 +101,7 @@ pub async fn switch(args: SwitchArgs) -> Result<ExitCode> {
         "session '{name}' now uses {}; its {messages} message(s) are kept",
         describe(&moved)
     );
+    warn_if_key_in_argv(args.api_key.as_deref());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,6 +120,21 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     );
     outln!("provider  {}", s.provider);
     outln!("model     {}", s.model);
+    match &s.system {
+        Some(own) => {
+            let first = own.lines().next().unwrap_or_default();
+            let shown = if first.chars().count() > 60 || own.lines().count() > 1 {
+                format!("{}…", first.chars().take(59).collect::<String>())
+            } else {
+                first.to_string()
+            };
+            outln!("system    {}", crate::output::neutralise(&shown));
+        }
+        None => outln!(
+            "system    default ('pai {} system \"…\"' gives the session its own)",
+            s.session
+        ),
+    }
     outln!("endpoint  {}", s.endpoint);
     outln!(
         "runs      {}",
@@ -237,7 +263,7 @@ pub fn providers(args: JsonArg) -> Result<ExitCode> {
 
 pub fn sessions(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let list = env.store().list()?;
+    let list = env.sessions()?;
     if args.json {
         return print_json(&list);
     }
@@ -245,14 +271,26 @@ pub fn sessions(args: JsonArg) -> Result<ExitCode> {
         outln!("no sessions yet; create one with: pai init <session> <provider> --model <model>");
         return Ok(ExitCode::SUCCESS);
     }
+    outln!(
+        "  {:<20} {:<11} {:<24} {:<7} {:>8}  LAST USED (UTC)",
+        "SESSION",
+        "PROVIDER",
+        "MODEL",
+        "RUNS",
+        "MESSAGES"
+    );
     for s in &list {
+        // "2026-05-01T09:30:12.345Z" as "2026-05-01 09:30".
+        let last: String = s.last_used.replacen('T', " ", 1).chars().take(16).collect();
         outln!(
-            "{} {:<20} {:<11} {}",
+            "{} {:<20} {:<11} {:<24} {:<7} {:>8}  {last}",
             if s.active { "*" } else { " " },
             // as_str: SessionName's Display ignores width, which would skew the columns.
             s.name.as_str(),
             s.provider,
-            s.model
+            s.model,
+            s.locality.map_or("?".to_string(), |l| l.to_string()),
+            s.messages,
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -485,7 +523,7 @@ pub fn keygen() -> Result<ExitCode> {
 }
 
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "pai", &mut script);
     crate::output::write(&String::from_utf8_lossy(&script));

@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 pub const MAX_STDIN: u64 = 8 * 1024 * 1024;
 
 /// The prompt text: piped stdin (or `-`) first, then the words given on the command line.
-pub fn prompt_text(words: &[String]) -> Result<String> {
+/// With `may_be_empty` (a role's template may need no input) nothing given is no error.
+pub fn prompt_text(words: &[String], may_be_empty: bool) -> Result<String> {
     let dash = words.iter().any(|w| w == "-");
     let text = words
         .iter()
@@ -22,6 +23,7 @@ pub fn prompt_text(words: &[String]) -> Result<String> {
         String::new()
     };
     let combined = match (piped.trim().is_empty(), text.trim().is_empty()) {
+        (true, true) if may_be_empty => String::new(),
         (true, true) => bail!(
             "nothing to send: give the prompt as text ('pai prompt \"…\"') or pipe it on stdin"
         ),

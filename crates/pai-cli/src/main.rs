@@ -12,18 +12,41 @@ mod local;
 mod policy;
 mod repl;
 mod scan;
+mod sessions;
 mod turn;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command, rewrite_session_first};
 
 fn main() -> ExitCode {
-    let args = rewrite_session_first(std::env::args_os().collect());
-    let cli = Cli::parse_from(args);
+    let (args, session_first) = rewrite_session_first(std::env::args_os().collect());
+    let cli = match cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            match session_first {
+                // Help and version are not errors; everything else is said in the
+                // user's own words, not the rewritten `--session` ones.
+                Some(sf)
+                    if !matches!(
+                        err.kind(),
+                        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                    ) =>
+                {
+                    eprint!("{}", sf.user_syntax(&err.render().to_string()));
+                    return ExitCode::from(2);
+                }
+                _ => err.exit(),
+            }
+        }
+    };
     init_tracing(cli.verbose);
     // Only commands that may run the in-process model need candle's thread count.
     if matches!(
@@ -64,6 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Safe(args) => policy::safe(args),
         Command::Policy(args) => policy::policy(args),
         Command::Scan(args) => scan::scan(args),
+        Command::System(args) => sessions::system(args),
+        Command::Roles(args) => sessions::roles(args),
+        Command::Rm(args) => sessions::rm(args),
+        Command::Rename(args) => sessions::rename(args),
+        Command::Export(args) => sessions::export(args),
+        Command::Import(args) => sessions::import(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

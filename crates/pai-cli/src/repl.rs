@@ -39,8 +39,23 @@ fn clean(input: &str) -> Cow<'_, str> {
 pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let env = Env::load()?;
     let session = env.session(args.session.or(args.session_opt).as_deref())?;
-    let meta = env.store().load_meta(&session)?;
-    let engine = env.engine(&meta, Mode::Chat, &args.run).await?;
+    let mut meta = env.store().load_meta(&session)?;
+    // The role is checked (and its model and temperature taken) before the first line.
+    if let Some(role) = args.ask.role.as_deref() {
+        let role = env.role(role)?;
+        if let Some(model) = &role.model {
+            meta.model = model.clone();
+        }
+    }
+    let temperature = args
+        .ask
+        .role
+        .as_deref()
+        .and_then(|r| env.role(r).ok())
+        .and_then(|r| r.temperature);
+    let engine = env
+        .engine(&meta, Mode::Chat, &args.run, temperature)
+        .await?;
     let stream = args.stream.enabled();
 
     let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
@@ -80,10 +95,20 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         }
         // The line history is a file on disk: secrets typed into it are kept as placeholders.
         let _ = editor.add_history_entry(pai_core::mask_secrets(line.as_str()));
+        // Each line goes through the role's template; a line it refuses is reported.
+        let told = match env.instructions(args.ask.ask(text.to_string())) {
+            Ok(told) => told,
+            Err(err) => {
+                eprintln!("error: {err}");
+                continue;
+            }
+        };
         let turn = Turn {
             session: session.clone(),
             mode: Mode::Chat,
-            input: text.to_string(),
+            input: told.input,
+            system: told.system,
+            attachments: Vec::new(),
             stream,
             model: Some(meta.model.clone()),
             limits: env.limits(Limits {

@@ -11,7 +11,7 @@ use pai_providers::RetryWait;
 use pai_types::Mode;
 
 use crate::approve::TerminalApprover;
-use crate::cli::{AgentArgs, PromptArgs, RunArgs, StreamArgs};
+use crate::cli::{AgentArgs, AskArgs, PromptArgs, RunArgs, StreamArgs};
 use crate::input;
 
 /// PAI's files and settings, loaded once per command: pai-core's [`Workspace`] (which it
@@ -38,8 +38,15 @@ impl Env {
     }
 
     /// An engine wired by the workspace, with the terminal approver and wait notices.
-    pub async fn engine(&self, meta: &SessionMeta, mode: Mode, run: &RunArgs) -> Result<Engine> {
+    pub async fn engine(
+        &self,
+        meta: &SessionMeta,
+        mode: Mode,
+        run: &RunArgs,
+        temperature: Option<f64>,
+    ) -> Result<Engine> {
         let opts = EngineOptions {
+            temperature,
             max_tokens: run.max_tokens,
             no_tools: run.no_tools,
             roots: run.roots.clone(),
@@ -92,6 +99,18 @@ pub fn wait_line(w: &RetryWait) -> String {
     }
 }
 
+impl AskArgs {
+    /// What the workspace needs to resolve this run's instructions around `input`.
+    pub fn ask(&self, input: String) -> pai_core::Ask {
+        pai_core::Ask {
+            role: self.role.clone(),
+            system: self.system.clone(),
+            vars: self.vars.iter().cloned().collect(),
+            input,
+        }
+    }
+}
+
 impl StreamArgs {
     /// Stream when asked, or by default when stdout is a terminal.
     pub fn enabled(&self) -> bool {
@@ -110,7 +129,10 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled(),
+        stream: args.stream.enabled() && !args.json,
+        ask: args.ask,
+        json: args.json,
+        files: args.files,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -127,7 +149,10 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled(),
+        stream: args.stream.enabled() && !args.json,
+        ask: args.ask,
+        json: args.json,
+        files: args.files,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -138,6 +163,11 @@ struct OneShot {
     text: Vec<String>,
     model: Option<String>,
     stream: bool,
+    ask: AskArgs,
+    /// `--json`: one object at the end instead of the answer.
+    json: bool,
+    /// `-f`: files attached to the turn.
+    files: Vec<std::path::PathBuf>,
 }
 
 impl OneShot {
@@ -145,20 +175,125 @@ impl OneShot {
         let env = Env::load()?;
         let session = env.session(self.session.as_deref())?;
         let meta = env.store().load_meta(&session)?;
-        let input = input::prompt_text(&self.text)?;
+        // A role's template may need no input of its own.
+        let raw = input::prompt_text(&self.text, self.ask.role.is_some())?;
+        let told = env.instructions(self.ask.ask(raw))?;
+        // Every file is read (and a binary one refused) before anything is sent.
+        let attachments = self
+            .files
+            .iter()
+            .map(|f| pai_core::Attachment::read(f))
+            .collect::<pai_core::Result<Vec<_>>>()?;
+        let model = self.model.or(told.model);
         let engine = env
-            .engine(&with_model(&meta, self.model.as_deref()), mode, run)
+            .engine(
+                &with_model(&meta, model.as_deref()),
+                mode,
+                run,
+                told.temperature,
+            )
             .await?;
         let turn = Turn {
             session,
             mode,
-            input,
+            input: told.input,
             stream: self.stream,
-            model: self.model.or(Some(meta.model)),
+            model: model.or(Some(meta.model)),
             limits: env.limits(limits),
+            system: told.system,
+            attachments,
         };
-        let mut shown = Shown::default();
-        Ok(exit_code(&run_turn(&engine, &turn, &mut shown).await?))
+        let mut shown = Shown {
+            hold_answer: self.json,
+            ..Shown::default()
+        };
+        let end = run_turn(&engine, &turn, &mut shown).await?;
+        if self.json {
+            print_json_answer(&env, &engine, &turn.session, &end);
+        }
+        Ok(exit_code(&end))
+    }
+}
+
+/// `--json`'s one object: what a script needs to know about the turn.
+#[derive(Debug, serde::Serialize)]
+struct JsonAnswer<'a> {
+    session: &'a str,
+    answer: &'a str,
+    model: &'a str,
+    provider: &'a str,
+    endpoint: &'a str,
+    locality: pai_types::Locality,
+    usage: pai_types::Usage,
+    /// Estimated from the price table; none when no price is known.
+    cost_usd: Option<f64>,
+    /// `done`, `budget`, `request_over_budget`, `step_limit`, `interrupted` or `terminated`.
+    stop_reason: &'static str,
+    /// Why it stopped early, as a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_detail: Option<String>,
+    tool_calls: u32,
+    /// False when the turn was cancelled: nothing was stored in the session.
+    saved: bool,
+}
+
+fn print_json_answer(env: &Env, engine: &Engine, session: &pai_types::SessionName, end: &TurnEnd) {
+    let info = engine.provider().info();
+    let (answer, model, usage, stop_reason, stop_detail, tool_calls, saved) = match end {
+        TurnEnd::Done(o) => {
+            let reason = match &o.stopped {
+                None => "done",
+                Some(pai_core::StopReason::Budget { .. }) => "budget",
+                Some(pai_core::StopReason::RequestOverBudget { .. }) => "request_over_budget",
+                Some(pai_core::StopReason::StepLimit { .. }) => "step_limit",
+            };
+            (
+                o.answer.as_str(),
+                o.model.clone(),
+                o.usage,
+                reason,
+                o.stopped.as_ref().map(|s| s.to_string()),
+                o.tool_calls,
+                true,
+            )
+        }
+        TurnEnd::Cancelled { reason, partial } => (
+            partial.as_str(),
+            String::new(),
+            pai_types::Usage::default(),
+            match reason {
+                Cancel::Interrupted => "interrupted",
+                Cancel::Terminated => "terminated",
+                // Nobody is left to read it.
+                Cancel::OutputClosed => return,
+            },
+            None,
+            0,
+            false,
+        ),
+    };
+    let cost_usd = pai_core::price_of(&env.config().prices, &model, Some(info.locality))
+        .map(|p| pai_core::cost(p, &usage));
+    let endpoint = pai_types::redact_endpoint(&info.endpoint);
+    let json = JsonAnswer {
+        session: session.as_str(),
+        answer,
+        model: &model,
+        provider: &info.name,
+        endpoint: &endpoint,
+        locality: info.locality,
+        usage,
+        cost_usd,
+        stop_reason,
+        stop_detail,
+        tool_calls,
+        saved,
+    };
+    match serde_json::to_string_pretty(&json) {
+        Ok(text) => {
+            let _ = crate::output::try_write(&(text + "\n"));
+        }
+        Err(e) => eprintln!("error: cannot write the JSON answer: {e}"),
     }
 }
 
@@ -204,6 +339,8 @@ fn exit_code(end: &TurnEnd) -> ExitCode {
 pub struct Shown {
     trimmed: bool,
     tools_unsupported: bool,
+    /// `--json`: the answer is not printed as it arrives (it comes in the object).
+    pub hold_answer: bool,
 }
 
 /// Runs a turn, printing the answer as it arrives, until it ends, the user presses Ctrl+C,
@@ -301,8 +438,10 @@ pub fn render_dry_run(dry: &pai_core::DryRun) -> String {
         let _ = writeln!(out, "tools offered: {}", dry.tools.join(", "));
     }
     for (i, (message, part)) in dry.parts.iter().enumerate() {
+        // A part withheld whole says so even when values in it were found first (as the
+        // audit's manifest does): what would leave is the note, not the redacted text.
         let what = match (part.decision, part.redactions) {
-            (pai_core::Decision::Redact, 0) => format!("withheld by {}", part.rule),
+            (pai_core::Decision::Redact, _) => format!("withheld by {}", part.rule),
             (_, 0) => format!("{} by {}", part.decision, part.rule),
             (_, n) => format!(
                 "{n} value(s) redacted, rest {} by {}",
@@ -353,7 +492,10 @@ impl<'a> Printer<'a> {
                 } else {
                     std::borrow::Cow::Borrowed(text.as_str())
                 };
-                if !self.closed && crate::output::try_write(&shown).is_err() {
+                if !self.shown.hold_answer
+                    && !self.closed
+                    && crate::output::try_write(&shown).is_err()
+                {
                     self.closed = true;
                 }
                 self.answer.push_str(&text);
@@ -431,7 +573,11 @@ impl<'a> Printer<'a> {
 
     /// Ends the answer with a newline if it did not bring one.
     fn finish_line(&self) {
-        if !self.closed && !self.answer.is_empty() && !self.answer.ends_with('\n') {
+        if !self.shown.hold_answer
+            && !self.closed
+            && !self.answer.is_empty()
+            && !self.answer.ends_with('\n')
+        {
             let _ = crate::output::try_write("\n");
         }
     }

@@ -70,6 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_steps: Some(4),
             ..Limits::default()
         }),
+        system: None,
+        attachments: Vec::new(),
     };
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;

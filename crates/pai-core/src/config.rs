@@ -30,6 +30,8 @@ pub struct Config {
     pub mcp: BTreeMap<String, pai_tools::McpServerConfig>,
     /// `[detect]`: the user's own secret rules, beside the built-in ones.
     pub detect: DetectSettings,
+    /// Named roles (`[roles.<name>]`), used with `--role <name>`.
+    pub roles: BTreeMap<String, RoleSettings>,
 }
 
 /// `[detect]` in config.toml.
@@ -39,6 +41,23 @@ pub struct DetectSettings {
     /// `[[detect.rule]]`: secret formats of the user's own (an internal token, a company
     /// key format), redacted like the built-in ones. See `pai_policy::detect::CustomRule`.
     pub rule: Vec<pai_policy::detect::CustomRule>,
+}
+
+/// `[roles.<name>]`: a system prompt, a prompt template and model settings a run takes
+/// with `--role <name>`. Templates may hold placeholders (see [`crate::fill_template`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleSettings {
+    /// The system prompt runs with this role get (over the session's and the default).
+    pub system: Option<String>,
+    /// A template the run's input is put into, e.g. `"Summarise:\n\n{{input}}"`.
+    pub prompt: Option<String>,
+    /// The model to ask (a run's `--model` still wins).
+    pub model: Option<String>,
+    /// Sampling temperature sent to the model.
+    pub temperature: Option<f64>,
+    /// One line shown by `pai roles`.
+    pub about: Option<String>,
 }
 
 /// `[tools]`: where file tools may work and how much a tool may return.
@@ -233,6 +252,20 @@ impl Config {
                 "[network] proxy '{}' is not an http(s) URL; write it like proxy = \"http://proxy.example:3128\"",
                 pai_types::redact_endpoint(proxy)
             )));
+        }
+        for (name, role) in &self.roles {
+            if SessionName::new(name).is_err() {
+                return Err(bad(format!(
+                    "[roles.{name}]: a role name uses letters, digits, '-', '_' and '.'"
+                )));
+            }
+            if let Some(t) = role.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(bad(format!(
+                    "[roles.{name}] temperature {t} is out of range; use a value from 0 to 2"
+                )));
+            }
         }
         for (name, p) in &self.providers {
             if BUILTIN.iter().any(|b| b.name == name) {

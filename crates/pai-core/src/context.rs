@@ -75,10 +75,26 @@ impl ContextManager {
         window.saturating_sub(self.settings.reserve_output_tokens.min(window / 2))
     }
 
+    /// This manager with `system` as the system prompt instead of `[context]
+    /// system_prompt` (a session's own, a role's or `--system`).
+    pub fn with_system(&self, system: Option<&str>) -> Self {
+        let mut m = self.clone();
+        if let Some(s) = system {
+            m.settings.system_prompt = s.to_string();
+        }
+        m
+    }
+
     /// Chat mode: the system prompt, then as much of the history as fits (newest kept,
-    /// oldest dropped first), then the new input.
-    pub fn chat(&self, model: &str, history: &[HistoryEntry], input: &str) -> Result<Context> {
-        self.assemble(model, None, history, input)
+    /// oldest dropped first), then the attached files and the new input.
+    pub fn chat(
+        &self,
+        model: &str,
+        history: &[HistoryEntry],
+        attached: &[Message],
+        input: &str,
+    ) -> Result<Context> {
+        self.assemble(model, None, history, attached, input)
     }
 
     /// Prompt mode: the system prompt, the running summary, the turns not yet folded into
@@ -90,6 +106,7 @@ impl ContextManager {
         model: &str,
         (summary, summary_class): (&str, DataClass),
         unfolded: &[HistoryEntry],
+        attached: &[Message],
         input: &str,
     ) -> Result<Context> {
         let summary = (!summary.is_empty()).then(|| {
@@ -101,7 +118,7 @@ impl ContextManager {
             Message::system(format!("Summary of the conversation so far:\n{text}"))
                 .with_provenance(Origin::Summary, summary_class)
         });
-        self.assemble(model, summary, unfolded, input)
+        self.assemble(model, summary, unfolded, attached, input)
     }
 
     fn system(&self) -> Message {
@@ -113,6 +130,7 @@ impl ContextManager {
         model: &str,
         summary: Option<Message>,
         history: &[HistoryEntry],
+        attached: &[Message],
         input: &str,
     ) -> Result<Context> {
         let budget = self.budget(model);
@@ -121,6 +139,7 @@ impl ContextManager {
         let fixed: u64 = [Some(&system), summary.as_ref(), Some(&user)]
             .into_iter()
             .flatten()
+            .chain(attached)
             .map(estimate_message_tokens)
             .sum();
         if fixed > budget {
@@ -133,7 +152,8 @@ impl ContextManager {
                 }
             } else {
                 CoreError::InputTooLong {
-                    tokens: estimate_tokens(input),
+                    tokens: estimate_tokens(input)
+                        + attached.iter().map(estimate_message_tokens).sum::<u64>(),
                     window: budget.saturating_sub(system_tokens),
                     model: model.into(),
                 }
@@ -155,10 +175,11 @@ impl ContextManager {
             kept.pop();
         }
         let left_out = history.len() - kept.len();
-        let mut messages = Vec::with_capacity(kept.len() + 3);
+        let mut messages = Vec::with_capacity(kept.len() + attached.len() + 3);
         messages.push(system);
         messages.extend(summary);
         messages.extend(kept.into_iter().rev());
+        messages.extend(attached.iter().cloned());
         messages.push(user);
         Ok(Context { messages, left_out })
     }
@@ -277,7 +298,7 @@ mod tests {
     #[test]
     fn chat_keeps_everything_that_fits() {
         let h = [entry(Role::User, "q1"), entry(Role::Assistant, "a1")];
-        let msgs = manager(1000).chat("m", &h, "q2").unwrap().messages;
+        let msgs = manager(1000).chat("m", &h, &[], "q2").unwrap().messages;
         assert_eq!(
             msgs,
             vec![
@@ -298,7 +319,7 @@ mod tests {
             entry(Role::User, "recent question"),
             entry(Role::Assistant, "recent answer"),
         ];
-        let ctx = manager(80).chat("m", &h, "now").unwrap();
+        let ctx = manager(80).chat("m", &h, &[], "now").unwrap();
         assert_eq!(ctx.left_out, 2);
         let msgs = ctx.messages;
         assert_eq!(
@@ -318,7 +339,7 @@ mod tests {
     fn prompt_sends_summary_unfolded_and_input() {
         let h = [entry(Role::User, "q"), entry(Role::Assistant, "a")];
         let msgs = manager(1000)
-            .prompt("m", ("earlier stuff", DataClass::Internal), &h, "next")
+            .prompt("m", ("earlier stuff", DataClass::Internal), &h, &[], "next")
             .unwrap()
             .messages;
         assert_eq!(
@@ -337,7 +358,7 @@ mod tests {
     #[test]
     fn input_longer_than_the_window_is_an_error() {
         let err = manager(100)
-            .chat("m", &[], &"word ".repeat(500))
+            .chat("m", &[], &[], &"word ".repeat(500))
             .unwrap_err();
         assert!(err.to_string().contains("shorten it"), "{err}");
     }
@@ -353,7 +374,7 @@ mod tests {
     fn an_oversized_summary_is_cut_instead_of_failing_the_prompt() {
         let huge = "fact ".repeat(2000);
         let ctx = manager(200)
-            .prompt("m", (&huge, DataClass::Internal), &[], "next")
+            .prompt("m", (&huge, DataClass::Internal), &[], &[], "next")
             .unwrap();
         let sent: u64 = ctx.messages.iter().map(estimate_message_tokens).sum();
         assert!(sent <= 200, "{sent}");

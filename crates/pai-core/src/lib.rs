@@ -5,6 +5,7 @@
 //! It never prints: everything a user sees leaves through [`Event`]s and errors.
 
 mod approval;
+mod attach;
 mod config;
 mod context;
 mod detect;
@@ -16,14 +17,17 @@ mod models;
 mod netgate;
 mod paths;
 mod pricing;
+mod roles;
 mod session;
+mod transcript;
 mod vault;
 mod workspace;
 
 pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
+pub use attach::{Attachment, MAX_ATTACHMENT};
 pub use config::{
     BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings, LocalSettings,
-    NetworkSettings, ToolSettings,
+    NetworkSettings, RoleSettings, ToolSettings,
 };
 pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
@@ -71,6 +75,8 @@ pub use pai_policy as policy;
 pub use pai_policy::{Constraint, ConstraintKind, Decision};
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
+pub use roles::{Ask, Instructions, RoleLine, fill_template};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
+pub use transcript::{SessionLine, TRANSCRIPT_FORMAT, Transcript};
 pub use vault::Vault;
 pub use workspace::{EngineOptions, VaultSource, Wired, Workspace};

@@ -116,6 +116,9 @@ pub struct SessionStatus {
     pub safe: bool,
     /// The session's allow/deny constraints.
     pub constraints: Vec<pai_policy::Constraint>,
+    /// The session's own system prompt (none: the default from `[context]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 /// Model calls of one day, session, provider and model, with their estimated cost.
@@ -146,7 +149,7 @@ fn invalid(message: impl Into<String>) -> CoreError {
 /// An http(s) URL without credentials in it. A `user:pass@` or `?key=` would be stored in
 /// plaintext in session.json and shown by every command that names the endpoint, so it is
 /// refused (echoed masked) with the ways PAI keeps a key safe.
-fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn check_base_url(url: Option<&str>) -> Result<Option<String>> {
     let Some(url) = url else { return Ok(None) };
     let shown = redact_endpoint(url);
     if has_credentials(url) {
@@ -385,6 +388,7 @@ impl Workspace {
                 || pai_policy::RulePolicy::load(&self.paths().policy_file(), None)
                     .is_ok_and(|p| pai_policy::Policy::safe(&p)),
             constraints: meta.constraints.clone(),
+            system: meta.system.clone(),
         })
     }
 

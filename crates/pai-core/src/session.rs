@@ -52,6 +52,10 @@ pub struct SessionMeta {
     /// Safe mode: local endpoints and read-only tools only (`pai <session> safe on`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub safe: bool,
+    /// The session's own system prompt (`pai <session> system "…"`), over `[context]
+    /// system_prompt`; a run's `--system` or `--role` goes over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 impl SessionMeta {
@@ -72,6 +76,7 @@ impl SessionMeta {
             summary_class: DataClass::default(),
             constraints: Vec::new(),
             safe: false,
+            system: None,
         }
     }
 }
@@ -259,11 +264,15 @@ impl SessionStore {
             }
             Err(e) => return Err(io("read", &path)(e)),
         };
-        serde_json::from_slice(&text).map_err(|e| CoreError::Corrupt {
-            what: "session file",
-            path,
-            detail: e.to_string(),
-        })
+        let mut meta: SessionMeta =
+            serde_json::from_slice(&text).map_err(|e| CoreError::Corrupt {
+                what: "session file",
+                path,
+                detail: e.to_string(),
+            })?;
+        // The folder's name is the session's: a rename is one atomic move of the folder.
+        meta.name = name.clone();
+        Ok(meta)
     }
 
     /// The session's settings and whole history, read under one shared lock.
@@ -351,6 +360,86 @@ impl SessionStore {
         meta.updated_at = now();
         write_atomic(&self.dir(name).join(META), &to_json(&meta)?)?;
         truncate(&self.dir(name).join(HISTORY))
+    }
+
+    /// Removes session `name` with its history: its folder is first moved aside under the
+    /// session's lock (so no reader sees half of it), then deleted. An active session
+    /// stops being the active one.
+    pub fn remove(&self, name: &SessionName) -> Result<()> {
+        let dir = self.dir(name);
+        let aside = self
+            .paths
+            .sessions_dir()
+            .join(format!(".removed-{name}-{}", std::process::id()));
+        {
+            let _lock = self.lock_existing(name, true)?;
+            fs::rename(&dir, &aside).map_err(io("remove", &dir))?;
+        }
+        if self.active()?.as_ref() == Some(name) {
+            let active = self.paths.home.join(ACTIVE);
+            fs::remove_file(&active).map_err(io("remove", &active))?;
+        }
+        fs::remove_dir_all(&aside).map_err(io("delete", &aside))
+    }
+
+    /// Renames session `from` to `to` in one atomic move of its folder; refuses when `to`
+    /// exists. The active session stays active under its new name.
+    pub fn rename(&self, from: &SessionName, to: &SessionName) -> Result<()> {
+        let target = self.dir(to);
+        {
+            let _lock = self.lock_existing(from, true)?;
+            if self.exists(to) || target.exists() {
+                return Err(CoreError::SessionExists(to.to_string()));
+            }
+            fs::rename(self.dir(from), &target).map_err(io("rename", self.dir(from)))?;
+        }
+        // Tidy the stored name (readers take the folder's name anyway).
+        self.update(to, |_| Ok(()))?;
+        if self.active()?.as_ref() == Some(from) {
+            self.set_active(to)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a whole session (settings and history) that must not exist yet: built in a
+    /// hidden folder, synced, then moved into place in one step, so a failure leaves
+    /// nothing behind and no reader ever sees half of it.
+    pub fn create_whole(&self, meta: &SessionMeta, history: &[HistoryEntry]) -> Result<()> {
+        ensure_private_dir(&self.paths.home)?;
+        let sessions = self.paths.sessions_dir();
+        ensure_private_dir(&sessions)?;
+        if self.exists(&meta.name) || self.dir(&meta.name).exists() {
+            return Err(CoreError::SessionExists(meta.name.to_string()));
+        }
+        let staging = tempfile::Builder::new()
+            .prefix(".import-")
+            .tempdir_in(&sessions)
+            .map_err(io("write into", &sessions))?;
+        let mut lines = Vec::new();
+        for e in history {
+            serde_json::to_writer(&mut lines, e).map_err(|e| CoreError::Corrupt {
+                what: "history entry",
+                path: staging.path().join(HISTORY),
+                detail: e.to_string(),
+            })?;
+            lines.push(b'\n');
+        }
+        write_atomic(&staging.path().join(HISTORY), &lines)?;
+        write_atomic(&staging.path().join(META), &to_json(meta)?)?;
+        let target = self.dir(&meta.name);
+        if target.exists() {
+            return Err(CoreError::SessionExists(meta.name.to_string()));
+        }
+        let staged = staging.keep();
+        fs::rename(&staged, &target).map_err(|e| {
+            let _ = fs::remove_dir_all(&staged);
+            io("create", &target)(e)
+        })?;
+        #[cfg(unix)]
+        File::open(&sessions)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", &sessions))?;
+        Ok(())
     }
 
     /// Every session, by name, with the active one marked.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pai_audit::{AuditSink, SqliteAudit};
 use pai_policy::{Decision, Policy, RulePolicy, Subject, Verdict};
-use pai_providers::{MaxTokens, Provider, WaitNotifier};
+use pai_providers::{MaxTokens, Provider, Temperature, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
 use pai_types::{Mode, SessionName};
 
@@ -65,6 +65,8 @@ pub struct EngineOptions {
     /// The user's home directory, for `~/` in policy path rules; never a default tool
     /// root (the CLI passes `$HOME`).
     pub user_home: Option<PathBuf>,
+    /// Sampling temperature sent with every model call (a role's `temperature`).
+    pub temperature: Option<f64>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -91,6 +93,7 @@ impl EngineOptions {
             on_wait: None,
             safe: false,
             user_home: None,
+            temperature: None,
         }
     }
 }
@@ -186,6 +189,9 @@ impl Workspace {
         let mut provider: Arc<dyn Provider> = Arc::from(pai_providers::connect(resolved.config)?);
         if let Some(max) = opts.max_tokens {
             provider = Arc::new(MaxTokens::new(provider, max));
+        }
+        if let Some(t) = opts.temperature {
+            provider = Arc::new(Temperature::new(provider, t));
         }
         let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
         // Today's use is read from the audit log before every call, not once here.

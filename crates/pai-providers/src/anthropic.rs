@@ -179,6 +179,9 @@ fn request_body(request: &ChatRequest) -> Value {
     if !request.tools.is_empty() {
         body["tools"] = request.tools.iter().map(wire_tool).collect();
     }
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
+    }
     body
 }
 

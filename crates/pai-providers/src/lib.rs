@@ -30,7 +30,7 @@ pub use openai::OpenAiProvider;
 pub use provider::MockProvider;
 pub use provider::{
     ChatEvent, ChatRequest, ChatStream, MaxTokens, ModelInfo, NetSettings, Provider,
-    ProviderConfig, ProviderInfo, connect,
+    ProviderConfig, ProviderInfo, Temperature, connect,
 };
 pub use retry::{
     Attempt, AttemptLog, RetryPolicy, RetryWait, SendNotifier, SentRequest, WaitNotifier,

@@ -166,6 +166,9 @@ fn wire_request(request: &ChatRequest) -> Value {
     if !request.tools.is_empty() {
         body["tools"] = wire_tools(&request.tools);
     }
+    if let Some(t) = request.temperature {
+        body["options"] = json!({ "temperature": t });
+    }
     body
 }
 

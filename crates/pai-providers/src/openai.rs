@@ -143,6 +143,9 @@ impl OpenAiProvider {
         if let Some(max) = request.max_tokens {
             body["max_tokens"] = json!(max);
         }
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
         if request.stream {
             body["stream_options"] = json!({ "include_usage": true });
             let url = format!("{}/chat/completions", self.info.endpoint);

@@ -24,7 +24,7 @@ pub struct ProviderInfo {
 }
 
 /// One call to a model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
     /// The model id as the endpoint names it.
     pub model: String,
@@ -38,6 +38,8 @@ pub struct ChatRequest {
     pub attempts: AttemptLog,
     /// Most tokens the answer may have; `None` leaves it to the provider.
     pub max_tokens: Option<u32>,
+    /// Sampling temperature; `None` leaves it to the provider.
+    pub temperature: Option<f64>,
 }
 
 impl ChatRequest {
@@ -50,6 +52,7 @@ impl ChatRequest {
             tools: Vec::new(),
             attempts: AttemptLog::new(),
             max_tokens: None,
+            temperature: None,
         }
     }
 }
@@ -207,6 +210,49 @@ impl Provider for MaxTokens {
     async fn chat(&self, mut request: ChatRequest) -> Result<ChatStream> {
         let cap = self.max_tokens;
         request.max_tokens = Some(request.max_tokens.map_or(cap, |m| m.min(cap)));
+        self.inner.chat(request).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>> {
+        self.inner.models().await
+    }
+
+    async fn models_with(&self, log: AttemptLog) -> Result<Vec<ModelInfo>> {
+        self.inner.models_with(log).await
+    }
+}
+
+/// A provider whose every request carries `temperature` (a role's setting), for callers
+/// that pass requests through code that builds them without it.
+pub struct Temperature {
+    inner: std::sync::Arc<dyn Provider>,
+    temperature: f64,
+}
+
+impl Temperature {
+    /// Sends `temperature` with every request to `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Provider>, temperature: f64) -> Self {
+        Self { inner, temperature }
+    }
+}
+
+impl std::fmt::Debug for Temperature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Temperature")
+            .field("provider", self.inner.info())
+            .field("temperature", &self.temperature)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Provider for Temperature {
+    fn info(&self) -> &ProviderInfo {
+        self.inner.info()
+    }
+
+    async fn chat(&self, mut request: ChatRequest) -> Result<ChatStream> {
+        request.temperature = Some(self.temperature);
         self.inner.chat(request).await
     }
 

@@ -5,7 +5,9 @@
 // clippy.toml allows unwrap in `#[test]` functions only; the suite's helpers are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attach;
 mod chat;
+mod cli_form;
 mod confinement;
 mod egress;
 mod endings;
@@ -14,11 +16,13 @@ mod files;
 mod hardening;
 mod help;
 mod init;
+mod json_out;
 mod keys;
 mod local;
 mod policy;
 mod prompt;
 mod providers;
+mod roles;
 mod scan;
 mod sessions;
 mod tools;

@@ -97,15 +97,24 @@ async fn sessions_lists_all_and_marks_the_active_one() {
     pai.run(&["init", "alpha", "llamacpp", "--model", "llama-3"])
         .success();
 
-    snapshot!(pai, "sessions", pai.run(&["sessions"]).success().stdout);
+    let mut settings = pai.settings();
+    settings.add_filter(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "[WHEN]");
+    settings.bind(|| insta::assert_snapshot!("sessions", pai.run(&["sessions"]).success().stdout));
 
     let run = pai.run(&["use", "beta"]).success();
     assert_eq!(run.stdout, "'beta' is now the active session\n");
+    let mut listed = pai.run(&["sessions", "--json"]).success().json();
+    for s in listed.as_array_mut().unwrap() {
+        let at = s["last_used"].take();
+        assert!(at.as_str().is_some_and(|t| t.ends_with('Z')), "{at}");
+    }
     assert_eq!(
-        pai.run(&["sessions", "--json"]).success().json(),
+        listed,
         json!([
-            { "name": "alpha", "provider": "llamacpp", "model": "llama-3", "active": false },
-            { "name": "beta", "provider": "openai", "model": MODEL, "active": true },
+            { "name": "alpha", "provider": "llamacpp", "model": "llama-3", "active": false,
+              "locality": "local", "messages": 0, "last_used": null },
+            { "name": "beta", "provider": "openai", "model": MODEL, "active": true,
+              "locality": "local", "messages": 0, "last_used": null },
         ])
     );
     assert_eq!(pai.status_json("beta")["active"], true);
@@ -232,4 +241,248 @@ async fn models_lists_what_the_endpoint_serves() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["m", "big-model", "small-model"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_show_last_use_message_count_and_locality() {
+    let mock = MockOpenAi::start().await;
+    let pai = session_with_one_turn(&mock).await;
+    pai.home.write_config(&format!(
+        "{}\n[providers.cloud]\nkind = \"openai-compatible\"\nbase_url = \"{}\"\nlocality = \"remote\"\n",
+        super::FAST_CONFIG,
+        mock.base_url()
+    ));
+    pai.run(&["init", "far", "cloud", "--model", "big"])
+        .success();
+
+    let listed = pai.run(&["sessions", "--json"]).success().json();
+
+    let history = pai.history("s");
+    assert_eq!(
+        (
+            &listed[0]["name"],
+            &listed[0]["locality"],
+            &listed[0]["messages"],
+            &listed[0]["last_used"]
+        ),
+        (
+            &json!("far"),
+            &json!("remote"),
+            &json!(0),
+            &listed[0]["last_used"]
+        )
+    );
+    assert_eq!(
+        (
+            &listed[1]["name"],
+            &listed[1]["locality"],
+            &listed[1]["messages"],
+            &listed[1]["last_used"]
+        ),
+        (&json!("s"), &json!("local"), &json!(2), &history[1]["at"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_removes_the_session_and_refuses_without_yes_off_a_terminal() {
+    let mock = MockOpenAi::start().await;
+    let pai = session_with_one_turn(&mock).await;
+
+    let line = pai.run(&["rm", "s"]).error_line();
+    assert_eq!(
+        line,
+        "error: not removing session 's' without confirmation, and there is no terminal to ask on; pass --yes"
+    );
+    assert!(pai.session_dir("s").is_dir());
+
+    let run = pai.run(&["rm", "s", "--yes"]).success();
+    assert_eq!(
+        run.stdout,
+        "removed session 's' and its 2 message(s); its audit rows stay in the audit log\n"
+    );
+    assert!(!pai.session_dir("s").exists());
+    assert_eq!(
+        std::fs::read_dir(pai.sessions_dir()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+    // It was the active one: no session is active now.
+    let line = pai.run(&["status"]).error_line();
+    assert!(line.contains("no active session"), "{line}");
+    let line = pai.run(&["rm", "s", "--yes"]).error_line();
+    assert!(line.contains("session 's' does not exist"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_asks_on_a_terminal_and_keeps_the_session_on_no() {
+    let mock = MockOpenAi::start().await;
+    let pai = session_with_one_turn(&mock).await;
+
+    let Some(shown) = pai.run_in_pty("rm s", "n\n") else {
+        return;
+    };
+    assert!(
+        shown.contains("remove session 's' and its 2 message(s)? This cannot be undone. [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("kept session 's'"), "{shown}");
+    assert!(pai.session_dir("s").is_dir());
+
+    let shown = pai.run_in_pty("rm s", "y\n").unwrap();
+    assert!(shown.contains("removed session 's'"), "{shown}");
+    assert!(!pai.session_dir("s").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_moves_history_and_active_mark_and_refuses_a_taken_name() {
+    let mock = MockOpenAi::start().await;
+    let pai = session_with_one_turn(&mock).await;
+    pai.init("other", &mock.base_url());
+    pai.run(&["use", "s"]).success();
+
+    let line = pai.run(&["rename", "s", "other"]).error_line();
+    assert!(line.contains("session 'other' already exists"), "{line}");
+    let line = pai.run(&["rename", "s", "status"]).error_line();
+    assert!(line.contains("is a pai command"), "{line}");
+
+    let run = pai.run(&["rename", "s", "work"]).success();
+
+    assert_eq!(run.stdout, "renamed session 's' to 'work'\n");
+    assert!(!pai.session_dir("s").exists());
+    assert_eq!(pai.history("work").len(), 2);
+    let status = pai.status_json("work");
+    assert_eq!(
+        (&status["session"], &status["active"]),
+        (&json!("work"), &json!(true))
+    );
+    assert_eq!(pai.session_json("work")["name"], "work");
+    // The renamed session goes on working.
+    pai.run(&["work", "prompt", "next"]).success();
+    assert_eq!(pai.history("work").len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_and_import_round_trip_without_the_key() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("Use the key AKIAQ3EGRJ7MNOZ4V5XA carefully.", 3, 2)
+        .await;
+    let pai = Pai::new();
+    // Secrets kept as typed in the history: the export still masks them.
+    pai.home.write_config(&format!(
+        "{}\n[context]\nkeep_secrets_in_history = true\n",
+        super::FAST_CONFIG
+    ));
+    let vault = pai.run(&["keygen"]).success().stdout.trim().to_string();
+    super::Run::from_cmd(
+        pai.cmd()
+            .args([
+                "init",
+                "s",
+                "openai",
+                "--model",
+                MODEL,
+                "--base-url",
+                &mock.base_url(),
+                "--api-key",
+                super::API_KEY,
+            ])
+            .env("PAI_ENCRYPTION_KEY", &vault),
+    )
+    .success();
+    pai.run(&["s", "system", "Be careful."]).success();
+    super::Run::from_cmd(
+        pai.cmd()
+            .args(["s", "prompt", "my key is AKIAQ3EGRJ7MNOZ4V5XA"])
+            .env("PAI_ENCRYPTION_KEY", &vault),
+    )
+    .success();
+    let stored_key = pai.session_json("s")["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let json_out = pai.run(&["s", "export"]).success().stdout;
+    let markdown = pai
+        .run(&["export", "s", "--format", "markdown"])
+        .success()
+        .stdout;
+
+    for out in [&json_out, &markdown] {
+        assert!(!out.contains("AKIAQ3EGRJ7MNOZ4V5XA"), "{out}");
+        assert!(!out.contains(&stored_key), "{out}");
+        assert!(!out.contains(super::API_KEY), "{out}");
+    }
+    let t: Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(
+        (&t["format"], &t["session"], &t["model"], &t["system"]),
+        (
+            &json!("pai-transcript/1"),
+            &json!("s"),
+            &json!(MODEL),
+            &json!("Be careful.")
+        )
+    );
+    assert_eq!(
+        t["messages"][0]["content"],
+        "my key is \u{27e8}AWS_KEY\u{27e9}"
+    );
+    let mut md_settings = pai.settings();
+    md_settings.add_filter(r"http://127\.0\.0\.1:\d+", "[URL]");
+    md_settings.bind(|| insta::assert_snapshot!("export_markdown", markdown));
+
+    let file = pai.home.root().join("s.json");
+    std::fs::write(&file, &json_out).unwrap();
+    let line = pai.run(&["import", file.to_str().unwrap()]).error_line();
+    assert!(line.contains("session 's' already exists"), "{line}");
+
+    let run = pai
+        .run(&["import", file.to_str().unwrap(), "--as", "copy"])
+        .success();
+    assert_eq!(
+        run.stdout,
+        "imported session 'copy' (openai m, 2 message(s)); 'pai use copy' makes it the active one\n"
+    );
+    let (a, b) = (pai.history("s"), pai.history("copy"));
+    assert_eq!(b.len(), 2);
+    assert_eq!((&a[1]["at"], &a[1]["usage"]), (&b[1]["at"], &b[1]["usage"]));
+    assert_eq!(pai.session_json("copy").get("api_key"), None);
+    assert_eq!(pai.status_json("copy")["system"], "Be careful.");
+    // Imported from stdin too, and it answers.
+    pai.run_stdin(&["import", "-", "--as", "piped"], json_out.clone())
+        .success();
+    pai.run(&["piped", "prompt", "hello"]).success();
+    assert_eq!(pai.history("piped").len(), 4);
+}
+
+#[test]
+fn import_validates_before_writing_anything() {
+    let pai = Pai::new();
+    let bad = [
+        ("not json", "not JSON"),
+        ("{\"x\": 1}", "not a PAI transcript"),
+        (
+            r#"{"format":"pai-transcript/1","session":"a","provider":"nope","model":"m","created_at":"t","messages":[]}"#,
+            "unknown provider 'nope'",
+        ),
+        (
+            r#"{"format":"pai-transcript/1","session":"a","provider":"openai","model":"m","created_at":"t","messages":[{"role":"tool","content":"x","at":"t"}]}"#,
+            "message 1 has role 'tool'",
+        ),
+        (
+            r#"{"format":"pai-transcript/1","session":"a","provider":"openai","model":"m","base_url":"http://u:p@h/v1","created_at":"t","messages":[]}"#,
+            "carries a credential",
+        ),
+        (
+            r#"{"format":"pai-transcript/1","session":"a/b","provider":"openai","model":"m","created_at":"t","messages":[]}"#,
+            "path separator",
+        ),
+    ];
+    for (text, expected) in bad {
+        let line = pai.run_stdin(&["import", "-"], text).error_line();
+        assert!(line.contains(expected), "{text}: {line}");
+    }
+    assert!(
+        !pai.sessions_dir().exists() || std::fs::read_dir(pai.sessions_dir()).unwrap().count() == 0,
+        "an import that failed left something behind"
+    );
 }

@@ -56,6 +56,10 @@ pub struct Turn {
     pub model: Option<String>,
     /// Caps beyond the mode's defaults.
     pub limits: Limits,
+    /// The system prompt for this turn only (`--system`, a role's), over the session's.
+    pub system: Option<String>,
+    /// Files attached to the input (`-f`), each sent as a part of its own.
+    pub attachments: Vec<crate::Attachment>,
 }
 
 /// What one turn may spend and do beyond its mode's defaults.
@@ -435,7 +439,13 @@ impl Engine {
             && self.context.should_fold(snapshot.unfolded())
         {
             // What the answer's own request will need, so a fold never spends its room.
-            let after = estimate_tokens(&turn.input) + specs_tokens(&specs);
+            let after = estimate_tokens(&turn.input)
+                + turn
+                    .attachments
+                    .iter()
+                    .map(|a| estimate_tokens(&a.text))
+                    .sum::<u64>()
+                + specs_tokens(&specs);
             match self.fold(&scope, &snapshot, &mut spend, after).await {
                 Ok(Some(usage)) => {
                     used.add(&usage);
@@ -449,12 +459,24 @@ impl Engine {
             }
             snapshot = self.store.snapshot(&turn.session)?;
         }
+        // The turn's own system prompt, else the session's, else the configured one.
+        let system = turn.system.as_deref().or(snapshot.meta.system.as_deref());
+        let context_manager = self.context.with_system(system);
+        // Each attached file is a part of its own, of the class its path has.
+        let attached: Vec<Message> = turn
+            .attachments
+            .iter()
+            .map(|a| a.message(self.policy.classify_path(&a.path).class))
+            .collect();
         let context = match turn.mode {
-            Mode::Chat => self.context.chat(&model, &snapshot.history, &turn.input)?,
-            Mode::Prompt | Mode::Agent => self.context.prompt(
+            Mode::Chat => {
+                context_manager.chat(&model, &snapshot.history, &attached, &turn.input)?
+            }
+            Mode::Prompt | Mode::Agent => context_manager.prompt(
                 &model,
                 (&snapshot.meta.summary, snapshot.meta.summary_class),
                 snapshot.unfolded(),
+                &attached,
                 &turn.input,
             )?,
         };
@@ -584,12 +606,21 @@ impl Engine {
                 self.mask(text)
             }
         };
-        let question = HistoryEntry::new(Message::user(keep(&turn.input)));
+        let mut entries: Vec<HistoryEntry> = attached
+            .iter()
+            .map(|m| {
+                let mut e = HistoryEntry::new(Message::user(keep(&m.content)));
+                e.class = m.class();
+                e
+            })
+            .collect();
+        entries.push(HistoryEntry::new(Message::user(keep(&turn.input))));
         let mut reply = HistoryEntry::new(Message::assistant(keep(&answer)));
         reply.class = answer_class;
         reply.model = Some(model.clone());
         reply.usage = Some(used);
-        self.store.append(&turn.session, &[question, reply])?;
+        entries.push(reply);
+        self.store.append(&turn.session, &entries)?;
 
         Ok(TurnOutcome {
             answer,

@@ -246,6 +246,8 @@ fn prompt(input: &str) -> Turn {
         stream: true,
         model: None,
         limits: Limits::default(),
+        system: None,
+        attachments: Vec::new(),
     }
 }
 
