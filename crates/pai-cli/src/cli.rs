@@ -262,6 +262,10 @@ pub struct PromptArgs {
     /// by its path, so secrets in it are redacted for remote endpoints.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<std::path::PathBuf>,
+    /// Ask for JSON matching this JSON Schema (a file, or the schema inline); the answer
+    /// is validated, asked for again once if it does not match, and printed alone.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub schema: Option<String>,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]
@@ -294,6 +298,10 @@ pub struct AgentArgs {
     /// by its path, so secrets in it are redacted for remote endpoints.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<std::path::PathBuf>,
+    /// Ask for JSON matching this JSON Schema (a file, or the schema inline); the answer
+    /// is validated, asked for again once if it does not match, and printed alone.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub schema: Option<String>,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]

@@ -109,6 +109,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             input: told.input,
             system: told.system,
             attachments: Vec::new(),
+            schema: None,
             stream,
             model: Some(meta.model.clone()),
             limits: env.limits(Limits {

@@ -129,10 +129,11 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled() && !args.json,
+        stream: args.stream.enabled() && !args.json && args.schema.is_none(),
         ask: args.ask,
         json: args.json,
         files: args.files,
+        schema: args.schema,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -149,10 +150,11 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         session: args.session,
         text: args.text,
         model: args.model,
-        stream: args.stream.enabled() && !args.json,
+        stream: args.stream.enabled() && !args.json && args.schema.is_none(),
         ask: args.ask,
         json: args.json,
         files: args.files,
+        schema: args.schema,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -168,6 +170,8 @@ struct OneShot {
     json: bool,
     /// `-f`: files attached to the turn.
     files: Vec<std::path::PathBuf>,
+    /// `--schema`: a file or inline JSON.
+    schema: Option<String>,
 }
 
 impl OneShot {
@@ -178,6 +182,7 @@ impl OneShot {
         // A role's template may need no input of its own.
         let raw = input::prompt_text(&self.text, self.ask.role.is_some())?;
         let told = env.instructions(self.ask.ask(raw))?;
+        let schema = self.schema.as_deref().map(read_schema).transpose()?;
         // Every file is read (and a binary one refused) before anything is sent.
         let attachments = self
             .files
@@ -202,17 +207,40 @@ impl OneShot {
             limits: env.limits(limits),
             system: told.system,
             attachments,
+            schema,
         };
+        // With a schema only the validated JSON is printed, at the end.
         let mut shown = Shown {
-            hold_answer: self.json,
+            hold_answer: self.json || turn.schema.is_some(),
             ..Shown::default()
         };
         let end = run_turn(&engine, &turn, &mut shown).await?;
         if self.json {
             print_json_answer(&env, &engine, &turn.session, &end);
+        } else if turn.schema.is_some()
+            && let TurnEnd::Done(outcome) = &end
+            && !outcome.dry_run
+        {
+            let pretty = serde_json::from_str::<serde_json::Value>(&outcome.answer)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| outcome.answer.clone());
+            outln!("{pretty}");
         }
         Ok(exit_code(&end))
     }
+}
+
+/// `--schema`'s argument: inline JSON when it starts with `{`, else a file holding it.
+fn read_schema(arg: &str) -> Result<serde_json::Value> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_string()
+    } else {
+        std::fs::read_to_string(arg)
+            .with_context(|| format!("cannot read the schema file {arg}"))?
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("--schema is not JSON ({e}); give a JSON Schema file or the schema inline")
+    })
 }
 
 /// `--json`'s one object: what a script needs to know about the turn.

@@ -72,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
         system: None,
         attachments: Vec::new(),
+        schema: None,
     };
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -134,6 +134,11 @@ pub enum CoreError {
     /// The tool registry could not be built (two tools share a name).
     #[error(transparent)]
     Tool(#[from] pai_tools::ToolError),
+    /// A `--schema` answer did not match, even after one retry told what was wrong.
+    #[error(
+        "the answer does not match the schema, even when asked again ({0}); simplify the schema or try a stronger model"
+    )]
+    SchemaMismatch(String),
     /// The audit log failed before anything was sent.
     #[error("the audit log refused the record, so nothing was sent: {0}")]
     Audit(#[from] pai_audit::AuditError),

@@ -18,6 +18,7 @@ mod netgate;
 mod paths;
 mod pricing;
 mod roles;
+mod schema;
 mod session;
 mod transcript;
 mod vault;

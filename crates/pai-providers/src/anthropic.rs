@@ -92,7 +92,16 @@ impl Provider for AnthropicProvider {
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
         let cx = self.context(&request.model, request.attempts.clone());
-        self.open_chat(request, &cx).await.map_err(|e| cx.redact(e))
+        let schema = request.schema.is_some();
+        let events = self
+            .open_chat(request, &cx)
+            .await
+            .map_err(|e| cx.redact(e))?;
+        Ok(if schema {
+            answer_from_schema_tool(events)
+        } else {
+            events
+        })
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>> {
@@ -182,7 +191,31 @@ fn request_body(request: &ChatRequest) -> Value {
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
     }
+    // Anthropic has no response format: a tool whose input is the schema, which the model
+    // must call, carries the answer (see `answer_from_schema_tool`).
+    if let Some(schema) = &request.schema {
+        body["tools"] = json!([{
+            "name": SCHEMA_TOOL,
+            "description": "Give your answer as this tool's input, matching its schema.",
+            "input_schema": schema,
+        }]);
+        body["tool_choice"] = json!({ "type": "tool", "name": SCHEMA_TOOL });
+    }
     body
+}
+
+/// The forced tool that carries a `--schema` answer.
+const SCHEMA_TOOL: &str = "answer";
+
+/// A `--schema` answer arrives as a call of [`SCHEMA_TOOL`]: its input is the answer's text.
+fn answer_from_schema_tool(events: ChatStream) -> ChatStream {
+    use futures::StreamExt;
+    Box::pin(events.map(|event| match event {
+        Ok(ChatEvent::ToolCall(call)) if call.name == SCHEMA_TOOL => {
+            Ok(ChatEvent::Delta(call.arguments))
+        }
+        other => other,
+    }))
 }
 
 /// PAI's conversation as Anthropic's alternating user/assistant turns: system messages

@@ -169,6 +169,9 @@ fn wire_request(request: &ChatRequest) -> Value {
     if let Some(t) = request.temperature {
         body["options"] = json!({ "temperature": t });
     }
+    if let Some(schema) = &request.schema {
+        body["format"] = schema.clone();
+    }
     body
 }
 

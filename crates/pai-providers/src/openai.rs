@@ -146,6 +146,12 @@ impl OpenAiProvider {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
+        if let Some(schema) = &request.schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": { "name": "answer", "schema": schema },
+            });
+        }
         if request.stream {
             body["stream_options"] = json!({ "include_usage": true });
             let url = format!("{}/chat/completions", self.info.endpoint);

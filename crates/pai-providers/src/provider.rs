@@ -40,6 +40,10 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature; `None` leaves it to the provider.
     pub temperature: Option<f64>,
+    /// A JSON Schema the answer must match (`--schema`): OpenAI-compatible servers get it
+    /// as `response_format`, Ollama as `format`, Anthropic as a forced tool whose input
+    /// comes back as the answer's text.
+    pub schema: Option<serde_json::Value>,
 }
 
 impl ChatRequest {
@@ -53,6 +57,7 @@ impl ChatRequest {
             attempts: AttemptLog::new(),
             max_tokens: None,
             temperature: None,
+            schema: None,
         }
     }
 }

@@ -25,6 +25,7 @@ mod providers;
 mod roles;
 mod scan;
 mod sessions;
+mod structured;
 mod tools;
 
 use std::path::{Path, PathBuf};

@@ -266,3 +266,55 @@ async fn a_secret_in_the_system_prompt_is_redacted_for_a_remote_endpoint() {
     );
     assert!(!dry.contains(KEY), "{dry}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roles_temperature_reaches_anthropic_and_ollama_in_their_own_shape() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let claude = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_1", "type": "message", "role": "assistant",
+            "content": [{ "type": "text", "text": "ok" }],
+            "stop_reason": "end_turn", "usage": { "input_tokens": 1, "output_tokens": 1 }
+        })))
+        .mount(&claude)
+        .await;
+    let ollama = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": MODEL, "message": { "role": "assistant", "content": "ok" },
+            "done": true, "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1
+        })))
+        .mount(&ollama)
+        .await;
+    let pai = Pai::new();
+    pai.home.write_config(&format!(
+        "{FAST_CONFIG}\n[roles.calm]\nsystem = \"Be calm.\"\ntemperature = 0.2\n\n[providers.claude-mock]\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\nkey_env = \"MOCK_ANTHROPIC_KEY\"\n\n[providers.ollama-mock]\nkind = \"ollama\"\nbase_url = \"{}\"\n",
+        claude.uri(),
+        ollama.uri()
+    ));
+    pai.run(&["init", "c", "claude-mock", "--model", MODEL])
+        .success();
+    pai.run(&["init", "o", "ollama-mock", "--model", MODEL])
+        .success();
+
+    super::Run::from_cmd(
+        pai.cmd()
+            .env("MOCK_ANTHROPIC_KEY", "k")
+            .args(["c", "prompt", "--role", "calm", "x"]),
+    )
+    .success();
+    pai.run(&["o", "prompt", "--role", "calm", "x"]).success();
+
+    let body = |r: &wiremock::Request| serde_json::from_slice::<Value>(&r.body).unwrap();
+    let claude_body = body(&claude.received_requests().await.unwrap()[0]);
+    let ollama_body = body(&ollama.received_requests().await.unwrap()[0]);
+    assert_eq!(
+        (&claude_body["temperature"], &claude_body["system"]),
+        (&json!(0.2), &json!("Be calm."))
+    );
+    assert_eq!(ollama_body["options"], json!({ "temperature": 0.2 }));
+}

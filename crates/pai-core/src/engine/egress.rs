@@ -25,6 +25,8 @@ pub(crate) struct Call<'a> {
     pub max_tokens: Option<u64>,
     /// `Response`, or `Summary` for a fold.
     pub kind: EventKind,
+    /// The JSON Schema the answer must match (`--schema`).
+    pub schema: Option<serde_json::Value>,
 }
 
 /// One model reply: its text, the tools it wants called, what it cost.
@@ -72,6 +74,7 @@ impl Engine {
         let prompt_estimate: u64 = messages.iter().map(estimate_message_tokens).sum();
         let mut request = ChatRequest::new(scope.model, messages, call.stream);
         request.tools = call.tools;
+        request.schema = call.schema;
         request.max_tokens = call.max_tokens.map(|m| m.min(u64::from(u32::MAX)) as u32);
         if let Some(notify) = &self.on_wait {
             let notify = notify.clone();

@@ -63,6 +63,7 @@ impl Engine {
                         stream: false,
                         max_tokens,
                         kind: EventKind::Summary,
+                        schema: None,
                     },
                     &mut |_| {},
                 )

@@ -60,6 +60,9 @@ pub struct Turn {
     pub system: Option<String>,
     /// Files attached to the input (`-f`), each sent as a part of its own.
     pub attachments: Vec<crate::Attachment>,
+    /// A JSON Schema the answer must match (`--schema`): no tools are offered, the answer
+    /// is validated and, once, asked for again with what was wrong.
+    pub schema: Option<serde_json::Value>,
 }
 
 /// What one turn may spend and do beyond its mode's defaults.
@@ -271,6 +274,7 @@ pub(crate) struct Scope<'a> {
 
 const FOLD_LABEL: &str = "[fold the unfolded turns into the running summary]";
 const TOOL_RESULTS_LABEL: &str = "[the tool results above, sent back to the model]";
+const SCHEMA_RETRY_LABEL: &str = "[the answer did not match the schema: asked again]";
 
 impl Engine {
     /// An engine with no tools, no approver (so nothing needing consent runs) and no
@@ -430,8 +434,17 @@ impl Engine {
         // Budgets first: an exhausted one sends nothing, not even a fold.
         spend.headroom().map_err(CoreError::BudgetExhausted)?;
 
+        // A schema that is not one is refused before anything is sent.
+        let schema = turn
+            .schema
+            .as_ref()
+            .map(crate::schema::Schema::new)
+            .transpose()?;
         let offered = self.offered_tools(turn.mode);
         let mut specs: Vec<ToolSpec> = offered.infos().iter().map(|i| i.spec.clone()).collect();
+        if schema.is_some() {
+            specs.clear();
+        }
         let mut used = Usage::default();
         // A dry run shows the turn's own request; a fold would be a call of its own.
         if turn.mode != Mode::Chat
@@ -525,6 +538,7 @@ impl Engine {
                 stream: turn.stream,
                 max_tokens,
                 kind: EventKind::Response,
+                schema: turn.schema.clone(),
             };
             let reply = match self.call(&scope, call(tools), on_event).await {
                 // Many local servers and models refuse a request that offers tools (llama.cpp
@@ -595,6 +609,39 @@ impl Engine {
                      as well as you can, from the information above.",
                 ));
             }
+        }
+
+        if let Some(schema) = &schema
+            && stopped.is_none()
+        {
+            answer = match schema.check(&answer) {
+                Ok(json) => json,
+                Err(problem) => {
+                    // One more call, told what was wrong, through the same gate and budget.
+                    messages.push(Message::assistant(answer.clone()));
+                    messages.push(Message::user(format!(
+                        "Your answer does not match the required JSON Schema: {problem}. \
+                         Reply with only the corrected JSON."
+                    )));
+                    let estimate = messages.iter().map(estimate_message_tokens).sum::<u64>();
+                    let max_tokens = spend.allow(estimate).map_err(CoreError::BudgetExhausted)?;
+                    let retry = Call {
+                        messages: messages.clone(),
+                        label: SCHEMA_RETRY_LABEL,
+                        tools: Vec::new(),
+                        stream: turn.stream,
+                        max_tokens,
+                        kind: EventKind::Response,
+                        schema: turn.schema.clone(),
+                    };
+                    let reply = self.call(&scope, retry, on_event).await?;
+                    answer_class = answer_class.max(reply.class);
+                    used.add(&reply.usage);
+                    schema
+                        .check(&reply.text)
+                        .map_err(CoreError::SchemaMismatch)?
+                }
+            };
         }
 
         // The history is not a secret store: found secrets are kept as placeholders

@@ -248,6 +248,7 @@ fn prompt(input: &str) -> Turn {
         limits: Limits::default(),
         system: None,
         attachments: Vec::new(),
+        schema: None,
     }
 }
 

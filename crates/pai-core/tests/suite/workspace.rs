@@ -204,6 +204,7 @@ async fn an_engine_from_the_workspace_runs_a_turn_and_usage_counts_it() {
         limits: ws.limits(Limits::default()),
         system: None,
         attachments: Vec::new(),
+        schema: None,
     };
     assert_eq!(turn.limits.max_calls_per_round, Some(8));
     let events = Arc::new(Mutex::new(0));
