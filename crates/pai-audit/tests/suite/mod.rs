@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use pai_audit::{AuditEvent, EventKind, SqliteAudit};
+use pai_audit::{AuditEvent, AuditKey, EventKind, SqliteAudit};
 use pai_types::{Locality, Usage};
 
 mod chain;
@@ -14,8 +14,14 @@ fn temp_log() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The key every test log is sealed with.
+fn key() -> AuditKey {
+    AuditKey::derive(b"test secret")
+}
+
+/// The log at `path`, opened with [`key`].
 fn open(path: &std::path::Path) -> SqliteAudit {
-    SqliteAudit::open(path).unwrap()
+    SqliteAudit::open_keyed(path, key()).unwrap()
 }
 
 /// A fully populated event, `n` making it distinct.
