@@ -77,9 +77,10 @@ pub(crate) fn content_sha256(content: &[u8]) -> String {
 
 /// A keyed row's MAC.
 pub(crate) fn row_mac(key: &crate::AuditKey, id: i64, prev_mac: &str, hash: &str) -> String {
+    let mut digits = [0u8; 24];
     key.mac_hex(&[
         b"row\n",
-        id.to_string().as_bytes(),
+        decimal(&mut digits, id),
         b"\n",
         prev_mac.as_bytes(),
         b"\n",
@@ -87,7 +88,18 @@ pub(crate) fn row_mac(key: &crate::AuditKey, id: i64, prev_mac: &str, hash: &str
     ])
 }
 
+/// `n` in decimal, written into `buf` without allocating (verify encodes millions).
+fn decimal(buf: &mut [u8; 24], n: i64) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 24 bytes hold any i64 ("-9223372036854775808" is 20), so this cannot fail.
+    let _ = write!(cursor, "{n}");
+    let len = cursor.position() as usize;
+    &buf[..len]
+}
+
 fn hash_with(tag: &[u8], prev_hash: &str, cells: &[ValueRef<'_>]) -> String {
+    let mut digits = [0u8; 24];
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(tag);
@@ -96,7 +108,7 @@ fn hash_with(tag: &[u8], prev_hash: &str, cells: &[ValueRef<'_>]) -> String {
             ValueRef::Null => h.update(b"n;"),
             ValueRef::Integer(i) => {
                 h.update(b"i");
-                h.update(i.to_string().as_bytes());
+                h.update(decimal(&mut digits, i));
                 h.update(b";");
             }
             ValueRef::Real(r) => {
@@ -104,16 +116,16 @@ fn hash_with(tag: &[u8], prev_hash: &str, cells: &[ValueRef<'_>]) -> String {
                 h.update(format!("{:016x}", r.to_bits()).as_bytes());
                 h.update(b";");
             }
-            ValueRef::Text(bytes) => length_prefixed(&mut h, b"t", bytes),
-            ValueRef::Blob(bytes) => length_prefixed(&mut h, b"b", bytes),
+            ValueRef::Text(bytes) => length_prefixed(&mut h, &mut digits, b"t", bytes),
+            ValueRef::Blob(bytes) => length_prefixed(&mut h, &mut digits, b"b", bytes),
         }
     }
     hex::encode(h.finalize())
 }
 
-fn length_prefixed(h: &mut Sha256, tag: &[u8], bytes: &[u8]) {
+fn length_prefixed(h: &mut Sha256, digits: &mut [u8; 24], tag: &[u8], bytes: &[u8]) {
     h.update(tag);
-    h.update(bytes.len().to_string().as_bytes());
+    h.update(decimal(digits, bytes.len() as i64));
     h.update(b":");
     h.update(bytes);
     h.update(b";");

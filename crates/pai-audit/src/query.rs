@@ -87,39 +87,46 @@ impl SqliteAudit {
     }
 
     fn select(&self, filter: &Filter, text: Option<&str>) -> Result<Vec<StoredEvent>> {
+        let cols: Vec<String> = HASHED_COLUMNS.iter().map(|c| format!("e.{c}")).collect();
+        // A search walks the FTS5 index newest match first and joins each row by id, so a
+        // LIMIT stops it early however many rows match; a listing walks the filter's
+        // (…, ts) index newest first (ids break ties within a millisecond).
+        let (from, order) = match text {
+            Some(_) => (
+                "events_fts JOIN events e ON e.id = events_fts.rowid",
+                "events_fts.rowid DESC",
+            ),
+            None => ("events e", "e.ts DESC, e.id DESC"),
+        };
         let mut sql = format!(
-            "SELECT id, hash, {} FROM events WHERE 1",
-            HASHED_COLUMNS.join(", ")
+            "SELECT e.id, e.hash, {} FROM {from} WHERE 1",
+            cols.join(", ")
         );
         let mut params: Vec<Value> = Vec::new();
         let mut cond = |clause: &str, value: Value| {
             params.push(value);
             sql.push_str(&format!(" AND {clause} ?{}", params.len()));
         };
+        if let Some(t) = text {
+            cond("events_fts MATCH", Value::Text(t.to_string()));
+        }
         if let Some(s) = &filter.session {
-            cond("session =", Value::Text(s.clone()));
+            cond("e.session =", Value::Text(s.clone()));
         }
         if let Some(s) = &filter.since {
-            cond("ts >=", Value::Text(s.clone()));
+            cond("e.ts >=", Value::Text(s.clone()));
         }
         if let Some(s) = &filter.until {
-            cond("ts <", Value::Text(s.clone()));
+            cond("e.ts <", Value::Text(s.clone()));
         }
         if let Some(p) = &filter.provider {
-            cond("provider =", Value::Text(p.clone()));
+            cond("e.provider =", Value::Text(p.clone()));
         }
         if let Some(l) = filter.locality {
-            cond("locality =", Value::Text(l.to_string()));
+            cond("e.locality =", Value::Text(l.to_string()));
         }
         if let Some(m) = &filter.mode {
-            cond("mode =", Value::Text(m.clone()));
-        }
-        if let Some(t) = text {
-            cond(
-                "id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH",
-                Value::Text(t.to_string()),
-            );
-            sql.push(')');
+            cond("e.mode =", Value::Text(m.clone()));
         }
         if !filter.kinds.is_empty() {
             let names: Vec<String> = filter
@@ -127,9 +134,9 @@ impl SqliteAudit {
                 .iter()
                 .map(|k| format!("'{}'", k.as_str()))
                 .collect();
-            sql.push_str(&format!(" AND kind IN ({})", names.join(", ")));
+            sql.push_str(&format!(" AND e.kind IN ({})", names.join(", ")));
         }
-        sql.push_str(" ORDER BY id DESC");
+        sql.push_str(&format!(" ORDER BY {order}"));
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(
                 " LIMIT {}",

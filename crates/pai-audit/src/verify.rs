@@ -298,7 +298,6 @@ impl SqliteAudit {
         let mut prev_hash = GENESIS.to_string();
         let mut prev_mac = GENESIS.to_string();
         let mut seen_keyed = false;
-        let mut last: Option<(String, String)> = None;
         let broken = |report: &mut VerifyReport, id: i64, reason| {
             if report.first_broken.is_none() {
                 report.first_broken = Some(BrokenRow {
@@ -377,8 +376,7 @@ impl SqliteAudit {
                 }
             }
             prev_id = id;
-            prev_mac = mac.clone().unwrap_or_else(|| hash.clone());
-            last = Some((hash.clone(), prev_mac.clone()));
+            prev_mac = mac.unwrap_or_else(|| hash.clone());
             prev_hash = hash;
         }
         debug_assert_eq!(report.rows, count.max(0) as u64);
@@ -411,11 +409,8 @@ impl SqliteAudit {
                         macs_hold: report.first_broken.is_none(),
                     });
                 } else {
-                    let sealed = if h.seq == 0 {
-                        Some((GENESIS.to_string(), GENESIS.to_string()))
-                    } else {
-                        last.clone()
-                    };
+                    // After the loop, prev_* describe the last row (or the genesis).
+                    let sealed = Some((prev_hash.clone(), prev_mac.clone()));
                     if sealed != Some((h.hash.clone(), h.mac.clone())) {
                         report.head = Some(HeadProblem::Replaced {
                             sealed: EventId(h.seq),

@@ -5,6 +5,7 @@ use pai_types::{Locality, Usage};
 
 mod chain;
 mod files;
+mod query;
 mod record;
 
 /// A fresh temporary PAI_HOME and the audit log path inside it.
