@@ -14,14 +14,25 @@ use crate::workspace::Workspace;
 #[derive(Debug)]
 pub struct AuditCheck {
     done: mpsc::Receiver<Option<String>>,
+    /// The log is small enough to check within the wait (about 100,000 rows at the
+    /// measured rate); a bigger one is not waited for.
+    patient: bool,
 }
 
+/// Logs up to this size are waited for at the end of a command (~1.3 KB per event).
+const PATIENT_BYTES: u64 = 128 << 20;
+
 impl AuditCheck {
-    /// The one-line warning the check found, if it finished within `wait` and found a
-    /// row that breaks the chain (the checkpoint's own findings are warned about when the
-    /// log is opened). A check still running after `wait` is abandoned: it only reads.
+    /// The one-line warning the check found, if it finished (within `wait`, for a log
+    /// small enough to check in that time) and found a row that breaks the chain (the
+    /// checkpoint's own findings are warned about when the log is opened). A check still
+    /// running is abandoned: it only reads, and `pai audit verify` is the full check.
     pub fn warning(&self, wait: Duration) -> Option<String> {
-        self.done.recv_timeout(wait).ok().flatten()
+        if self.patient {
+            self.done.recv_timeout(wait).ok().flatten()
+        } else {
+            self.done.try_recv().ok().flatten()
+        }
     }
 }
 
@@ -52,6 +63,7 @@ impl Workspace {
     pub fn audit_check(&self) -> AuditCheck {
         let (tx, rx) = mpsc::channel();
         let path = self.paths().audit_db();
+        let patient = std::fs::metadata(&path).map_or(true, |m| m.len() <= PATIENT_BYTES);
         let key = self.audit_key();
         std::thread::spawn(move || {
             let found = key
@@ -69,7 +81,7 @@ impl Workspace {
                 });
             let _ = tx.send(found);
         });
-        AuditCheck { done: rx }
+        AuditCheck { done: rx, patient }
     }
 
     /// One line when the audit log does not verify (rows or checkpoint), for commands that
