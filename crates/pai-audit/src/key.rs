@@ -83,21 +83,27 @@ impl AuditKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
                 }
+                // Written whole under a temporary name, then linked into place: a second
+                // pai starting at the same moment either links first (and this one uses
+                // its key) or finds the finished file, never a half-written one.
+                let mut nonce = [0u8; 8];
+                getrandom::fill(&mut nonce).map_err(|e| bad(format!("no random bytes: {e}")))?;
+                let tmp = path.with_extension(format!("key.{}.tmp", hex::encode(nonce)));
                 let mut options = fs::OpenOptions::new();
-                options.write(true).create_new(true);
+                options.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::OpenOptionsExt;
                     options.mode(0o600);
                 }
-                match options.open(path) {
-                    Ok(mut file) => {
-                        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| bad(e.to_string()))?;
-                        Ok(Self::from_bytes(bytes, KeySource::File))
-                    }
-                    // Another pai process created it first: use theirs.
+                let written = options.open(&tmp).and_then(|mut file| {
+                    file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())?;
+                    file.sync_all()
+                });
+                let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(Self::from_bytes(bytes, KeySource::File)),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::load_or_create(path),
                     Err(e) => Err(bad(e.to_string())),
                 }
@@ -180,6 +186,19 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+        let dir2 = tempfile::tempdir().unwrap();
+        let shared = dir2.path().join("audit.key");
+        let ids: Vec<String> = (0..4)
+            .map(|_| {
+                let p = shared.clone();
+                std::thread::spawn(move || AuditKey::load_or_create(&p).unwrap().id().to_string())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(std::fs::read_dir(dir2.path()).unwrap().count(), 1);
         fs::write(&path, "nope").unwrap();
         let err = AuditKey::load_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("64 hex digits"), "{err}");
