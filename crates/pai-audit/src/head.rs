@@ -122,6 +122,14 @@ pub(crate) fn raw_line(file: &File) -> io::Result<Option<String>> {
     Ok((n > 0).then(|| String::from_utf8_lossy(&buf[..n]).trim_end().to_string()))
 }
 
+/// The key id the checkpoint beside `db` names, unchecked (to pick which of the user's
+/// keys to open the log with); `None` when there is no readable checkpoint.
+pub(crate) fn sealed_key_id(db: &Path) -> Option<String> {
+    let file = File::open(path_for(db)).ok()?;
+    let line = raw_line(&file).ok()??;
+    line.split(' ').nth(5).map(str::to_string)
+}
+
 /// Writes `head` over the record and, when `sync`, makes it durable.
 pub(crate) fn write(file: &File, head: &Head, key: &AuditKey, sync: bool) -> io::Result<()> {
     write_at(file, &head.encode(key), 0)?;

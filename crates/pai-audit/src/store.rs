@@ -330,6 +330,13 @@ impl SqliteAudit {
         self
     }
 
+    /// The id of the key the checkpoint beside the log at `path` was made with, if there
+    /// is one (read without checking it): lets a caller holding several keys pick the one
+    /// the log was sealed with.
+    pub fn sealed_key_id(path: &Path) -> Option<String> {
+        head::sealed_key_id(path)
+    }
+
     /// What the checkpoint said when the log was opened (`None` without a key).
     pub fn head_status(&self) -> Option<&HeadStatus> {
         self.seal.as_ref().map(|s| &s.status)

@@ -37,14 +37,31 @@ impl AuditCheck {
 }
 
 impl Workspace {
-    /// The key audit rows are sealed with: derived from the secret the caller passed
+    /// The key audit rows are sealed with: the one the log was sealed with when the user
+    /// holds it (so setting `PAI_ENCRYPTION_KEY` later does not lock out a log sealed with
+    /// the key file); for a new log, derived from the secret the caller passed
     /// (`PAI_ENCRYPTION_KEY` in the CLI), else the `audit.key` file in the config dir,
     /// created on first use.
     pub fn audit_key(&self) -> Result<AuditKey> {
-        Ok(match self.audit_secret() {
-            Some(secret) => AuditKey::derive(secret.expose().trim().as_bytes()),
-            None => AuditKey::load_or_create(&self.paths().audit_key())?,
-        })
+        let derived = self
+            .audit_secret()
+            .map(|secret| AuditKey::derive(secret.expose().trim().as_bytes()));
+        let file = self.paths().audit_key();
+        if let Some(sealed) = SqliteAudit::sealed_key_id(&self.paths().audit_db()) {
+            if let Some(key) = derived.as_ref().filter(|k| k.id() == sealed) {
+                return Ok(key.clone());
+            }
+            if file.exists() {
+                let key = AuditKey::load_or_create(&file)?;
+                if key.id() == sealed {
+                    return Ok(key);
+                }
+            }
+        }
+        match derived {
+            Some(key) => Ok(key),
+            None => Ok(AuditKey::load_or_create(&file)?),
+        }
     }
 
     /// The audit log, opened with its key and `[audit]` settings (retention applied);

@@ -292,27 +292,34 @@ async fn usage_warns_when_the_log_it_reads_is_broken() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_key_from_pai_encryption_key_is_not_the_key_file_and_a_switch_is_refused() {
+async fn a_log_sealed_with_the_derived_key_refuses_to_record_without_it() {
     let mock = MockOpenAi::start().await;
     mock.reply_json("an answer", 5, 2).await;
     let pai = Pai::new();
-    pai.init("s", &mock.base_url());
-    pai.run(&["s", "prompt", "q"]).success();
     let vault = pai.run(&["keygen"]).success().stdout.trim().to_string();
-    let run = pai
-        .cmd()
-        .args(["s", "prompt", "q"])
-        .env("PAI_ENCRYPTION_KEY", &vault)
-        .output()
-        .unwrap();
-    assert!(!run.status.success());
-    let stderr = String::from_utf8(run.stderr).unwrap();
+    let with_key = |args: &[&str]| {
+        Run::from_cmd(pai.cmd().args(args).env("PAI_ENCRYPTION_KEY", &vault)).success()
+    };
+    with_key(&[
+        "init",
+        "s",
+        "openai",
+        "--model",
+        super::MODEL,
+        "--base-url",
+        &mock.base_url(),
+    ]);
+    with_key(&["s", "prompt", "q"]);
+    // The key is derived, not stored: no key file was made.
+    assert!(!pai.home.config().join("audit.key").exists());
+    let line = pai.run(&["s", "prompt", "q"]).failure();
     assert!(
-        stderr.contains("was sealed with another key") && stderr.contains("the audit.key file"),
-        "{stderr}"
+        line.stderr.contains("was sealed with another key")
+            && line.stderr.contains("derived from PAI_ENCRYPTION_KEY"),
+        "{}",
+        line.stderr
     );
-    // Without the variable, as it was sealed, all is well.
-    verify(&pai).success();
+    with_key(&["audit", "verify"]);
 }
 
 /// Snapshot settings for audit listings: this home's filters, plus hashes, MACs and the
@@ -710,4 +717,17 @@ async fn an_export_re_verifies_with_the_documented_standalone_script() {
         stdout.trim(),
         format!("FAIL: row {id}: its contents changed after it was written")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_sealed_with_the_key_file_keeps_it_when_pai_encryption_key_is_set_later() {
+    let (_mock, pai) = three_turns().await;
+    let vault = pai.run(&["keygen"]).success().stdout.trim().to_string();
+    super::Run::from_cmd(
+        pai.cmd()
+            .args(["s", "prompt", "with the variable set"])
+            .env("PAI_ENCRYPTION_KEY", &vault),
+    )
+    .success();
+    verify(&pai).success();
 }
