@@ -203,17 +203,29 @@ fn report_purge(report: &pai_audit::PurgeReport) {
 /// The log, opened with its key; a checkpoint that disagrees is one warning line.
 fn open(env: &Env) -> Result<std::sync::Arc<SqliteAudit>> {
     let path = env.paths().audit_db();
-    if !path.exists() {
-        bail!(
-            "there is no audit log at {}: nothing was recorded yet, or it was deleted; nothing proves which",
-            path.display()
-        );
-    }
+    missing(&path)?;
     let log = env.audit()?;
     if let Some(warning) = log.head_warning() {
         eprintln!("warning: {warning}");
     }
     Ok(log)
+}
+
+/// Fails when there is no log at `path`, saying whether its checkpoint shows one existed.
+fn missing(path: &std::path::Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if path.with_extension("head").exists() {
+        bail!(
+            "there is no audit log at {}, but its checkpoint (audit.head) shows one was kept: it was deleted or moved; keep audit.head as evidence",
+            path.display()
+        );
+    }
+    bail!(
+        "there is no audit log at {}: nothing was recorded yet, or it was deleted; nothing proves which",
+        path.display()
+    );
 }
 
 const WHEN_FORMS: &str =
@@ -506,12 +518,7 @@ fn egress(env: &Env, args: EgressArgs) -> Result<ExitCode> {
 
 fn verify(env: &Env, args: VerifyArgs) -> Result<ExitCode> {
     let path = env.paths().audit_db();
-    if !path.exists() {
-        bail!(
-            "there is no audit log at {}: nothing was recorded yet, or it was deleted; nothing proves which",
-            path.display()
-        );
-    }
+    missing(&path)?;
     let log = env.audit()?;
     let report = log.verify()?;
     if args.json {

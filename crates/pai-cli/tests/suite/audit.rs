@@ -183,6 +183,7 @@ async fn a_database_replaced_by_a_fresh_one_is_caught() {
         let _ = std::fs::remove_file(p);
     }
     verify_fails_with(&pai, "there is no audit log at");
+    verify_fails_with(&pai, "but its checkpoint (audit.head) shows one was kept");
     next_prompt_warns(
         &pai,
         &format!("ends at row 0 but its checkpoint sealed row {n}"),
