@@ -859,28 +859,27 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version == 0 {
-        // A new file has no tables; another program's database must not be written into.
-        let foreign: Option<String> = conn
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE name != 'events' LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql)?;
-        if let Some(table) = foreign {
-            return Err(AuditError::Foreign {
-                path: path.to_path_buf(),
-                table,
-            });
-        }
-    }
     // Two processes may race to migrate; IMMEDIATE serialises them, and the loser finds
     // the version already moved on and runs nothing.
-    let run = || -> rusqlite::Result<()> {
+    let mut foreign = None;
+    let mut run = || -> rusqlite::Result<()> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now == 0 {
+            // Checked under the write lock: another pai creating the log at this moment
+            // has either committed (version set) or not started. A version-0 file with
+            // tables is another program's database, which must not be written into.
+            foreign = conn
+                .query_row(
+                    "SELECT name FROM sqlite_master WHERE name != 'events' LIMIT 1",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            if foreign.is_some() {
+                return conn.execute_batch("ROLLBACK");
+            }
+        }
         let from = usize::try_from(now.max(0)).unwrap_or(0);
         for step in MIGRATIONS.iter().skip(from) {
             conn.execute_batch(step)?;
@@ -893,7 +892,14 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
     run().map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         classify(path, e)
-    })
+    })?;
+    match foreign {
+        Some(table) => Err(AuditError::Foreign {
+            path: path.to_path_buf(),
+            table,
+        }),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn classify(path: &Path, error: rusqlite::Error) -> AuditError {
