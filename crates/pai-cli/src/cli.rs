@@ -78,6 +78,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Create a session from a transcript written by 'pai export --format json'.
     Import(ImportArgs),
+    /// Read, search, check, export and purge the audit log of what was sent where.
+    Audit(crate::audit::AuditArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -131,6 +133,7 @@ pub const COMMANDS: &[&str] = &[
     "rename",
     "export",
     "import",
+    "audit",
     "help",
 ];
 
@@ -236,6 +239,10 @@ pub struct InitArgs {
     /// Replace an existing session of that name (its history is discarded).
     #[arg(long)]
     pub force: bool,
+    /// With --force: also remove the old session's content from the audit log (hashes
+    /// kept as tombstones).
+    #[arg(long, requires = "force")]
+    pub purge_audit: bool,
     /// Tokens the session may use over its whole history.
     #[arg(long, value_name = "N")]
     pub budget_tokens: Option<u64>,
@@ -416,6 +423,9 @@ pub struct SessionArg {
     pub session: Option<String>,
     #[arg(long = "session", id = "session_opt", hide = true)]
     pub session_opt: Option<String>,
+    /// Also remove the session's content from the audit log (hashes kept as tombstones).
+    #[arg(long)]
+    pub purge_audit: bool,
 }
 
 #[derive(Debug, Args)]

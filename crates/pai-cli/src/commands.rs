@@ -64,6 +64,9 @@ pub async fn init(args: InitArgs) -> Result<ExitCode> {
     }
     let env = Env::load()?;
     let api_key = api_key(args.api_key.as_deref())?;
+    if args.purge_audit {
+        crate::audit::purge_session(&env, &name)?;
+    }
     let new = NewSession {
         name: name.clone(),
         provider: args.provider,
@@ -216,6 +219,9 @@ pub fn reset(args: SessionArg) -> Result<ExitCode> {
     outln!(
         "session '{name}' reset: {before} message(s) and the summary cleared; provider, model and key kept"
     );
+    if args.purge_audit {
+        crate::audit::purge_session(&env, &name)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -446,6 +452,10 @@ pub fn usage(args: UsageArgs) -> Result<ExitCode> {
         start.to_string()[..10].to_string()
     });
     let lines = env.usage(since.as_deref())?;
+    // The numbers are only as good as the log they come from.
+    if let Some(warning) = env.audit_warning()? {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         return print_json(&lines);
     }

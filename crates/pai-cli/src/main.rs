@@ -5,6 +5,7 @@
 #[macro_use]
 mod output;
 mod approve;
+mod audit;
 mod cli;
 mod commands;
 mod input;
@@ -93,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rename(args) => sessions::rename(args),
         Command::Export(args) => sessions::export(args),
         Command::Import(args) => sessions::import(args),
+        Command::Audit(args) => audit::run(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

@@ -18,6 +18,20 @@ use crate::input;
 /// derefs to) plus what only a terminal program decides (the approver, what is printed).
 pub struct Env {
     ws: Workspace,
+    /// The full audit check started with the first engine; reported when the command ends.
+    audit_check: std::sync::OnceLock<pai_core::AuditCheck>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(warning) = self
+            .audit_check
+            .get()
+            .and_then(|c| c.warning(pai_core::AUDIT_CHECK_WAIT))
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
 }
 
 impl std::ops::Deref for Env {
@@ -32,8 +46,15 @@ impl Env {
     /// The workspace at `PAI_HOME` / `PAI_CONFIG_DIR`, its vault under
     /// `PAI_ENCRYPTION_KEY` (the only place these are read).
     pub fn load() -> Result<Self> {
+        let audit_secret = std::env::var(pai_core::Vault::ENV)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(pai_types::Secret::new);
         Ok(Self {
-            ws: crate::local::workspace()?.with_vault(pai_core::Vault::from_env),
+            ws: crate::local::workspace()?
+                .with_vault(pai_core::Vault::from_env)
+                .with_audit_secret(audit_secret),
+            audit_check: std::sync::OnceLock::new(),
         })
     }
 
@@ -64,6 +85,7 @@ impl Env {
             )
         };
         let wired = self.ws.engine(meta, mode, &opts).await?;
+        self.audit_check.get_or_init(|| self.ws.audit_check());
         for warning in &wired.warnings {
             eprintln!("warning: {warning}");
         }

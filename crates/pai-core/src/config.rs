@@ -32,6 +32,8 @@ pub struct Config {
     pub detect: DetectSettings,
     /// Named roles (`[roles.<name>]`), used with `--role <name>`.
     pub roles: BTreeMap<String, RoleSettings>,
+    /// `[audit]`: how long the audit log keeps content, and how much of it.
+    pub audit: AuditSettings,
 }
 
 /// `[detect]` in config.toml.
@@ -58,6 +60,18 @@ pub struct RoleSettings {
     pub temperature: Option<f64>,
     /// One line shown by `pai roles`.
     pub about: Option<String>,
+}
+
+/// `[audit]`: how long the audit log keeps content, and how much of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Days an event keeps its content; older events are purged to tombstones (hash and
+    /// MAC kept) when the log is opened. None: kept until `pai audit purge`.
+    pub keep_days: Option<u32>,
+    /// `redacted` (default: the text as sent, secrets and personal data masked) or `hash`
+    /// (only each event's SHA-256).
+    pub content: pai_audit::ContentMode,
 }
 
 /// `[tools]`: where file tools may work and how much a tool may return.

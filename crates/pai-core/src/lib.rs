@@ -6,6 +6,7 @@
 
 mod approval;
 mod attach;
+mod audit;
 mod config;
 mod context;
 mod detect;
@@ -26,6 +27,7 @@ mod workspace;
 
 pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
 pub use attach::{Attachment, MAX_ATTACHMENT};
+pub use audit::{AUDIT_CHECK_WAIT, AuditCheck};
 pub use config::{
     BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings, LocalSettings,
     NetworkSettings, RoleSettings, ToolSettings,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pai_audit::{AuditEvent, AuditSink, EventKind, SqliteAudit};
+use pai_audit::{AuditEvent, AuditSink, EventKind};
 use pai_providers::{AttemptLog, DEFAULT_LOCAL_MODEL, ModelInfo, ProviderEntry, ProviderKind};
 use pai_types::{Locality, Secret, SessionName, Usage, has_credentials, redact_endpoint};
 use serde::Serialize;
@@ -413,7 +413,7 @@ impl Workspace {
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let rows = pai_audit::SqliteAudit::open(&path)?.usage(since)?;
+        let rows = self.audit()?.usage(since)?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -521,6 +521,6 @@ impl Workspace {
     /// The audit log a listing's or a probe's requests are recorded in, opened before any
     /// is sent so that nothing leaves unrecorded.
     fn egress_audit(&self) -> Result<Arc<dyn AuditSink>> {
-        Ok(Arc::new(SqliteAudit::open(&self.paths().audit_db())?))
+        Ok(self.audit()?)
     }
 }

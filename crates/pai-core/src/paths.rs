@@ -58,6 +58,12 @@ impl Paths {
         self.home.join("audit.db")
     }
 
+    /// The audit log's MAC key when `PAI_ENCRYPTION_KEY` is not given (0600, created on
+    /// first use); in the config dir, apart from the log it seals.
+    pub fn audit_key(&self) -> PathBuf {
+        self.config_dir.join("audit.key")
+    }
+
     /// The REPL's line-editing history.
     pub fn chat_history(&self) -> PathBuf {
         self.home.join("chat_history.txt")

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pai_audit::{AuditSink, SqliteAudit};
+use pai_audit::AuditSink;
 use pai_policy::{Decision, Policy, RulePolicy, Subject, Verdict};
 use pai_providers::{MaxTokens, Provider, Temperature, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
-use pai_types::{Mode, SessionName};
+use pai_types::{Mode, Secret, SessionName};
 
 use crate::approval::{Approver, DenyAll};
 use crate::config::Config;
@@ -34,6 +34,8 @@ pub struct Workspace {
     config: Config,
     store: SessionStore,
     vault: VaultSource,
+    /// The secret the audit key is derived from; `None` uses the key file.
+    audit_secret: Option<Secret<String>>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -103,7 +105,8 @@ impl EngineOptions {
 pub struct Wired {
     /// The engine, ready for [`Engine::run`] or [`Engine::run_until`].
     pub engine: Engine,
-    /// MCP servers that could not be started, with why (the turn goes on without them).
+    /// MCP servers that could not be started, with why (the turn goes on without them),
+    /// and an audit log whose checkpoint disagrees with it.
     pub warnings: Vec<String>,
     /// What the user should know about how the engine was set up (file tools given no
     /// directory, and why).
@@ -131,7 +134,19 @@ impl Workspace {
                         .into(),
                 ))
             }),
+            audit_secret: None,
         }
+    }
+
+    /// The secret the audit log's MAC key is derived from (the CLI: `PAI_ENCRYPTION_KEY`
+    /// when set); without one, the key file in the config dir is used.
+    pub fn with_audit_secret(mut self, secret: Option<Secret<String>>) -> Self {
+        self.audit_secret = secret;
+        self
+    }
+
+    pub(crate) fn audit_secret(&self) -> Option<&Secret<String>> {
+        self.audit_secret.as_ref()
     }
 
     /// Where stored API keys are encrypted and decrypted (the CLI: `Vault::from_env`,
@@ -193,7 +208,7 @@ impl Workspace {
         if let Some(t) = opts.temperature {
             provider = Arc::new(Temperature::new(provider, t));
         }
-        let audit = Arc::new(SqliteAudit::open(&self.paths.audit_db())?);
+        let audit = self.audit()?;
         // Today's use is read from the audit log before every call, not once here.
         let daily = self
             .config
@@ -206,6 +221,8 @@ impl Workspace {
         } else {
             self.tools_with(mode, &base).await?
         };
+        // Budgets and the daily cap read this log: say so when it cannot be trusted.
+        warnings.extend(audit.head_warning());
         let mut policy = base;
         let names: Vec<String> = pai_tools::builtin_tool_names()
             .into_iter()

@@ -24,6 +24,7 @@ fn the_log_and_its_wal_and_shm_files_are_private() {
     let audit = open(&path);
     audit.record(&sample(EventKind::Prompt, 1)).unwrap();
     assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&path.with_extension("head")), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);
     let mut seen = 0;
     for suffix in ["-wal", "-shm"] {
@@ -70,7 +71,7 @@ fn a_garbage_file_gives_a_clear_error_not_a_panic() {
         assert!(matches!(err, AuditError::NotADatabase { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("move it aside"), "{msg}");
+        assert!(msg.contains("move it and audit.head aside"), "{msg}");
     }
 }
 
@@ -105,7 +106,7 @@ fn several_pai_processes_creating_the_log_at_once_all_get_in() {
             .map(|_| {
                 let path = path.clone();
                 std::thread::spawn(move || {
-                    let log = SqliteAudit::open(&path)?;
+                    let log = SqliteAudit::open_keyed(&path, super::key())?;
                     log.record(&sample(EventKind::Prompt, 1))
                 })
             })
@@ -113,7 +114,7 @@ fn several_pai_processes_creating_the_log_at_once_all_get_in() {
         for h in handles {
             h.join().unwrap().unwrap();
         }
-        let report = SqliteAudit::open(&path).unwrap().verify().unwrap();
+        let report = super::open(&path).verify().unwrap();
         assert_eq!(report.rows, 4);
         assert!(report.is_intact());
     }

@@ -1,10 +1,11 @@
 use std::path::PathBuf;
 
-use pai_audit::{AuditEvent, EventKind, SqliteAudit};
+use pai_audit::{AuditEvent, AuditKey, EventKind, SqliteAudit};
 use pai_types::{Locality, Usage};
 
 mod chain;
 mod files;
+mod query;
 mod record;
 
 /// A fresh temporary PAI_HOME and the audit log path inside it.
@@ -14,8 +15,14 @@ fn temp_log() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// The key every test log is sealed with.
+fn key() -> AuditKey {
+    AuditKey::derive(b"test secret")
+}
+
+/// The log at `path`, opened with [`key`].
 fn open(path: &std::path::Path) -> SqliteAudit {
-    SqliteAudit::open(path).unwrap()
+    SqliteAudit::open_keyed(path, key()).unwrap()
 }
 
 /// A fully populated event, `n` making it distinct.

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attach;
+mod audit;
 mod chat;
 mod cli_form;
 mod confinement;

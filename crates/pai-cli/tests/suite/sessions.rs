@@ -447,10 +447,16 @@ async fn export_and_import_round_trip_without_the_key() {
     assert_eq!((&a[1]["at"], &a[1]["usage"]), (&b[1]["at"], &b[1]["usage"]));
     assert_eq!(pai.session_json("copy").get("api_key"), None);
     assert_eq!(pai.status_json("copy")["system"], "Be careful.");
-    // Imported from stdin too, and it answers.
+    // Imported from stdin too, and it answers. The audit log was sealed with the key
+    // derived from PAI_ENCRYPTION_KEY at init, so every command that records needs it.
     pai.run_stdin(&["import", "-", "--as", "piped"], json_out.clone())
         .success();
-    pai.run(&["piped", "prompt", "hello"]).success();
+    super::Run::from_cmd(
+        pai.cmd()
+            .args(["piped", "prompt", "hello"])
+            .env("PAI_ENCRYPTION_KEY", &vault),
+    )
+    .success();
     assert_eq!(pai.history("piped").len(), 4);
 }
 
