@@ -78,6 +78,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Create a session from a transcript written by 'pai export --format json'.
     Import(ImportArgs),
+    /// Your documents for the model to search and read: add, list, show, update, rm,
+    /// search, reindex.
+    Resources(crate::resources::ResourcesArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -131,6 +134,7 @@ pub const COMMANDS: &[&str] = &[
     "rename",
     "export",
     "import",
+    "resources",
     "help",
 ];
 
@@ -346,6 +350,9 @@ pub struct RunArgs {
     /// Offer the model no tools this time (saves the tokens their descriptions cost).
     #[arg(long)]
     pub no_tools: bool,
+    /// Attach resources to this turn: an id or a tag (repeatable; see 'pai resources').
+    #[arg(short = 'r', long = "resource", value_name = "ID|TAG")]
+    pub resources: Vec<String>,
     /// Most tokens each answer may have.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,

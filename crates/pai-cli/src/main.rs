@@ -11,6 +11,7 @@ mod input;
 mod local;
 mod policy;
 mod repl;
+mod resources;
 mod scan;
 mod sessions;
 mod turn;
@@ -93,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rename(args) => sessions::rename(args),
         Command::Export(args) => sessions::export(args),
         Command::Import(args) => sessions::import(args),
+        Command::Resources(args) => resources::resources(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

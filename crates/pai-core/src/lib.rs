@@ -19,6 +19,7 @@ mod paths;
 mod pricing;
 mod roles;
 mod schema;
+mod resource_access;
 mod session;
 mod transcript;
 mod vault;
@@ -74,9 +75,12 @@ pub(crate) fn replace_findings(
 /// The policy crate, re-exported so an embedder needs no second dependency.
 pub use pai_policy as policy;
 pub use pai_policy::{Constraint, ConstraintKind, Decision};
+/// The resources crate, re-exported so the CLI needs no second dependency.
+pub use pai_resources as resources;
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
 pub use roles::{Ask, Instructions, RoleLine, fill_template};
+pub use resource_access::{ResourceAccess, open_resources, resolve_resources, resources_db};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use transcript::{SessionLine, TRANSCRIPT_FORMAT, Transcript};
 pub use vault::Vault;

@@ -296,7 +296,7 @@ impl<'a> Importer<'a> {
             }
         };
         let title = self.opts.title.clone().unwrap_or_else(|| {
-            (media_type == "text/markdown")
+            matches!(media_type, "text/markdown" | "text/html")
                 .then(|| first_heading(&text))
                 .flatten()
                 .unwrap_or_else(|| {

@@ -327,9 +327,13 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
 }
 
+/// A chunk's heading: the title, then the section (a first heading that repeats the
+/// title is not said twice).
 fn heading_for(title: &str, section: &str) -> String {
-    if section.is_empty() {
+    if section.is_empty() || section == title {
         title.to_string()
+    } else if section.starts_with(&format!("{title} › ")) {
+        section.to_string()
     } else {
         format!("{title} › {section}")
     }

@@ -23,6 +23,7 @@ mod policy;
 mod prompt;
 mod providers;
 mod roles;
+mod resources;
 mod scan;
 mod sessions;
 mod structured;
