@@ -451,3 +451,56 @@ async fn chat_mode_reads_only_attached_resources() {
         "error: no resource is tagged 'nope'; 'pai resources list' shows the tags"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_mode_writes_notes_only_with_approval() {
+    let note = json!({ "title": "Descaling log", "text": "Descaled on Monday.", "tags": ["home"] });
+    let (mock, script) = Script::mount(vec![
+        tool_call("add_note", note.clone(), 10),
+        answer("tried", 10),
+        tool_call("add_note", note, 10),
+        answer("saved", 10),
+    ])
+    .await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let _dir = add_two(&pai);
+    // Nobody at a terminal to approve: refused, nothing stored.
+    pai.run(&["agent", "--no-stream", "log the descaling"])
+        .success();
+    let refused = script.requests()[1].to_string();
+    assert!(refused.contains("refused: "), "{refused}");
+    assert_eq!(
+        pai.run(&["resources", "list", "--json"])
+            .success()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Allowed up front: stored, and searchable like any other resource.
+    pai.run(&[
+        "agent",
+        "--no-stream",
+        "--allow",
+        "write",
+        "log the descaling",
+    ])
+    .success();
+    let found = pai
+        .run(&["resources", "search", "monday", "--json"])
+        .success()
+        .json();
+    assert_eq!(found["hits"][0]["title"], "Descaling log");
+    assert_eq!(found["hits"][0]["id"], 3);
+    // Prompt mode offers no write tools.
+    let (mock2, script2) = Script::mount(vec![answer("x", 1)]).await;
+    pai.init("p", &mock2.base_url());
+    pai.run(&["p", "prompt", "--no-stream", "hi"]).success();
+    let offered = script2.requests()[0]["tools"].to_string();
+    assert!(
+        offered.contains("search_resources") && !offered.contains("add_note"),
+        "{offered}"
+    );
+}
