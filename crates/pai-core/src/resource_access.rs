@@ -85,6 +85,9 @@ pub struct ResourceAccess {
     /// The highest class a resource tool put into its last output; the engine takes it
     /// right after the call (calls run one at a time), so the result carries it.
     last_class: Mutex<Option<DataClass>>,
+    /// The highest class any resource tool of this engine put out: a note the model
+    /// writes afterwards may hold any of it.
+    seen: Mutex<DataClass>,
 }
 
 impl std::fmt::Debug for ResourceAccess {
@@ -123,6 +126,7 @@ impl ResourceAccess {
             provider: cx.provider,
             locality: cx.locality,
             last_class: Mutex::new(None),
+            seen: Mutex::new(DataClass::Public),
         }
     }
 
@@ -155,6 +159,8 @@ impl ResourceAccess {
     fn raise_class(&self, class: DataClass) {
         let mut last = self.last_class.lock().unwrap_or_else(|p| p.into_inner());
         *last = Some(last.map_or(class, |c| c.max(class)));
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        *seen = (*seen).max(class);
     }
 
     /// Chat mode reaches only what was attached.
@@ -396,14 +402,22 @@ impl ResourceAccess {
             })
             .unwrap_or_default();
         let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        // A note holds what the model saw: it is as sensitive as the documents it read
+        // and anything the detectors find in it, and never less than internal.
+        let found = pai_policy::detect::scan(text)
+            .iter()
+            .map(|f| f.class)
+            .max()
+            .unwrap_or(DataClass::Internal);
+        let seen = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let class = DataClass::Internal.max(found).max(seen);
         let stamp = jiff::Timestamp::now().as_nanosecond();
         let doc = NewDocument {
             title: title.to_string(),
             source: format!("note:{stamp}"),
             media_type: "text/markdown".into(),
             tags,
-            // A note holds what the model saw, which may be anything the user has.
-            class: DataClass::Internal,
+            class,
             size: text.len() as u64,
             sha256,
             text: text.to_string(),
@@ -412,7 +426,7 @@ impl ResourceAccess {
             .store
             .add(doc)
             .map_err(|e| ToolError::Failed(e.to_string()))?;
-        Ok(format!("saved as resource {}", added.id()))
+        Ok(format!("saved as resource {} ({class})", added.id()))
     }
 
     fn update(&self, args: &Value) -> std::result::Result<String, ToolError> {

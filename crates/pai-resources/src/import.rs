@@ -255,7 +255,8 @@ impl<'a> Importer<'a> {
             .and_then(|e| e.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        if BINARY_EXTENSIONS.contains(&ext.as_str()) {
+        let is_pdf = ext == "pdf";
+        if !is_pdf && BINARY_EXTENSIONS.contains(&ext.as_str()) {
             return Outcome::Skipped(format!("binary file (.{ext})"));
         }
         let abs = match path.canonicalize() {
@@ -277,11 +278,16 @@ impl<'a> Importer<'a> {
             Err(e) => return Outcome::Failed(e.to_string()),
         }
         let head = &bytes[..bytes.len().min(8192)];
-        if head.contains(&0) {
+        if !is_pdf && head.contains(&0) {
             return Outcome::Skipped("binary file".into());
         }
         let media_type = media_type(&ext);
-        let text = if media_type == "text/html" {
+        let text = if is_pdf {
+            match pdf_text(&bytes) {
+                Ok(t) => t,
+                Err(why) => return Outcome::Skipped(why),
+            }
+        } else if media_type == "text/html" {
             let Some(convert) = self.html else {
                 return Outcome::Skipped("HTML, and no converter was given".into());
             };
@@ -347,6 +353,28 @@ fn glob_base(pattern: &str) -> PathBuf {
     } else {
         base
     }
+}
+
+/// The text of a PDF. pdf-extract (and lopdf under it) can panic on malformed files: one
+/// bad PDF must not end an import, so a panic is caught (and kept off stderr) and the file
+/// skipped with a reason.
+#[cfg(feature = "pdf")]
+fn pdf_text(bytes: &[u8]) -> Result<String, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
+    std::panic::set_hook(hook);
+    match out {
+        Ok(Ok(text)) if !text.trim().is_empty() => Ok(text),
+        Ok(Ok(_)) => Err("the PDF has no text layer (a scan?)".into()),
+        Ok(Err(e)) => Err(format!("cannot read the PDF: {e}")),
+        Err(_) => Err("cannot read the PDF: it is malformed".into()),
+    }
+}
+
+#[cfg(not(feature = "pdf"))]
+fn pdf_text(_bytes: &[u8]) -> Result<String, String> {
+    Err("PDF, and this pai was built without PDF support (feature 'pdf')".into())
 }
 
 /// `bytes` as MiB or KiB, for messages.
@@ -431,6 +459,7 @@ fn media_type(ext: &str) -> &'static str {
         "sh" | "bash" | "zsh" => "text/x-shellscript",
         "toml" => "text/x-toml",
         "yaml" | "yml" => "text/x-yaml",
+        "pdf" => "application/pdf",
         _ => "text/plain",
     }
 }

@@ -126,6 +126,9 @@ impl SqliteStore {
             .map_err(&db)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(&db)?;
+        // 16 MiB of page cache: an import updates the index b-trees page by page.
+        conn.pragma_update(None, "cache_size", -16384)
+            .map_err(&db)?;
         // Deleted text is overwritten with zeros, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(&db)?;

@@ -504,3 +504,134 @@ async fn agent_mode_writes_notes_only_with_approval() {
         "{offered}"
     );
 }
+
+#[cfg(feature = "pdf")]
+/// A one-page PDF whose page shows `text` in Helvetica, with a correct cross-reference table.
+fn tiny_pdf(text: &str) -> Vec<u8> {
+    let stream = format!("BT /F1 24 Tf 72 700 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for off in offsets {
+        out.extend(format!("{off:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .bytes(),
+    );
+    out
+}
+
+#[cfg(feature = "pdf")]
+#[test]
+fn pdf_text_is_indexed_and_a_broken_pdf_is_skipped_with_one_line() {
+    let pai = Pai::new();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("manual.pdf"),
+        tiny_pdf("Replace the grinder burrs yearly"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("broken.pdf"),
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage",
+    )
+    .unwrap();
+    let run = pai
+        .run(&["resources", "add", &dir.path().display().to_string()])
+        .success();
+    assert_eq!(
+        run.stdout,
+        "1 added, 0 updated, 0 unchanged, 1 skipped, 0 failed\n"
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("skipped ")
+            && run.stderr.contains("broken.pdf: cannot read the PDF"),
+        "{}",
+        run.stderr
+    );
+    let found = pai
+        .run(&["resources", "search", "grinder burrs", "--json"])
+        .success()
+        .json();
+    assert_eq!(found["hits"][0]["title"], "manual.pdf");
+    let shown = pai
+        .run(&["resources", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["media_type"], "application/pdf");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_rule_in_policy_toml_withholds_a_class_even_from_a_local_model() {
+    let (mock, script) = Script::mount(vec![
+        tool_call("read_resource", json!({ "id": 2 }), 10),
+        answer("ok", 10),
+    ])
+    .await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    fs::write(
+        pai.home.config().join("policy.toml"),
+        "[[rule]]\nid = \"no-secret-docs\"\ndecision = \"deny\"\non = \"read\"\nclass = \"secret\"\nreason = \"secret documents stay out of every model\"\n",
+    )
+    .unwrap();
+    let _dir = add_two(&pai);
+    pai.run(&["prompt", "--no-stream", "what is the deal?"])
+        .success();
+    let sent = script.requests()[1].to_string();
+    assert!(!sent.contains(SECRET_PLAN), "{sent}");
+    assert!(
+        sent.contains(
+            "[withheld: resource 2 is secret data, which policy rule 'no-secret-docs' keeps from"
+        ),
+        "{sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_note_written_after_reading_a_secret_document_is_secret() {
+    let (mock, _script) = Script::mount(vec![
+        tool_call("read_resource", json!({ "id": 2 }), 10),
+        tool_call(
+            "add_note",
+            json!({ "title": "Summary", "text": "The deal has a codename." }),
+            10,
+        ),
+        answer("noted", 10),
+    ])
+    .await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let _dir = add_two(&pai);
+    pai.run(&[
+        "agent",
+        "--no-stream",
+        "--allow",
+        "write",
+        "summarise the plan",
+    ])
+    .success();
+    let note = pai
+        .run(&["resources", "show", "3", "--json"])
+        .success()
+        .json();
+    assert_eq!(note["title"], "Summary");
+    assert_eq!(note["class"], "secret");
+}
