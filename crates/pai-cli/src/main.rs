@@ -12,6 +12,7 @@ mod input;
 mod local;
 mod policy;
 mod repl;
+mod resources;
 mod scan;
 mod sessions;
 mod turn;
@@ -95,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => sessions::export(args),
         Command::Import(args) => sessions::import(args),
         Command::Audit(args) => audit::run(args),
+        Command::Resources(args) => resources::resources(args),
         Command::Chat(args) => runtime()?.block_on(repl::chat(args)),
         Command::Models(args) => runtime()?.block_on(commands::models(args)),
         Command::Init(args) => runtime()?.block_on(commands::init(args)),

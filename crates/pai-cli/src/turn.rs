@@ -72,6 +72,7 @@ impl Env {
             no_tools: run.no_tools,
             roots: run.roots.clone(),
             safe: run.safe,
+            resources: run.resources.clone(),
             user_home: dirs::home_dir(),
             approver: Arc::new(TerminalApprover),
             on_wait: Some(Arc::new(|w: &RetryWait| {

@@ -5,6 +5,9 @@ use pai_types::NameError;
 /// Everything pai-core can fail at; each message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
+    /// The resource store failed or was asked for something it does not have.
+    #[error(transparent)]
+    Resources(#[from] pai_resources::ResourceError),
     /// A session name was refused.
     #[error(transparent)]
     Name(#[from] NameError),

@@ -18,6 +18,7 @@ mod models;
 mod netgate;
 mod paths;
 mod pricing;
+mod resource_access;
 mod roles;
 mod schema;
 mod session;
@@ -76,8 +77,11 @@ pub(crate) fn replace_findings(
 /// The policy crate, re-exported so an embedder needs no second dependency.
 pub use pai_policy as policy;
 pub use pai_policy::{Constraint, ConstraintKind, Decision};
+/// The resources crate, re-exported so the CLI needs no second dependency.
+pub use pai_resources as resources;
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
+pub use resource_access::{ResourceAccess, open_resources, resolve_resources, resources_db};
 pub use roles::{Ask, Instructions, RoleLine, fill_template};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use transcript::{SessionLine, TRANSCRIPT_FORMAT, Transcript};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pai_audit::AuditSink;
+use pai_audit::{AuditSink, SqliteAudit};
 use pai_policy::{Decision, Policy, RulePolicy, Subject, Verdict};
 use pai_providers::{MaxTokens, Provider, Temperature, WaitNotifier};
 use pai_tools::{ToolContext, ToolRegistry};
@@ -69,6 +69,8 @@ pub struct EngineOptions {
     pub user_home: Option<PathBuf>,
     /// Sampling temperature sent with every model call (a role's `temperature`).
     pub temperature: Option<f64>,
+    /// Resources attached to the turn (`-r`): ids or tags.
+    pub resources: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -96,6 +98,7 @@ impl EngineOptions {
             safe: false,
             user_home: None,
             temperature: None,
+            resources: Vec::new(),
         }
     }
 }
@@ -216,7 +219,7 @@ impl Workspace {
             .daily_tokens
             .map(|cap| (cap, audit.clone() as Arc<dyn UsageLedger>));
         let base = self.policy(meta, opts.safe, opts.user_home.as_deref())?;
-        let (tools, mut warnings, spawned) = if opts.no_tools {
+        let (mut tools, mut warnings, spawned) = if opts.no_tools {
             (ToolRegistry::new(), Vec::new(), Vec::new())
         } else {
             self.tools_with(mode, &base).await?
@@ -227,6 +230,11 @@ impl Workspace {
         let names: Vec<String> = pai_tools::builtin_tool_names()
             .into_iter()
             .chain(tools.infos().iter().map(|i| i.spec.name.clone()))
+            .chain(
+                crate::resource_access::TOOL_NAMES
+                    .iter()
+                    .map(|n| n.to_string()),
+            )
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         policy.check_tools(&names)?;
@@ -257,6 +265,12 @@ impl Workspace {
             meta.name.clone(),
             mode,
         ));
+        let resources = self.resource_access(meta, mode, opts, &provider, &policy, &audit)?;
+        if let Some(access) = &resources {
+            for tool in access.tools() {
+                tools.register(tool)?;
+            }
+        }
         let mut engine = Engine::new(
             provider,
             audit,
@@ -273,11 +287,46 @@ impl Workspace {
         if let Some(notify) = &opts.on_wait {
             engine = engine.with_wait_notifier(notify.clone());
         }
+        if let Some(access) = resources {
+            engine = engine.with_resources(access);
+        }
         Ok(Wired {
             engine,
             warnings,
             notes,
         })
+    }
+
+    /// The resources an engine offers: when some are attached or any exist (no database
+    /// is created otherwise), and tools are on.
+    fn resource_access(
+        &self,
+        meta: &SessionMeta,
+        mode: Mode,
+        opts: &EngineOptions,
+        provider: &Arc<dyn Provider>,
+        policy: &Arc<dyn Policy>,
+        audit: &Arc<SqliteAudit>,
+    ) -> Result<Option<Arc<crate::resource_access::ResourceAccess>>> {
+        let db = crate::resource_access::resources_db(&self.paths);
+        if opts.no_tools
+            || (opts.resources.is_empty() && !crate::resource_access::has_resources(&db))
+        {
+            return Ok(None);
+        }
+        let store = Arc::new(pai_resources::SqliteStore::open(&db)?);
+        let attached = crate::resource_access::resolve_resources(store.as_ref(), &opts.resources)?;
+        let info = provider.info();
+        let cx = crate::resource_access::ReadContext {
+            policy: policy.clone(),
+            audit: audit.clone(),
+            session: meta.name.clone(),
+            provider: info.name.clone(),
+            locality: info.locality,
+        };
+        Ok(Some(Arc::new(crate::resource_access::ResourceAccess::new(
+            store, attached, mode, cx,
+        ))))
     }
 
     /// Built-in tools, plus the tools of configured MCP servers whose declared effects

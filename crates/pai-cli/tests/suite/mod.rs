@@ -23,6 +23,7 @@ mod local;
 mod policy;
 mod prompt;
 mod providers;
+mod resources;
 mod roles;
 mod scan;
 mod sessions;

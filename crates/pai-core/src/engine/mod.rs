@@ -253,6 +253,9 @@ pub struct Engine {
     placeholders: Mutex<gate::Placeholders>,
     /// Names the tags around tool output, so that output cannot close them itself.
     nonce: String,
+    /// The user's resources: the catalogue in the context, the class of what the
+    /// resource tools read.
+    resources: Option<Arc<crate::resource_access::ResourceAccess>>,
 }
 
 impl fmt::Debug for Engine {
@@ -299,7 +302,18 @@ impl Engine {
             policy: Arc::new(RulePolicy::defaults()),
             placeholders: Mutex::new(gate::Placeholders::default()),
             nonce: nonce(),
+            resources: None,
         }
+    }
+
+    /// The user's resources this engine shows and reads (their tools are registered
+    /// with the others).
+    pub(crate) fn with_resources(
+        mut self,
+        access: Arc<crate::resource_access::ResourceAccess>,
+    ) -> Self {
+        self.resources = Some(access);
+        self
     }
 
     /// The policy every checkpoint asks (default: the built-in rules).
@@ -499,6 +513,14 @@ impl Engine {
             });
         }
         let mut messages = context.messages;
+        if let Some(catalog) = self.resources.as_ref().and_then(|r| r.catalog()) {
+            // After the system prompt, before history and input.
+            let at = messages
+                .iter()
+                .take_while(|m| m.role == pai_types::Role::System)
+                .count();
+            messages.insert(at, catalog);
+        }
         let rounds_allowed = match turn.mode {
             Mode::Chat => Some(1),
             Mode::Prompt => Some(turn.limits.max_chain.unwrap_or(DEFAULT_MAX_CHAIN)),

@@ -119,6 +119,10 @@ impl Engine {
                 Err(e) => (format!("error: {e}"), ToolOutcome::Failed(e.to_string())),
             },
         };
+        // A resource tool's output is as sensitive as the documents that went into it.
+        if let Some(read) = self.resources.as_ref().and_then(|r| r.take_class()) {
+            class = class.max(read);
+        }
         self.audit
             .record(&self.event(
                 scope,

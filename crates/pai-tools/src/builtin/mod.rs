@@ -44,6 +44,13 @@ pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
     ]
 }
 
+/// `html` as the readable text `http_get` makes of a page (same layout, same bounds on
+/// the work), at most `text_budget` bytes of it: for importing HTML files as resources.
+pub fn html_to_text(html: &[u8], text_budget: usize) -> Result<String, ToolError> {
+    let cancel = Cancel(Arc::new(AtomicBool::new(false)));
+    html::to_text(html, 100, text_budget, &cancel).map(|c| c.text)
+}
+
 /// The names of the built-in tools: what policy rules and session constraints may name
 /// besides MCP tools.
 pub fn builtin_tool_names() -> Vec<String> {

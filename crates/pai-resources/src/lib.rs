@@ -1,0 +1,23 @@
+//! The user's own documents, for the model to search and read: the [`ResourceStore`]
+//! trait and its embedded default, [`SqliteStore`] — metadata kept once per document,
+//! text split into chunks at natural boundaries, an FTS5 index ranked with BM25 — and the
+//! [`Importer`] that brings files in one at a time. Nothing here loads a whole corpus into
+//! memory, decides who may read what (pai-core asks the policy with each document's
+//! class) or talks to a model.
+
+mod chunk;
+mod error;
+mod import;
+mod model;
+mod query;
+mod store;
+
+pub use error::{ResourceError, Result};
+pub use import::{
+    DEFAULT_MAX_FILE_BYTES, HtmlToText, ImportOptions, Importer, Item, Outcome, Report,
+};
+pub use model::{
+    Added, Change, DEFAULT_MAX_CANDIDATES, Document, Excerpt, Filter, Found, Hit, NewDocument,
+    ResourceId, SearchOptions, check_tag,
+};
+pub use store::{ResourceStore, SqliteStore, Stats};

@@ -1,0 +1,729 @@
+//! The embedded store: one SQLite file (WAL, mode 0600) holding documents' metadata once,
+//! their text in chunks, and an FTS5 index over the chunks that searches rank with BM25.
+//! Every add is one transaction, so a crash loses at most the document in flight; a
+//! removal really removes (SQLite's `secure_delete` zeroes freed space, FTS5's
+//! `secure-delete` drops the terms instead of marking them, and the WAL is truncated).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pai_types::DataClass;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+
+use crate::chunk;
+use crate::error::{ResourceError, Result};
+use crate::model::{
+    Added, Change, Document, Excerpt, Filter, Found, Hit, NewDocument, ResourceId, SearchOptions,
+    check_tag,
+};
+use crate::query::Terms;
+
+/// The documents a model may read: add, look up, change, remove and search them.
+pub trait ResourceStore: Send + Sync + fmt::Debug {
+    /// Stores `doc`; a known source is replaced when its text changed, else left alone.
+    fn add(&self, doc: NewDocument) -> Result<Added>;
+    /// The document with `id`.
+    fn get(&self, id: ResourceId) -> Result<Document>;
+    /// The id and SHA-256 stored for `source`, if it is known.
+    fn find_source(&self, source: &str) -> Result<Option<(ResourceId, String)>>;
+    /// The documents `filter` selects, by id.
+    fn list(&self, filter: &Filter) -> Result<Vec<Document>>;
+    /// Changes a document's metadata.
+    fn update(&self, id: ResourceId, change: &Change) -> Result<Document>;
+    /// Removes documents, all or none, text and index entries included.
+    fn remove(&self, ids: &[ResourceId]) -> Result<Vec<Document>>;
+    /// The documents best matching `query`, best first, one hit each.
+    fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found>;
+    /// Chunks of document `id` from chunk `from`, at least one, as many as fit `max_bytes`.
+    fn read(&self, id: ResourceId, from: u32, max_bytes: usize) -> Result<Excerpt>;
+}
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    source TEXT NOT NULL UNIQUE,
+    media_type TEXT NOT NULL,
+    class TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    added TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    chunks INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE tags (
+    doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (doc, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_by_tag ON tags(tag, doc);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    heading TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX chunks_by_doc ON chunks(doc, seq);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    heading, text, content='chunks', content_rowid='id',
+    tokenize='unicode61 remove_diacritics 2'
+);
+INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+END;
+CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, heading, text)
+        VALUES ('delete', old.id, old.heading, old.text);
+END;
+CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, heading, text)
+        VALUES ('delete', old.id, old.heading, old.text);
+    INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+END;
+";
+
+const DOC_COLUMNS: &str = "d.id, d.title, d.source, d.media_type, d.class, d.size, d.sha256, \
+    d.added, d.updated, d.chunks, \
+    (SELECT group_concat(tag, ',') FROM (SELECT tag FROM tags WHERE doc = d.id ORDER BY tag))";
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, mode 0600 in a 0700 directory) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        create_private_file(path)?;
+        let db = ResourceError::db(path);
+        let conn = Connection::open(path).map_err(&db)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&db)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            .map_err(&db)?;
+        // One sync per checkpoint instead of per commit: a crash may lose the last
+        // commits, never corrupt; an import re-run picks up what was lost.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&db)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(&db)?;
+        // 16 MiB of page cache: an import updates the index b-trees page by page.
+        conn.pragma_update(None, "cache_size", -16384)
+            .map_err(&db)?;
+        // Deleted text is overwritten with zeros, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(&db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&db)?;
+        if version == 0 {
+            let tx = conn.unchecked_transaction().map_err(&db)?;
+            // Another process may have created it between the read and the lock.
+            let again: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(&db)?;
+            if again == 0 {
+                tx.execute_batch(SCHEMA).map_err(&db)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(&db)?;
+            }
+            tx.commit().map_err(&db)?;
+        } else if version != SCHEMA_VERSION {
+            return Err(ResourceError::Corrupt(format!(
+                "schema version {version}, this pai reads {SCHEMA_VERSION}"
+            )));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> ResourceError + '_ {
+        ResourceError::db(&self.path)
+    }
+
+    /// Every document's id and source, for a refresh; small rows, read at once.
+    pub fn sources(&self) -> Result<Vec<(ResourceId, String)>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, source FROM documents ORDER BY id")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.db())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.db())?;
+        Ok(rows)
+    }
+
+    /// Rebuilds the full-text index from the stored chunks and merges it into one
+    /// segment (faster searches); the WAL is truncated after.
+    pub fn rebuild_index(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.execute_batch(
+            "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+             INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize');",
+        )
+        .map_err(self.db())?;
+        checkpoint(&conn).map_err(self.db())
+    }
+
+    /// Documents, chunks and bytes on disk (database and WAL).
+    pub fn stats(&self) -> Result<Stats> {
+        let conn = self.lock();
+        let (documents, chunks) = conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(chunks), 0) FROM documents",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map_err(self.db())?;
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        Ok(Stats {
+            documents: documents as u64,
+            chunks: chunks as u64,
+            bytes: size(&self.path) + size(&wal),
+        })
+    }
+
+    fn doc(conn: &Connection, id: ResourceId) -> rusqlite::Result<Option<Document>> {
+        conn.query_row(
+            &format!("SELECT {DOC_COLUMNS} FROM documents d WHERE d.id = ?1"),
+            [id],
+            row_to_doc,
+        )
+        .optional()
+    }
+
+    fn must_doc(&self, conn: &Connection, id: ResourceId) -> Result<Document> {
+        Self::doc(conn, id)
+            .map_err(self.db())?
+            .ok_or(ResourceError::UnknownId(id))
+    }
+
+    /// The candidates of one FTS5 expression: `(chunk rowid, score)`, at most `cap + 1`.
+    fn candidates(
+        conn: &Connection,
+        expr: &str,
+        filter: &Filter,
+        cap: usize,
+    ) -> rusqlite::Result<Vec<(i64, f64)>> {
+        let mut sql = String::from(
+            "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) FROM chunks_fts WHERE chunks_fts MATCH ?",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![expr.to_string().into()];
+        if let Some(docs) = doc_filter(filter, &mut args) {
+            sql.push_str(&format!(
+                " AND rowid IN (SELECT id FROM chunks WHERE doc IN ({docs}))"
+            ));
+        }
+        // No ORDER BY: FTS5 yields matches lazily, so the LIMIT bounds the scoring work.
+        sql.push_str(" LIMIT ?");
+        args.push((cap as i64 + 1).into());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        stmt.query_map(params_from_iter(args), |r| {
+            Ok((r.get(0)?, -r.get::<_, f64>(1)?))
+        })?
+        .collect()
+    }
+}
+
+/// Size of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Documents stored.
+    pub documents: u64,
+    /// Chunks indexed.
+    pub chunks: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// A `SELECT id FROM documents …` for `filter`, pushing its arguments; `None` when it
+/// selects every document.
+fn doc_filter(filter: &Filter, args: &mut Vec<rusqlite::types::Value>) -> Option<String> {
+    let mut conds = Vec::new();
+    if let Some(class) = filter.class {
+        conds.push("class = ?".to_string());
+        args.push(class.as_str().to_string().into());
+    }
+    if let Some(tag) = &filter.tag {
+        conds.push("id IN (SELECT doc FROM tags WHERE tag = ?)".to_string());
+        args.push(tag.clone().into());
+    }
+    if let Some(ids) = &filter.ids {
+        let list = ids
+            .iter()
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        conds.push(format!("id IN ({list})"));
+    }
+    if conds.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "SELECT id FROM documents WHERE {}",
+        conds.join(" AND ")
+    ))
+}
+
+fn row_to_doc(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
+    let class: String = r.get(4)?;
+    let tags: Option<String> = r.get(10)?;
+    Ok(Document {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        source: r.get(2)?,
+        media_type: r.get(3)?,
+        // Only the four class names are ever written.
+        class: class.parse().unwrap_or(DataClass::Secret),
+        size: r.get::<_, i64>(5)? as u64,
+        sha256: r.get(6)?,
+        added: r.get(7)?,
+        updated: r.get(8)?,
+        chunks: r.get::<_, i64>(9)? as u32,
+        tags: tags
+            .map(|t| t.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+}
+
+/// A chunk's heading: the title, then the section (a first heading that repeats the
+/// title is not said twice).
+fn heading_for(title: &str, section: &str) -> String {
+    if section.is_empty() || section == title {
+        title.to_string()
+    } else if section.starts_with(&format!("{title} › ")) {
+        section.to_string()
+    } else {
+        format!("{title} › {section}")
+    }
+}
+
+fn insert_tags(tx: &Connection, path: &Path, id: ResourceId, tags: &[String]) -> Result<()> {
+    for tag in tags {
+        let tag = check_tag(tag)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO tags(doc, tag) VALUES (?1, ?2)",
+            params![id, tag],
+        )
+        .map_err(ResourceError::db(path))?;
+    }
+    Ok(())
+}
+
+impl ResourceStore for SqliteStore {
+    fn add(&self, doc: NewDocument) -> Result<Added> {
+        for tag in &doc.tags {
+            check_tag(tag)?;
+        }
+        let markdown = doc.media_type == "text/markdown";
+        let mut conn = self.lock();
+        let db = ResourceError::db(&self.path);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let known: Option<(ResourceId, String)> = tx
+            .query_row(
+                "SELECT id, sha256 FROM documents WHERE source = ?1",
+                [&doc.source],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&db)?;
+        let now = now();
+        let added = match known {
+            Some((id, sha)) if sha == doc.sha256 => return Ok(Added::Unchanged(id)),
+            Some((id, _)) => {
+                tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
+                    .map_err(&db)?;
+                tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
+                    .map_err(&db)?;
+                tx.execute(
+                    "UPDATE documents SET title = ?2, media_type = ?3, class = ?4, size = ?5, \
+                     sha256 = ?6, updated = ?7 WHERE id = ?1",
+                    params![
+                        id,
+                        doc.title,
+                        doc.media_type,
+                        doc.class.as_str(),
+                        doc.size as i64,
+                        doc.sha256,
+                        now
+                    ],
+                )
+                .map_err(&db)?;
+                Added::Replaced(id)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO documents(title, source, media_type, class, size, sha256, added, updated) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    params![
+                        doc.title,
+                        doc.source,
+                        doc.media_type,
+                        doc.class.as_str(),
+                        doc.size as i64,
+                        doc.sha256,
+                        now
+                    ],
+                )
+                .map_err(&db)?;
+                Added::New(tx.last_insert_rowid())
+            }
+        };
+        let id = added.id();
+        insert_tags(&tx, &self.path, id, &doc.tags)?;
+        let pieces = chunk::split(&doc.text, markdown);
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO chunks(doc, seq, heading, text) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(&db)?;
+            for (seq, piece) in pieces.iter().enumerate() {
+                stmt.execute(params![
+                    id,
+                    seq as i64,
+                    heading_for(&doc.title, &piece.heading),
+                    piece.text
+                ])
+                .map_err(&db)?;
+            }
+        }
+        tx.execute(
+            "UPDATE documents SET chunks = ?2 WHERE id = ?1",
+            params![id, pieces.len() as i64],
+        )
+        .map_err(&db)?;
+        tx.commit().map_err(&db)?;
+        Ok(added)
+    }
+
+    fn get(&self, id: ResourceId) -> Result<Document> {
+        let conn = self.lock();
+        self.must_doc(&conn, id)
+    }
+
+    fn find_source(&self, source: &str) -> Result<Option<(ResourceId, String)>> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT id, sha256 FROM documents WHERE source = ?1",
+            [source],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(self.db())
+    }
+
+    fn list(&self, filter: &Filter) -> Result<Vec<Document>> {
+        let conn = self.lock();
+        if let Some(tag) = &filter.tag {
+            let known: Option<i64> = conn
+                .query_row("SELECT 1 FROM tags WHERE tag = ?1 LIMIT 1", [tag], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(self.db())?;
+            if known.is_none() {
+                return Err(ResourceError::UnknownTag(tag.clone()));
+            }
+        }
+        let mut args = Vec::new();
+        let sql = match doc_filter(filter, &mut args) {
+            Some(docs) => format!(
+                "SELECT {DOC_COLUMNS} FROM documents d WHERE d.id IN ({docs}) ORDER BY d.id"
+            ),
+            None => format!("SELECT {DOC_COLUMNS} FROM documents d ORDER BY d.id"),
+        };
+        let mut stmt = conn.prepare(&sql).map_err(self.db())?;
+        let docs = stmt
+            .query_map(params_from_iter(args), row_to_doc)
+            .map_err(self.db())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.db())?;
+        Ok(docs)
+    }
+
+    fn update(&self, id: ResourceId, change: &Change) -> Result<Document> {
+        if let Some(tags) = &change.tags {
+            for tag in tags {
+                check_tag(tag)?;
+            }
+        }
+        let mut conn = self.lock();
+        let db = ResourceError::db(&self.path);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let old = Self::doc(&tx, id)
+            .map_err(&db)?
+            .ok_or(ResourceError::UnknownId(id))?;
+        if let Some(title) = &change.title {
+            tx.execute(
+                "UPDATE documents SET title = ?2 WHERE id = ?1",
+                params![id, title],
+            )
+            .map_err(&db)?;
+            // Headings start with the title, which is searched with them.
+            tx.execute(
+                "UPDATE chunks SET heading = ?2 || substr(heading, ?3) WHERE doc = ?1",
+                params![id, title, old.title.chars().count() as i64 + 1],
+            )
+            .map_err(&db)?;
+        }
+        if let Some(class) = change.class {
+            tx.execute(
+                "UPDATE documents SET class = ?2 WHERE id = ?1",
+                params![id, class.as_str()],
+            )
+            .map_err(&db)?;
+        }
+        if let Some(tags) = &change.tags {
+            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            insert_tags(&tx, &self.path, id, tags)?;
+        }
+        tx.execute(
+            "UPDATE documents SET updated = ?2 WHERE id = ?1",
+            params![id, now()],
+        )
+        .map_err(&db)?;
+        let doc = Self::doc(&tx, id)
+            .map_err(&db)?
+            .ok_or(ResourceError::UnknownId(id))?;
+        tx.commit().map_err(&db)?;
+        Ok(doc)
+    }
+
+    fn remove(&self, ids: &[ResourceId]) -> Result<Vec<Document>> {
+        let mut conn = self.lock();
+        let db = ResourceError::db(&self.path);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let mut removed = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let doc = Self::doc(&tx, id)
+                .map_err(&db)?
+                .ok_or(ResourceError::UnknownId(id))?;
+            tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
+                .map_err(&db)?;
+            removed.push(doc);
+        }
+        tx.commit().map_err(&db)?;
+        // The old pages live on in the WAL until it is checkpointed and truncated.
+        checkpoint(&conn).map_err(&db)?;
+        Ok(removed)
+    }
+
+    fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found> {
+        let terms = Terms::parse(query);
+        let mut found = Found {
+            terms: terms.0.clone(),
+            hits: Vec::new(),
+            approximate: false,
+        };
+        if terms.is_empty() || opts.limit == 0 {
+            return Ok(found);
+        }
+        let conn = self.lock();
+        let db = self.db();
+        let cap = opts.max_candidates.max(opts.limit);
+        let mut exprs = vec![terms.all()];
+        if terms.0.len() > 1 {
+            exprs.push(terms.any());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for expr in exprs {
+            if found.hits.len() >= opts.limit {
+                break;
+            }
+            let mut cands = Self::candidates(&conn, &expr, &opts.filter, cap).map_err(&db)?;
+            if cands.len() > cap {
+                cands.truncate(cap);
+                found.approximate = true;
+            }
+            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut chunk_of = conn
+                .prepare_cached("SELECT doc, seq, heading FROM chunks WHERE id = ?1")
+                .map_err(&db)?;
+            let mut snippet = conn
+                .prepare_cached(
+                    "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
+                     WHERE chunks_fts MATCH ?1 AND rowid = ?2",
+                )
+                .map_err(&db)?;
+            for (rowid, score) in cands {
+                if found.hits.len() >= opts.limit {
+                    break;
+                }
+                let (doc, seq, heading): (ResourceId, i64, String) = chunk_of
+                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(&db)?;
+                if !seen.insert(doc) {
+                    continue;
+                }
+                let snip: String = snippet
+                    .query_row(params![expr, rowid], |r| r.get(0))
+                    .map_err(&db)?;
+                let meta = self.must_doc(&conn, doc)?;
+                found.hits.push(Hit {
+                    id: doc,
+                    title: meta.title,
+                    source: meta.source,
+                    class: meta.class,
+                    chunk: seq as u32,
+                    heading,
+                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
+                    score,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    fn read(&self, id: ResourceId, from: u32, max_bytes: usize) -> Result<Excerpt> {
+        let conn = self.lock();
+        let document = self.must_doc(&conn, id)?;
+        if from >= document.chunks.max(1) {
+            return Err(ResourceError::NoSuchChunk {
+                id,
+                chunks: document.chunks,
+                asked: from,
+            });
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, heading, text FROM chunks WHERE doc = ?1 AND seq >= ?2 ORDER BY seq",
+            )
+            .map_err(self.db())?;
+        let mut rows = stmt.query(params![id, from as i64]).map_err(self.db())?;
+        let mut text = String::new();
+        let mut to = from;
+        let mut last_heading = String::new();
+        while let Some(row) = rows.next().map_err(self.db())? {
+            let seq: i64 = row.get(0).map_err(self.db())?;
+            let heading: String = row.get(1).map_err(self.db())?;
+            let body: String = row.get(2).map_err(self.db())?;
+            let head = if heading != last_heading {
+                format!("[{heading}]\n")
+            } else {
+                String::new()
+            };
+            if to > from && text.len() + head.len() + body.len() + 2 > max_bytes {
+                break;
+            }
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&head);
+            text.push_str(&body);
+            last_heading = heading;
+            to = seq as u32 + 1;
+        }
+        Ok(Excerpt {
+            document,
+            from,
+            to,
+            text,
+        })
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let io = |source| ResourceError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(io)
+    }
+}
+
+/// Creates the database file 0600 before SQLite does (SQLite gives its WAL and shared
+/// memory files the same mode), and narrows an existing one.
+fn create_private_file(path: &Path) -> Result<()> {
+    let io = |source| ResourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let file = opts.open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path).map_err(io)?;
+    }
+    Ok(())
+}

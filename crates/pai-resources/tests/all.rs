@@ -1,0 +1,2 @@
+//! pai-resources' integration tests: the real SQLite store on temporary files.
+mod suite;
