@@ -605,7 +605,11 @@ fn has_keyed_rows(conn: &Connection, path: &Path) -> Result<bool> {
 }
 
 /// Row `seq`'s hash and MAC (its hash for a legacy row, the genesis for row 0).
-fn sealed_row(conn: &Connection, path: &Path, seq: i64) -> Result<Option<(String, String)>> {
+pub(crate) fn sealed_row(
+    conn: &Connection,
+    path: &Path,
+    seq: i64,
+) -> Result<Option<(String, String)>> {
     if seq == 0 {
         return Ok(Some((GENESIS.to_string(), GENESIS.to_string())));
     }

@@ -420,7 +420,7 @@ impl SqliteAudit {
                 // A checkpoint that stops short of a replaced log's rows is checked at
                 // its own row too.
                 if prev_id > h.seq && report.head.is_some() {
-                    let found = sealed_at(&tx, &path, h.seq)?;
+                    let found = crate::store::sealed_row(&tx, &path, h.seq)?;
                     if found != Some((h.hash.clone(), h.mac.clone())) {
                         report.head = Some(HeadProblem::Replaced {
                             sealed: EventId(h.seq),
@@ -431,24 +431,6 @@ impl SqliteAudit {
         }
         Ok(report)
     }
-}
-
-fn sealed_at(
-    conn: &rusqlite::Connection,
-    path: &std::path::Path,
-    seq: i64,
-) -> Result<Option<(String, String)>> {
-    use rusqlite::OptionalExtension;
-    if seq == 0 {
-        return Ok(Some((GENESIS.to_string(), GENESIS.to_string())));
-    }
-    conn.query_row(
-        "SELECT hash, coalesce(mac, hash) FROM events WHERE id = ?1",
-        [seq],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(|e| classify(path, e))
 }
 
 fn content_matches(content: ValueRef<'_>, digest: &[u8]) -> bool {
