@@ -68,7 +68,7 @@ pub enum Command {
     /// Set a session's own system prompt (`pai <session> system "…"`), 'none' to go back
     /// to the default; with no text, show the one in use.
     System(SystemArgs),
-    /// List the roles defined in config.toml ([roles.<name>]), for `--role <name>`.
+    /// List the roles defined in config.toml (`[roles.<name>]`), for `--role <name>`.
     Roles(JsonArg),
     /// Remove a session and its history (asks first on a terminal).
     Rm(RmArgs),
@@ -327,7 +327,7 @@ pub struct AskArgs {
     /// System prompt for this run only (over the session's and the role's).
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
-    /// A role from config.toml ([roles.<name>]): its system prompt, prompt template, model
+    /// A role from config.toml (`[roles.<name>]`): its system prompt, prompt template, model
     /// and temperature ('pai roles' lists them).
     #[arg(long, value_name = "NAME")]
     pub role: Option<String>,
