@@ -49,6 +49,8 @@ pub enum Command {
     Usage(UsageArgs),
     /// Print a fresh Fernet key for PAI_ENCRYPTION_KEY.
     Keygen,
+    /// Encrypt a secret read from stdin with PAI_ENCRYPTION_KEY, for `auth_secret` in config.toml
+    Encrypt,
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Allow a tool, a host or a path in a session (`pai <session> allow http_get`).
@@ -123,6 +125,7 @@ pub const COMMANDS: &[&str] = &[
     "tools",
     "usage",
     "keygen",
+    "encrypt",
     "completions",
     "allow",
     "deny",

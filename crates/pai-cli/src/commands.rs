@@ -532,6 +532,23 @@ pub fn keygen() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A secret from stdin as a Fernet token under `PAI_ENCRYPTION_KEY`: what `auth_secret`
+/// in an `[apis.<name>]` table holds, so config.toml never has the secret in plaintext.
+pub fn encrypt() -> Result<ExitCode> {
+    let vault = Vault::from_env()?;
+    if std::io::stdin().is_terminal() {
+        eprintln!("type or paste the secret, then press Enter and Ctrl+D:");
+    }
+    let text = crate::input::read_text(std::io::stdin().lock())?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        bail!("nothing to encrypt: send the secret on stdin (printf %s \"$TOKEN\" | pai encrypt)");
+    }
+    let token = vault.encrypt(&Secret::new(secret.to_string()));
+    outln!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
     let mut cmd = crate::cli::command();
     let mut script = Vec::new();

@@ -77,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Use(args) => commands::use_session(args),
         Command::Model(args) => commands::model(args),
         Command::Keygen => commands::keygen(),
+        Command::Encrypt => commands::encrypt(),
         Command::Completions(args) => commands::completions(args),
         Command::Prompt(args) => runtime()?.block_on(turn::prompt(args)),
         Command::Agent(args) => runtime()?.block_on(turn::agent(args)),

@@ -34,6 +34,28 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleSettings>,
     /// `[audit]`: how long the audit log keeps content, and how much of it.
     pub audit: AuditSettings,
+    /// HTTP APIs the `http_request` tool may call by name (`[apis.<name>]`), with the
+    /// credential PAI attaches; the model never sees it.
+    pub apis: BTreeMap<String, ApiSettings>,
+}
+
+/// `[apis.<name>]` in config.toml: an HTTP API for the `http_request` tool.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Requests naming the API go to URLs under this one only.
+    pub base_url: String,
+    /// The environment variable holding the credential.
+    pub auth_env: Option<String>,
+    /// The credential as a Fernet token under `PAI_ENCRYPTION_KEY` (`pai encrypt` makes one).
+    pub auth_secret: Option<String>,
+    /// The header the credential goes in; `Authorization` when not set.
+    pub auth_header: Option<String>,
+    /// Written before the credential with a space (`Bearer`, `token`); `Bearer` when the
+    /// header is `Authorization` and this is not set, nothing for any other header.
+    pub auth_scheme: Option<String>,
+    /// One line for the model about what the API is for.
+    pub about: Option<String>,
 }
 
 /// `[detect]` in config.toml.
@@ -86,6 +108,9 @@ pub struct ToolSettings {
     pub timeout_secs: u64,
     /// Tool calls run from one model reply; the rest are refused (the model is told).
     pub max_calls_per_round: u32,
+    /// SQLite databases `sqlite_query` may open by name, wherever they are
+    /// (`[tools.databases] crm = "/srv/crm.db"`), besides files under the roots.
+    pub databases: BTreeMap<String, PathBuf>,
 }
 
 impl Default for ToolSettings {
@@ -95,6 +120,7 @@ impl Default for ToolSettings {
             max_output_kib: 32,
             timeout_secs: 30,
             max_calls_per_round: crate::DEFAULT_MAX_CALLS_PER_ROUND,
+            databases: BTreeMap::new(),
         }
     }
 }
@@ -278,6 +304,56 @@ impl Config {
             {
                 return Err(bad(format!(
                     "[roles.{name}] temperature {t} is out of range; use a value from 0 to 2"
+                )));
+            }
+        }
+        for (name, db) in &self.tools.databases {
+            if SessionName::new(name).is_err() || name.contains('.') {
+                return Err(bad(format!(
+                    "[tools.databases] '{name}': a database name uses letters, digits, '-' and '_'"
+                )));
+            }
+            if !db.is_absolute() {
+                return Err(bad(format!(
+                    "[tools.databases] {name} = '{}' is not an absolute path; give the full path of the database file",
+                    db.display()
+                )));
+            }
+        }
+        for (name, api) in &self.apis {
+            if SessionName::new(name).is_err() {
+                return Err(bad(format!(
+                    "[apis.{name}]: an API name uses letters, digits, '-', '_' and '.'"
+                )));
+            }
+            match url::Url::parse(&api.base_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                    if !u.username().is_empty() || u.password().is_some() || u.query().is_some() {
+                        return Err(bad(format!(
+                            "[apis.{name}] base_url must not hold credentials or a query; put the credential in auth_env or auth_secret"
+                        )));
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "[apis.{name}] base_url '{}' is not an http(s) URL; write it like base_url = \"https://api.example.com/v1\"",
+                        pai_types::redact_endpoint(&api.base_url)
+                    )));
+                }
+            }
+            if api.auth_env.is_some() && api.auth_secret.is_some() {
+                return Err(bad(format!(
+                    "[apis.{name}] has both auth_env and auth_secret; keep one"
+                )));
+            }
+            if let Some(header) = &api.auth_header
+                && (header.is_empty()
+                    || !header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)))
+            {
+                return Err(bad(format!(
+                    "[apis.{name}] auth_header '{header}' is not a valid header name"
                 )));
             }
         }

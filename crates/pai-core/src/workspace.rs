@@ -362,7 +362,8 @@ impl Workspace {
         policy: &RulePolicy,
     ) -> Result<(ToolRegistry, Vec<String>, Vec<(String, String, Verdict)>)> {
         let mut registry = ToolRegistry::new();
-        for tool in pai_tools::builtin_tools() {
+        for tool in pai_tools::builtin_tools_with(self.apis(), self.config.tools.databases.clone())
+        {
             registry.register(tool)?;
         }
         let servers: std::collections::BTreeMap<_, _> = self
@@ -399,6 +400,27 @@ impl Workspace {
             }
         }
         Ok((registry, warnings, spawned))
+    }
+
+    /// The `[apis.<name>]` of config.toml with their credentials resolved: from the
+    /// environment variable, or decrypted from the Fernet token with `PAI_ENCRYPTION_KEY`.
+    /// An API whose credential cannot be had is still listed; a call naming it is refused
+    /// with the reason, so the model can tell the user what to set.
+    fn apis(&self) -> Vec<pai_tools::Api> {
+        self.config
+            .apis
+            .iter()
+            .filter_map(|(name, settings)| {
+                // Validated when the config was read.
+                let base_url = url::Url::parse(&settings.base_url).ok()?;
+                Some(pai_tools::Api {
+                    name: name.clone(),
+                    base_url,
+                    about: settings.about.clone(),
+                    auth: api_credential(name, settings),
+                })
+            })
+            .collect()
     }
 
     /// Where file tools may work: `roots`, else `[tools] roots`, else `cwd`; each must exist.
@@ -489,4 +511,44 @@ impl Workspace {
         .map(|p| p.canonicalize().unwrap_or(p))
         .collect()
     }
+}
+
+/// The header and value an API's requests carry, or why there are none.
+fn api_credential(
+    name: &str,
+    settings: &crate::config::ApiSettings,
+) -> std::result::Result<Option<(String, pai_types::Secret<String>)>, String> {
+    let raw = if let Some(var) = &settings.auth_env {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            _ => {
+                return Err(format!(
+                    "{var} is not set (the credential of [apis.{name}])"
+                ));
+            }
+        }
+    } else if let Some(token) = &settings.auth_secret {
+        let vault = crate::vault::Vault::from_env().map_err(|e| e.to_string())?;
+        let secret = vault
+            .decrypt(token.trim())
+            .map_err(|e| format!("[apis.{name}] auth_secret cannot be decrypted: {e}"))?;
+        secret.expose().trim().to_string()
+    } else {
+        return Ok(None);
+    };
+    let header = settings
+        .auth_header
+        .clone()
+        .unwrap_or_else(|| "Authorization".into());
+    let scheme = match &settings.auth_scheme {
+        Some(s) => s.trim().to_string(),
+        None if header.eq_ignore_ascii_case("authorization") => "Bearer".into(),
+        None => String::new(),
+    };
+    let value = if scheme.is_empty() {
+        raw
+    } else {
+        format!("{scheme} {raw}")
+    };
+    Ok(Some((header, pai_types::Secret::new(value))))
 }

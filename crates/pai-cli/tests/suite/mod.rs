@@ -5,6 +5,7 @@
 // clippy.toml allows unwrap in `#[test]` functions only; the suite's helpers are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apis;
 mod attach;
 mod audit;
 mod chat;

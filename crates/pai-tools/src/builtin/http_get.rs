@@ -1,5 +1,3 @@
-use std::error::Error as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,13 +7,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::net::plan_hop;
+use super::net::{chain, pinned_client, plan_hop};
 use super::{blocking, html, info, looks_binary, parse_args};
 use crate::tool::{Effect, Hop, HopSent, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
 /// Most body bytes downloaded; the rest of a larger body is never fetched.
 const MAX_DOWNLOAD_BYTES: usize = 2 * 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 /// Column width HTML is laid out to.
 const TEXT_WIDTH: usize = 100;
@@ -235,24 +232,6 @@ async fn fetch(mut url: Url, cx: &ToolContext) -> Result<reqwest::Response, Tool
     }
 }
 
-/// A client that connects only to the hop's checked address: its host is pinned to it, any
-/// other name fails to resolve, no proxy, no redirects of its own.
-// Reviewed egress path (docs/architecture.md, "The egress lint"): the tool's own client,
-// whose every hop the policy gate decides and audits.
-#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
-fn pinned_client(hop: &Hop, timeout: Duration) -> Result<reqwest::Client, ToolError> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(NoLookups)
-        .resolve(&hop.host, SocketAddr::new(hop.addr, hop.port))
-        .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ToolError::Failed(format!("cannot start an HTTP client: {}", chain(&e))))
-}
-
 fn report_sent(cx: &ToolContext, hop: Hop, status: Option<u16>) {
     cx.net.sent(&HopSent {
         hop,
@@ -296,21 +275,6 @@ fn redirect_target(url: &Url, response: &reqwest::Response) -> Result<Option<Url
     Ok(Some(next))
 }
 
-/// The resolver of a pinned client: the checked host is answered by its override, so any
-/// other lookup is a bug and must not reach the system resolver.
-#[derive(Debug, Clone, Copy)]
-struct NoLookups;
-
-impl reqwest::dns::Resolve for NoLookups {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let message = format!(
-            "http_get resolves hosts itself; no lookup of {}",
-            name.as_str()
-        );
-        Box::pin(async move { Err(message.into()) })
-    }
-}
-
 fn classify(content_type: Option<&str>) -> Kind {
     let Some(content_type) = content_type else {
         return Kind::Unknown;
@@ -348,18 +312,6 @@ fn request_failed(url: &Url, e: &reqwest::Error, timeout: Duration) -> ToolError
         ));
     }
     ToolError::Failed(format!("GET {url} failed: {}", chain(e)))
-}
-
-/// reqwest's own message is terse ("error sending request"); the causes say what went wrong.
-fn chain(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
@@ -412,7 +364,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            chain(&err).contains("http_get resolves hosts itself; no lookup of localhost"),
+            chain(&err)
+                .contains("PAI's network tools resolve hosts themselves; no lookup of localhost"),
             "{}",
             chain(&err)
         );

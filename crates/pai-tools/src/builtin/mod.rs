@@ -4,6 +4,7 @@
 mod current_time;
 mod html;
 mod http_get;
+mod http_request;
 mod list_dir;
 mod net;
 mod paths;
@@ -12,7 +13,8 @@ mod search_files;
 mod sqlite_query;
 mod write_file;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use current_time::CurrentTime;
 pub use http_get::HttpGet;
+pub use http_request::{Api, HttpRequest};
 pub use list_dir::ListDir;
 pub use net::{classify_addr, url_host};
 pub use read_file::ReadFile;
@@ -33,13 +36,23 @@ use crate::tool::{Effect, Tool, ToolContext, ToolError, ToolInfo};
 /// Every built-in tool, ready to register. Filter them by effect with
 /// [`ToolRegistry::filtered`](crate::ToolRegistry::filtered).
 pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
+    builtin_tools_with(Vec::new(), BTreeMap::new())
+}
+
+/// [`builtin_tools`] with `http_request` offering the configured `apis` and
+/// `sqlite_query` the configured `databases` (name → absolute path).
+pub fn builtin_tools_with(
+    apis: Vec<Api>,
+    databases: BTreeMap<String, PathBuf>,
+) -> Vec<Arc<dyn Tool>> {
     vec![
         Arc::new(ReadFile::new()),
         Arc::new(ListDir::new()),
         Arc::new(SearchFiles::new()),
         Arc::new(WriteFile::new()),
         Arc::new(HttpGet::new()),
-        Arc::new(SqliteQuery::new()),
+        Arc::new(HttpRequest::with_apis(apis)),
+        Arc::new(SqliteQuery::with_databases(databases)),
         Arc::new(CurrentTime::new()),
     ]
 }

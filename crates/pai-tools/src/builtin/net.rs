@@ -1,13 +1,16 @@
 //! Where a network tool's hop goes: the host resolved here (not by the HTTP client), every
 //! address classified, one chosen, so the gate checks the address that is then connected to.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::error::Error as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use reqwest::Url;
 use url::Host;
 
 use crate::tool::{Hop, ToolError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why `ip` is not a public internet address, or `None` when it is one.
 ///
@@ -193,6 +196,51 @@ async fn resolve(domain: &str, port: u16, time_left: Duration) -> Result<Vec<IpA
             "resolving {domain} did not finish in time; try again later"
         ))),
     }
+}
+
+/// A client that connects only to the hop's checked address: its host is pinned to it, any
+/// other name fails to resolve, no proxy, no redirects of its own.
+// Reviewed egress path (docs/architecture.md, "The egress lint"): the tool's own client,
+// whose every hop the policy gate decides and audits.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+pub(super) fn pinned_client(hop: &Hop, timeout: Duration) -> Result<reqwest::Client, ToolError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(NoLookups)
+        .resolve(&hop.host, SocketAddr::new(hop.addr, hop.port))
+        .user_agent(concat!("pai/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ToolError::Failed(format!("cannot start an HTTP client: {}", chain(&e))))
+}
+
+/// The resolver of a pinned client: the checked host is answered by its override, so any
+/// other lookup is a bug and must not reach the system resolver.
+#[derive(Debug, Clone, Copy)]
+struct NoLookups;
+
+impl reqwest::dns::Resolve for NoLookups {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let message = format!(
+            "PAI's network tools resolve hosts themselves; no lookup of {}",
+            name.as_str()
+        );
+        Box::pin(async move { Err(message.into()) })
+    }
+}
+
+/// reqwest's own message is terse ("error sending request"); the causes say what went wrong.
+pub(super) fn chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,6 +32,8 @@ const READ_PRAGMAS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct SqliteQuery {
     info: ToolInfo,
+    /// Databases the user named in the configuration, openable wherever they are.
+    databases: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +48,12 @@ struct Args {
 impl SqliteQuery {
     /// The tool, ready to register.
     pub fn new() -> Self {
-        let info = info(
+        Self::with_databases(BTreeMap::new())
+    }
+
+    /// The tool, also offering `databases` (name → absolute path) by name.
+    pub fn with_databases(databases: BTreeMap<String, PathBuf>) -> Self {
+        let mut info = info(
             "sqlite_query",
             "Run one read-only SQL statement (SELECT, WITH … SELECT, or a schema PRAGMA such \
              as table_info) on a SQLite database file inside the allowed directories. The \
@@ -58,7 +67,7 @@ impl SqliteQuery {
                 "properties": {
                     "database": {
                         "type": "string",
-                        "description": "SQLite database file, relative to the first allowed directory or absolute."
+                        "description": "SQLite database file, relative to the first allowed directory or absolute, or the name of a database the user configured."
                     },
                     "sql": {
                         "type": "string",
@@ -75,7 +84,14 @@ impl SqliteQuery {
             }),
             Effect::Read,
         );
-        Self { info }
+        if !databases.is_empty() {
+            let names: Vec<&str> = databases.keys().map(String::as_str).collect();
+            info.spec.description.push_str(&format!(
+                " Databases the user named, usable by name as `database`: {}.",
+                names.join(", ")
+            ));
+        }
+        Self { info, databases }
     }
 }
 
@@ -96,13 +112,31 @@ impl Tool for SqliteQuery {
         args: serde_json::Value,
         cx: &ToolContext,
     ) -> Result<ToolOutput, ToolError> {
-        let args: Args = parse_args(args)?;
+        let mut args: Args = parse_args(args)?;
+        let mut cx = cx.clone();
+        // A named database is opened through the same confined path as any other, with
+        // its directory as the only root: PAI's own files stay refused.
+        if let Some(path) = self.databases.get(args.database.trim()) {
+            let name = args.database.trim().to_string();
+            let missing = || {
+                ToolError::Failed(format!(
+                    "the database '{name}' is configured at {}, which does not exist; tell the user",
+                    path.display()
+                ))
+            };
+            let dir = path
+                .parent()
+                .and_then(|d| d.canonicalize().ok())
+                .ok_or_else(missing)?;
+            let file = path.file_name().ok_or_else(missing)?;
+            cx.roots = vec![dir];
+            args.database = file.to_string_lossy().into_owned();
+        }
         let params = args
             .params
             .iter()
             .map(to_sql)
             .collect::<Result<Vec<_>, _>>()?;
-        let cx = cx.clone();
         blocking(move |cancel| query(&cx, &args, params, cancel)).await
     }
 }

@@ -21,18 +21,19 @@ fn every_builtin_tool_has_a_name_an_effect_and_a_strict_object_schema() {
         })
         .collect();
     let expected = [
-        ("read_file", Effect::Read),
-        ("list_dir", Effect::Read),
-        ("search_files", Effect::Read),
-        ("write_file", Effect::Write),
-        ("http_get", Effect::Network),
-        ("sqlite_query", Effect::Read),
-        ("current_time", Effect::Read),
+        ("read_file", vec![Effect::Read]),
+        ("list_dir", vec![Effect::Read]),
+        ("search_files", vec![Effect::Read]),
+        ("write_file", vec![Effect::Write]),
+        ("http_get", vec![Effect::Network]),
+        ("http_request", vec![Effect::Network, Effect::Write]),
+        ("sqlite_query", vec![Effect::Read]),
+        ("current_time", vec![Effect::Read]),
     ]
-    .map(|(name, effect)| {
+    .map(|(name, effects)| {
         (
             name.to_string(),
-            BTreeSet::from([effect]),
+            BTreeSet::from_iter(effects),
             "builtin".to_string(),
         )
     });
