@@ -316,6 +316,15 @@ pub struct AgentArgs {
     /// is validated, asked for again once if it does not match, and printed alone.
     #[arg(long, value_name = "FILE|JSON")]
     pub schema: Option<String>,
+    /// Let another model plan first: a session's (its provider, model and key) or
+    /// PROVIDER:MODEL (key from the provider's env var). Its plan, printed on stderr, goes
+    /// to this session's model with the goal; both calls pass the same policy gate.
+    #[arg(
+        long,
+        value_name = "SESSION|PROVIDER:MODEL",
+        conflicts_with = "dry_run"
+    )]
+    pub planner: Option<String>,
     #[command(flatten)]
     pub ask: AskArgs,
     #[command(flatten)]
@@ -349,7 +358,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 /// Limits shared by every command that runs a model.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Tokens this run may use, all model calls together.
     #[arg(long, value_name = "N")]

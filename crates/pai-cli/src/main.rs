@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod input;
 mod local;
+mod plan;
 mod policy;
 mod repl;
 mod resources;

@@ -157,6 +157,7 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         json: args.json,
         files: args.files,
         schema: args.schema,
+        planner: None,
     };
     one.run(Mode::Prompt, &args.run, limits).await
 }
@@ -178,6 +179,7 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         json: args.json,
         files: args.files,
         schema: args.schema,
+        planner: args.planner,
     };
     one.run(Mode::Agent, &args.run, limits).await
 }
@@ -195,6 +197,8 @@ struct OneShot {
     files: Vec<std::path::PathBuf>,
     /// `--schema`: a file or inline JSON.
     schema: Option<String>,
+    /// `--planner`: who writes the plan this model carries out (agent mode).
+    planner: Option<String>,
 }
 
 impl OneShot {
@@ -221,13 +225,26 @@ impl OneShot {
                 told.temperature,
             )
             .await?;
+        let mut limits = env.limits(limits);
+        let mut input = told.input;
+        let mut planned = None;
+        if let Some(spec) = &self.planner {
+            let (plan, who) =
+                crate::plan::make(&env, &meta, spec, &input, &engine, run, &limits).await?;
+            // One run, one budget: what the plan cost is gone from the worker's share.
+            if let Some(budget) = limits.budget_tokens.as_mut() {
+                *budget = budget.saturating_sub(plan.usage.total());
+            }
+            input = pai_core::worker_input(&input, &plan, &who);
+            planned = Some(plan.usage.total());
+        }
         let turn = Turn {
             session,
             mode,
-            input: told.input,
+            input,
             stream: self.stream,
             model: model.or(Some(meta.model)),
-            limits: env.limits(limits),
+            limits,
             system: told.system,
             attachments,
             schema,
@@ -237,7 +254,18 @@ impl OneShot {
             hold_answer: self.json || turn.schema.is_some(),
             ..Shown::default()
         };
-        let end = run_turn(&engine, &turn, &mut shown).await?;
+        let end = run_turn(&engine, &turn, &mut shown)
+            .await
+            .map_err(|e| match (planned, e.downcast_ref::<pai_core::CoreError>()) {
+                // "Nothing was sent" would be untrue: the planner's call was.
+                (Some(tokens), Some(pai_core::CoreError::BudgetExhausted(reason))) => {
+                    anyhow::anyhow!(
+                        "the plan was made ({tokens} tokens), but the worker's first request was not sent: {reason}; {}",
+                        reason.hint()
+                    )
+                }
+                _ => e,
+            })?;
         if self.json {
             print_json_answer(&env, &engine, &turn.session, &end);
         } else if turn.schema.is_some()

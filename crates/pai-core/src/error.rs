@@ -97,6 +97,9 @@ pub enum CoreError {
     /// A budget was spent before the first request of the turn.
     #[error("nothing was sent: {0}; {hint}", hint = .0.hint())]
     BudgetExhausted(crate::StopReason),
+    /// The planner of an agent run (`--planner`) gave no usable plan.
+    #[error("{0}")]
+    Planner(String),
     /// The session names a local model that is not in the model index.
     #[error("local model '{model}' is not installed; {hint}")]
     ModelNotInstalled {

@@ -37,7 +37,8 @@ pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
 pub use engine::{
     Budget, Budgets, Cancel, DEFAULT_MAX_CALLS_PER_ROUND, DEFAULT_MAX_CHAIN, DryRun, Engine, Event,
-    Limits, PartReport, StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
+    Limits, PartReport, Plan, StopReason, ToolOutcome, Turn, TurnEnd, TurnOutcome, UsageLedger,
+    worker_input,
 };
 pub use error::{CoreError, Result};
 pub use keys::{

@@ -21,6 +21,7 @@ mod init;
 mod json_out;
 mod keys;
 mod local;
+mod planner;
 mod policy;
 mod prompt;
 mod providers;

@@ -6,6 +6,7 @@ mod budget;
 mod egress;
 mod fold;
 mod gate;
+mod plan;
 mod tools;
 
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ use crate::session::{HistoryEntry, SessionStore};
 pub use budget::{Budget, Budgets, StopReason, UsageLedger};
 pub use gate::PartReport;
 pub(crate) use gate::host_of;
+pub use plan::{Plan, worker_input};
 pub use tools::DEFAULT_MAX_CALLS_PER_ROUND;
 
 pub(crate) use egress::egress_recorder;
