@@ -244,6 +244,35 @@ pub fn ollama_url(host: Option<&str>) -> String {
     }
 }
 
+/// Whether `model` on a `kind` endpoint takes images, or why not. Only models known to
+/// read text alone are refused here; any other is tried, and a server that refuses the
+/// image says so in its error.
+pub fn accepts_images(kind: ProviderKind, model: &str) -> std::result::Result<(), String> {
+    if kind == ProviderKind::Local {
+        return Err("the in-process model reads text only".into());
+    }
+    const TEXT_ONLY: &[&str] = &[
+        "gpt-3.5",
+        "o1-mini",
+        "o3-mini",
+        "text-",
+        "davinci",
+        "babbage",
+        "deepseek-chat",
+        "deepseek-reasoner",
+        "deepseek-coder",
+        "claude-2",
+        "claude-instant",
+    ];
+    let lower = model.to_ascii_lowercase();
+    // `openai/gpt-3.5-turbo` on a router is the same model.
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    if TEXT_ONLY.iter().any(|p| base.starts_with(p)) {
+        return Err(format!("model '{model}' reads text only"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +308,14 @@ mod tests {
                 spec.base_url
             );
         }
+    }
+
+    #[test]
+    fn text_only_models_and_the_local_one_refuse_images() {
+        use super::accepts_images;
+        assert!(accepts_images(ProviderKind::OpenAiCompatible, "gpt-4o").is_ok());
+        assert!(accepts_images(ProviderKind::OpenAiCompatible, "openai/gpt-3.5-turbo").is_err());
+        assert!(accepts_images(ProviderKind::Anthropic, "claude-sonnet-4-5").is_ok());
+        assert!(accepts_images(ProviderKind::Local, "smollm2").is_err());
     }
 }

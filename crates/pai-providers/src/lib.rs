@@ -18,7 +18,9 @@ mod retry;
 mod stream;
 
 pub use anthropic::AnthropicProvider;
-pub use catalog::{BUILTIN, ProviderEntry, ProviderKind, ProviderSpec, find_builtin, ollama_url};
+pub use catalog::{
+    BUILTIN, ProviderEntry, ProviderKind, ProviderSpec, accepts_images, find_builtin, ollama_url,
+};
 pub use error::{Endpoint, ProviderError, Result};
 pub use local::{
     DEFAULT_LOCAL_MODEL, GET_DEFAULT_MODEL, LocalModelInfo, LocalProvider, inspect_model,

@@ -183,6 +183,9 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
         .enumerate()
         .map(|(i, m)| {
             let mut v = json!({ "role": m.role.as_str(), "content": m.content });
+            if !m.images.is_empty() {
+                v["images"] = m.images.iter().map(|i| json!(i.data)).collect();
+            }
             if !m.tool_calls.is_empty() {
                 v["tool_calls"] = m
                     .tool_calls

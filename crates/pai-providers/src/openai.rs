@@ -327,6 +327,17 @@ fn wire_messages(messages: &[pai_types::Message]) -> Vec<serde_json::Value> {
         .iter()
         .map(|m| {
             let mut v = json!({ "role": m.role.as_str(), "content": m.content });
+            if !m.images.is_empty() {
+                // Content parts: the text, then each image as a data URL.
+                let mut parts = vec![json!({ "type": "text", "text": m.content })];
+                parts.extend(m.images.iter().map(|i| {
+                    json!({
+                        "type": "image_url",
+                        "image_url": { "url": format!("data:{};base64,{}", i.media_type, i.data) }
+                    })
+                }));
+                v["content"] = json!(parts);
+            }
             if !m.tool_calls.is_empty() {
                 if m.content.is_empty() {
                     v["content"] = serde_json::Value::Null;

@@ -13,7 +13,7 @@ mod tokens;
 
 pub use class::{DataClass, Origin, Provenance, UnknownClass};
 pub use effect::Effect;
-pub use message::{Locality, Message, Mode, Role, ToolCall, ToolSpec, Usage};
+pub use message::{Image, Locality, Message, Mode, Role, ToolCall, ToolSpec, Usage};
 pub use names::{NameError, SessionName};
 pub use redact::{has_credentials, redact_endpoint};
 pub use secret::Secret;

@@ -43,10 +43,35 @@ pub struct Message {
     /// Which call this message answers (tool messages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Images sent with the text (user messages only: `-f photo.png`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
     /// Where the text came from and how sensitive it is. Never sent to a model: the
     /// policy reads it before anything leaves.
     #[serde(skip)]
     pub provenance: Provenance,
+}
+
+/// An image sent to a model: its media type and its bytes, base64-encoded as every API
+/// takes them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub media_type: String,
+    /// The file's bytes, standard base64 with padding.
+    pub data: String,
+}
+
+impl std::fmt::Debug for Image {
+    // Megabytes of base64 in a log line help nobody.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Image({}, {} base64 bytes)",
+            self.media_type,
+            self.data.len()
+        )
+    }
 }
 
 /// A tool the model may call: its name, what it does, and a JSON Schema of its arguments.
@@ -88,6 +113,7 @@ impl Message {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            images: Vec::new(),
             provenance: Provenance::new(origin, DataClass::default()),
         }
     }

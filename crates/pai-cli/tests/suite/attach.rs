@@ -152,18 +152,14 @@ async fn binary_and_missing_files_are_refused_before_anything_is_sent() {
     let pai = Pai::new();
     pai.init("s", &mock.base_url());
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(
-        work.path().join("pic.png"),
-        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
-    )
-    .unwrap();
+    std::fs::write(work.path().join("app.bin"), b"\x7fELF\x02\x01\x01\0\0\0").unwrap();
 
     let in_work =
         |args: &[&str]| super::Run::from_cmd(pai.cmd().current_dir(work.path()).args(args));
-    let line = in_work(&["s", "prompt", "-f", "pic.png", "what is this?"]).error_line();
+    let line = in_work(&["s", "prompt", "-f", "app.bin", "what is this?"]).error_line();
     assert_eq!(
         line,
-        "error: cannot attach pic.png: it looks binary (it contains NUL bytes); PAI attaches text files only (images are not supported yet)"
+        "error: cannot attach app.bin: it looks binary (it contains NUL bytes); PAI attaches text files and PNG, JPEG, GIF or WebP images only"
     );
     let line = in_work(&["s", "prompt", "-f", "nope.txt", "x"]).error_line();
     assert!(

@@ -17,6 +17,7 @@ mod failures;
 mod files;
 mod hardening;
 mod help;
+mod images;
 mod init;
 mod json_out;
 mod keys;

@@ -212,6 +212,8 @@ impl Engine {
                         "[withheld: this {origin} is {base} data, which policy rule '{}' keeps from {provider} ({locality}): {}]",
                         verdict.rule, verdict.reason
                     );
+                    // An image cannot be redacted, only withheld with its text.
+                    m.images.clear();
                     screened.withheld += 1;
                     note(&verdict, format!("{origin} ({base}) withheld"));
                 }
@@ -227,7 +229,7 @@ impl Engine {
             screened.parts.push(PartReport {
                 origin,
                 class: base,
-                bytes: m.content.len(),
+                bytes: m.content.len() + m.images.iter().map(|i| i.data.len()).sum::<usize>(),
                 decision: verdict.decision,
                 rule: verdict.rule,
                 redactions,

@@ -450,6 +450,16 @@ impl Engine {
         // Budgets first: an exhausted one sends nothing, not even a fold.
         spend.headroom().map_err(CoreError::BudgetExhausted)?;
 
+        // An image for a model that reads text only is refused before anything is sent.
+        if let Some(image) = turn.attachments.iter().find(|a| a.image.is_some()) {
+            let info = self.provider.info();
+            if let Err(why) = pai_providers::accepts_images(info.kind, &model) {
+                return Err(CoreError::Invalid(format!(
+                    "cannot attach the image {}: {why}; pick a model that takes images for this run (--model, e.g. gpt-4o, claude-sonnet-4-5 or llava)",
+                    image.name
+                )));
+            }
+        }
         // A schema that is not one is refused before anything is sent.
         let schema = turn
             .schema
