@@ -406,6 +406,10 @@ pub struct StreamArgs {
     /// Stream even when stdout is not a terminal.
     #[arg(long)]
     pub stream: bool,
+    /// Print the answer as the model wrote it: no Markdown rendering or colour on a
+    /// terminal (NO_COLOR does the same; a pipe always gets the raw text).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod input;
 mod local;
 mod plan;
 mod policy;
+mod render;
 mod repl;
 mod resources;
 mod scan;
@@ -126,9 +127,12 @@ fn init_tracing(verbose: u8) {
             "debug"
         }),
     };
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colour only for a person at a terminal; a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal() && render::colour_allowed())
         .try_init();
 }

@@ -78,6 +78,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let prompt = format!("{session}> ");
     let mut failed = false;
     let mut shown = Shown::default();
+    shown.raw = args.stream.raw;
     loop {
         let line = match editor.readline(&prompt) {
             Ok(line) => line,

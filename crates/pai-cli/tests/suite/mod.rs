@@ -25,6 +25,7 @@ mod planner;
 mod policy;
 mod prompt;
 mod providers;
+mod render;
 mod resources;
 mod roles;
 mod scan;
@@ -96,6 +97,30 @@ impl Pai {
     /// `None` when `script` is missing (outside CI; under CI=true that fails the test, so
     /// a terminal test can never pass without running).
     pub fn run_in_pty(&self, args: &str, stdin: &str) -> Option<String> {
+        self.run_in_pty_with(args, stdin, &[])
+    }
+
+    /// [`Pai::run_in_pty`] with these environment variables added.
+    pub fn run_in_pty_with(
+        &self,
+        args: &str,
+        stdin: &str,
+        envs: &[(&str, &str)],
+    ) -> Option<String> {
+        let script = self.script(args, envs)?;
+        let out = assert_cmd::Command::from_std(script)
+            .timeout(Duration::from_secs(30))
+            .write_stdin(stdin.to_string())
+            .output()
+            .unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// util-linux `script` running `pai <args>` in a pseudo-terminal, in this
+    /// installation's confined environment plus `envs`; `None` when `script` is missing
+    /// (outside CI; under CI=true that fails the test, so a terminal test can never pass
+    /// without running).
+    fn script(&self, args: &str, envs: &[(&str, &str)]) -> Option<std::process::Command> {
         let has_script = std::process::Command::new("script")
             .arg("--version")
             .output()
@@ -109,20 +134,18 @@ impl Pai {
             eprintln!("skipped: util-linux 'script' is not installed");
             return None;
         }
-        let command = format!("{} {args}", pai_bin().display());
+        // `exec`: pai is the shell's replacement, so a Ctrl+C reaches pai alone and the
+        // exit code is pai's (a shell left waiting would die of the SIGINT itself).
+        let command = format!("exec {} {args}", pai_bin().display());
         // The same confined environment as every other test, handed to `script`'s child.
         let confined = self.std_cmd();
         let mut script = std::process::Command::new("script");
         script.args(["-qec", &command, "/dev/null"]);
         script
             .env_clear()
-            .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-        let out = assert_cmd::Command::from_std(script)
-            .timeout(Duration::from_secs(30))
-            .write_stdin(stdin.to_string())
-            .output()
-            .unwrap();
-        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+            .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .envs(envs.iter().copied());
+        Some(script)
     }
 
     /// Runs `pai args…` with empty stdin.
