@@ -32,6 +32,7 @@ mod scan;
 mod sessions;
 mod structured;
 mod tools;
+mod verbose;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
