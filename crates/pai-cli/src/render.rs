@@ -1,8 +1,10 @@
 //! Markdown answers on a terminal, rendered while they stream: each line is styled as soon
-//! as it is complete (headings, lists, quotes, emphasis, inline code, links), and fenced
-//! code blocks are syntax-highlighted line by line. Block structure is read a line at a
-//! time, which is what lets output appear promptly; inline markup within a line is parsed
-//! by pulldown-cmark. Colours are the terminal's own 16, so light and dark themes both work.
+//! as it is complete (headings, lists, quotes, emphasis, inline code, links), the whole
+//! words of a paragraph, list item or quote as soon as nothing after them can restyle
+//! them, and fenced code blocks are syntax-highlighted line by line. Block structure is
+//! read a line at a time, which is what lets output appear promptly; inline markup within
+//! a line is parsed by pulldown-cmark. Colours are the terminal's own 16, so light and
+//! dark themes both work.
 //!
 //! The text given here must already be neutralised (`output::neutralise`): the renderer
 //! adds its own escape sequences and must never pass the model's through.
@@ -33,8 +35,11 @@ pub fn colour_allowed() -> bool {
 
 /// A streaming Markdown renderer: text in as it arrives, styled complete lines out.
 pub struct Renderer {
-    /// The line being received, not yet complete.
+    /// The line being received, not yet complete (past what `continued` emitted).
     line: String,
+    /// The current line's start (its block marker and some whole words) was already
+    /// shown; the rest of it is inline text.
+    continued: bool,
     /// The open code fence, if inside one.
     fence: Option<Fence>,
 }
@@ -67,22 +72,26 @@ impl Renderer {
     pub fn new() -> Self {
         Self {
             line: String::new(),
+            continued: false,
             fence: None,
         }
     }
 
-    /// Takes `text` and returns what can be shown now: every line it completed, styled.
+    /// Takes `text` and returns what can be shown now: every line it completed, styled,
+    /// and of a paragraph, list item or quote still arriving, the whole words that are
+    /// safe to style already.
     pub fn push(&mut self, text: &str) -> String {
         let mut out = String::new();
         let mut rest = text;
         while let Some(i) = rest.find('\n') {
             self.line.push_str(&rest[..i]);
             let line = std::mem::take(&mut self.line);
-            self.render_line(&line, &mut out);
+            self.render_rest(&line, &mut out);
             out.push('\n');
             rest = &rest[i + 1..];
         }
         self.line.push_str(rest);
+        self.words(&mut out);
         out
     }
 
@@ -91,11 +100,55 @@ impl Renderer {
     pub fn finish(&mut self) -> String {
         let mut out = String::new();
         let line = std::mem::take(&mut self.line);
-        if !line.is_empty() {
-            self.render_line(&line, &mut out);
+        if !line.is_empty() || self.continued {
+            self.render_rest(&line, &mut out);
         }
         self.fence = None;
         out
+    }
+
+    /// What remains of the current line, which has ended.
+    fn render_rest(&mut self, line: &str, out: &mut String) {
+        if std::mem::take(&mut self.continued) {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            inline(line, "", out);
+        } else {
+            self.render_line(line, out);
+        }
+    }
+
+    /// Shows the whole words of the line so far when nothing at the cut can change how
+    /// they look: a long paragraph appears as it is written, not when it ends. Headings,
+    /// tables, fences and code lines wait for their line to end.
+    fn words(&mut self, out: &mut String) {
+        if self.fence.is_some() {
+            return;
+        }
+        let Some(space) = self.line.rfind([' ', '\t']) else {
+            return;
+        };
+        let head = self.line[..space].trim_end_matches([' ', '\t']);
+        if head.trim().is_empty() || !(self.continued || streamable_start(head)) {
+            return;
+        }
+        let text = if self.continued {
+            head
+        } else {
+            inline_part(head)
+        };
+        // A task box (`- [x]`) is settled by the space after it.
+        if !balanced(text) || matches!(text, "[ ]" | "[x]" | "[X]") {
+            return;
+        }
+        let gap = &self.line[head.len()..=space];
+        if self.continued {
+            inline(head, "", out);
+        } else {
+            block_line(head, out);
+        }
+        out.push_str(gap);
+        self.line.drain(..=space);
+        self.continued = true;
     }
 
     fn render_line(&mut self, line: &str, out: &mut String) {
@@ -220,6 +273,64 @@ fn block_line(line: &str, out: &mut String) {
     }
     out.push_str(indent);
     inline(trimmed, "", out);
+}
+
+/// Whether a line starting with `head` is a paragraph, a list item or a quote of those,
+/// whose kind `head` already settles: a heading, table, fence, HTML or a rule waits.
+fn streamable_start(head: &str) -> bool {
+    let trimmed = head.trim_start();
+    if let Some(rest) = trimmed.strip_prefix('>') {
+        return streamable_start(rest);
+    }
+    let Some(first) = trimmed.chars().next() else {
+        return false;
+    };
+    match first {
+        '#' | '|' | '`' | '~' | '<' | '=' => false,
+        '-' | '*' | '_' | '+' => {
+            // A list item with words, not a rule (`- - -`) or emphasis at the start.
+            ["- ", "* ", "+ "].iter().any(|m| trimmed.starts_with(m))
+                && trimmed[2..]
+                    .chars()
+                    .any(|c| !matches!(c, '-' | '*' | '_' | ' ' | '\t'))
+        }
+        c if c.is_ascii_digit() => {
+            // `12. x` is an item, `2024` a word: digits, or digits and their `.`, could
+            // still be either.
+            let after = trimmed.trim_start_matches(|c: char| c.is_ascii_digit());
+            !after.is_empty() && !matches!(after, "." | ")")
+        }
+        _ => true,
+    }
+}
+
+/// The inline text of a streamable line's start: past its quote and list markers.
+fn inline_part(head: &str) -> &str {
+    let mut text = head.trim_start();
+    loop {
+        if let Some(rest) = text.strip_prefix('>') {
+            text = rest.trim_start();
+        } else if let Some(rest) = ["- ", "* ", "+ "].iter().find_map(|m| text.strip_prefix(m)) {
+            text = rest.trim_start();
+        } else {
+            return text;
+        }
+    }
+}
+
+/// No inline construct can be open at the end of `text`: code spans, emphasis, links
+/// and autolinks all closed (underscores counted even inside words: a `snake_case`
+/// line just waits for its end).
+fn balanced(text: &str) -> bool {
+    let count = |c: char| text.chars().filter(|x| *x == c).count();
+    count('`') % 2 == 0
+        && count('*') % 2 == 0
+        && count('_') % 2 == 0
+        && count('~') % 2 == 0
+        && count('[') == count(']')
+        && count('(') == count(')')
+        && count('<') == count('>')
+        && !text.ends_with('\\')
 }
 
 /// `[ ] rest` or `[x] rest` of a task list item.
@@ -509,21 +620,70 @@ mod tests {
         insta::assert_snapshot!(visible(&out));
     }
 
+    /// Lines whose kind or styles are settled late.
+    const TRICKY: &str = "- [ ] todo item\n\
+        10) tenth **strong words here** end\n\
+        > - quoted item with `a b c` code\n\
+        > # quoted heading\n\
+        text with _under score_ and *em words* and [a link](https://x.org/a b) end\n\
+        - - -\n\
+        12345\n\
+        3.5 is a number\n\
+        ***\n\
+        ~~~\n\
+        tilde fence\n\
+        ~~~\n\
+        words then a trailing backslash \\\n\
+        last words";
+
     #[test]
-    fn chunking_does_not_change_the_output() {
+    fn chunking_does_not_change_what_is_shown() {
+        for input in [ANSWER, TRICKY] {
+            chunked_as_whole(input);
+        }
+    }
+
+    fn chunked_as_whole(input: &str) {
         let mut whole = Renderer::new();
-        let mut expected = whole.push(ANSWER);
+        let mut expected = whole.push(input);
         expected.push_str(&whole.finish());
-        for size in [1, 2, 3, 7, 64] {
+        // Words shown early may carry their style codes apart; the text and its styles
+        // per character are the same.
+        let expected = styled_chars(&expected);
+        for size in [1, 2, 3, 5, 7, 11, 64] {
             let mut r = Renderer::new();
             let mut got = String::new();
-            let chars: Vec<char> = ANSWER.chars().collect();
+            let chars: Vec<char> = input.chars().collect();
             for chunk in chars.chunks(size) {
                 got.push_str(&r.push(&chunk.iter().collect::<String>()));
             }
             got.push_str(&r.finish());
-            assert_eq!(got, expected, "chunks of {size}");
+            assert_eq!(styled_chars(&got), expected, "chunks of {size}");
         }
+    }
+
+    /// Each character with the SGR sequences in force for it.
+    fn styled_chars(text: &str) -> Vec<(char, String)> {
+        let mut out = Vec::new();
+        let mut style = String::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('\x1b') {
+                let end = after.find('m').unwrap();
+                let code = &after[..=end];
+                if code == "[0m" {
+                    style.clear();
+                } else {
+                    style.push_str(code);
+                }
+                rest = &after[end + 1..];
+            } else {
+                let c = rest.chars().next().unwrap();
+                out.push((c, style.clone()));
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        out
     }
 
     #[test]
@@ -532,6 +692,27 @@ mod tests {
         assert_eq!(r.push("# Hea"), "");
         assert!(r.push("ding\nnext").contains("Heading"));
         assert!(r.finish().contains("next"));
+    }
+
+    #[test]
+    fn a_paragraph_shows_its_whole_words_while_it_arrives() {
+        let mut r = Renderer::new();
+        assert_eq!(strip_sgr(&r.push("Some **bold** and")), "Some bold ");
+        // An open code span waits for its end.
+        assert_eq!(r.push(" `code wi"), "");
+        assert_eq!(strip_sgr(&r.push("th space` ok")), "and code with space ");
+        assert_eq!(strip_sgr(&r.push("\n")), "ok\n");
+        // A list item's marker is settled by its first word; a heading waits.
+        assert_eq!(strip_sgr(&r.push("- item one ")), "• item one ");
+        assert_eq!(strip_sgr(&r.push("two\n## Head ")), "two\n");
+        assert_eq!(strip_sgr(&r.finish()), "Head");
+        // A rule in the making is not taken for a list item.
+        let mut r = Renderer::new();
+        assert_eq!(r.push("- - "), "");
+        assert_eq!(
+            strip_sgr(&(r.push("-\n") + &r.finish())),
+            "─".repeat(40) + "\n"
+        );
     }
 
     #[test]

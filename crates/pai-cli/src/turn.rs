@@ -602,7 +602,7 @@ impl<'a> Printer<'a> {
                     std::borrow::Cow::Borrowed(text.as_str())
                 };
                 // Rendering comes after neutralising: only the renderer's own escapes
-                // reach the terminal. It gives back whole lines as they complete.
+                // reach the terminal. It gives back lines, and settled words, as they come.
                 let shown = match &mut self.markdown {
                     Some(r) => std::borrow::Cow::Owned(r.push(&shown)),
                     None => shown,

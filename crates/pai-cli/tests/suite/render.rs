@@ -86,3 +86,42 @@ async fn escape_sequences_stay_neutralised_when_rendered() {
     assert!(!screen.contains("\u{1b}[2J"), "{screen:?}");
     assert!(screen.contains("\u{1b}[1mbold"), "{screen:?}");
 }
+
+#[test]
+fn the_words_of_a_paragraph_show_before_its_line_ends() {
+    use std::io::Write;
+    // Sends the start of a paragraph, then the rest only once the test says so.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        if pai_test_support::read_request(&mut conn).is_none() {
+            return;
+        }
+        let chunks =
+            pai_test_support::sse_chunks(&["Some **bold** words and", " the rest.\n"], 3, 3);
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(pai_test_support::sse_body(&chunks[..2], false).as_bytes());
+        let _ = conn.flush();
+        if wait.recv().is_ok() {
+            let _ = conn.write_all(pai_test_support::sse_body(&chunks[2..], true).as_bytes());
+        }
+    });
+    let pai = Pai::new();
+    pai.init("s", &format!("http://{addr}/v1"));
+    let Some(mut run) = pai.spawn_in_pty("s prompt --no-tools hi") else {
+        return;
+    };
+    // Styled while the line is still open: every word but the unfinished last one.
+    run.wait_for("\u{1b}[1mbold\u{1b}[0m words ");
+    assert!(!run.screen().contains("and"), "{:?}", run.screen());
+    go.send(()).unwrap();
+    run.wait_for("and the rest.");
+    let (code, screen) = run.finish();
+    assert_eq!(code, Some(0), "{screen:?}");
+}
