@@ -133,3 +133,27 @@ async fn vv_scrubs_the_key_from_what_the_server_sends_back() {
     );
     assert!(!out.stderr.contains(API_KEY), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diagnostics_are_coloured_only_on_a_terminal_without_no_color() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("ok", 5, 3).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    // --raw: the answer adds no colour of its own, so any escape is the diagnostics'.
+    let args = "-v s prompt --no-tools --no-stream --raw hi";
+    let Some(coloured) = pai.run_in_pty(args, "") else {
+        return;
+    };
+    assert!(
+        coloured.contains("model request to openai (local)"),
+        "{coloured:?}"
+    );
+    assert!(coloured.contains('\u{1b}'), "{coloured:?}");
+    let plain = pai.run_in_pty_with(args, "", &[("NO_COLOR", "1")]).unwrap();
+    assert!(
+        plain.contains("model request to openai (local)"),
+        "{plain:?}"
+    );
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+}
