@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pai", version, about)]
 pub struct Cli {
-    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// Diagnostics on stderr: -v what PAI decided for each request (endpoint, parts sent
+    /// and their sizes, tools offered, redactions), -vv also the wire (bodies, secrets
+    /// scrubbed); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -406,6 +408,10 @@ pub struct StreamArgs {
     /// Stream even when stdout is not a terminal.
     #[arg(long)]
     pub stream: bool,
+    /// Print the answer as the model wrote it: no Markdown rendering or colour on a
+    /// terminal (NO_COLOR does the same; a pipe always gets the raw text).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod input;
 mod local;
 mod plan;
 mod policy;
+mod render;
 mod repl;
 mod resources;
 mod scan;
@@ -114,21 +115,56 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
         // No subscriber logs nothing, as the "off" filter would, without building a
         // filter and a formatter that no event would pass.
         _ if verbose == 0 => return,
+        // -v: what PAI decided for each request (pai-core); -vv adds the wire
+        // (pai-providers' `pai_wire` target) and every library's debug lines.
         _ => EnvFilter::new(if verbose == 1 {
             "pai=info,pai_core=info,pai_providers=info,pai_cli=info"
         } else {
             "debug"
         }),
     };
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Masked(Vec::new()))
         .with_target(false)
-        .try_init();
+        // Colour only for a person at a terminal; a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal() && render::colour_allowed());
+    // -v is read by a person: the decisions, without timestamps. -vv keeps them for
+    // timing the wire.
+    let _ = if verbose == 1 {
+        fmt.without_time().try_init()
+    } else {
+        fmt.try_init()
+    };
+}
+
+/// One diagnostics event on its way to stderr. Whatever the detectors recognise as a
+/// secret in it (a key typed into a prompt for a local model, a token in a server's
+/// reply on the wire) is masked first; the endpoint's own key is already scrubbed.
+struct Masked(Vec<u8>);
+
+impl Write for Masked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Masked {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let masked = pai_core::mask_secrets(&text);
+        let _ = std::io::stderr().lock().write_all(masked.as_bytes());
+    }
 }

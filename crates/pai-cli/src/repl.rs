@@ -4,9 +4,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use pai_core::{Cancel, Limits, Turn, TurnEnd};
 use pai_types::Mode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Completer, Helper, Highlighter, Hinter};
+use rustyline::{
+    Cmd, Completer, ConditionalEventHandler, Event, EventContext, EventHandler, Helper,
+    Highlighter, Hinter, KeyEvent, RepeatCount,
+};
 
 use crate::cli::ChatArgs;
 use crate::turn::{Env, Shown, exit, run_turn};
@@ -24,6 +30,44 @@ impl Validator for InputHelper {
         } else {
             Ok(ValidationResult::Valid(None))
         }
+    }
+}
+
+/// Notes whether the line was empty when Ctrl+C was pressed, then lets rustyline
+/// interrupt as usual: an empty line's Ctrl+C counts towards leaving, a typed one's only
+/// cancels what was typed.
+struct CtrlC(Arc<AtomicBool>);
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        self.0
+            .store(ctx.line().trim().is_empty(), Ordering::Relaxed);
+        None
+    }
+}
+
+/// What Ctrl+C at the prompt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// The typed line is dropped; a fresh prompt follows.
+    CancelLine,
+    /// On an empty line: say how to leave.
+    Hint,
+    /// The second in a row on an empty line: leave the chat.
+    Leave,
+}
+
+/// Ctrl+C on an empty line once shows a hint, twice in a row leaves; `armed` says the
+/// last thing at the prompt was such a Ctrl+C.
+fn on_interrupt(line_was_empty: bool, armed: &mut bool) -> Interrupt {
+    if !line_was_empty {
+        *armed = false;
+        return Interrupt::CancelLine;
+    }
+    if std::mem::replace(armed, true) {
+        Interrupt::Leave
+    } else {
+        Interrupt::Hint
     }
 }
 
@@ -60,6 +104,11 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
 
     let mut editor = rustyline::Editor::<InputHelper, rustyline::history::FileHistory>::new()?;
     editor.set_helper(Some(InputHelper));
+    let empty_at_ctrl_c = Arc::new(AtomicBool::new(true));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(CtrlC(empty_at_ctrl_c.clone()))),
+    );
     let history_path = env.paths().chat_history();
     // What was typed may be as private as the sessions: the file is created 0600 here,
     // before rustyline ever writes it.
@@ -78,10 +127,22 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let prompt = format!("{session}> ");
     let mut failed = false;
     let mut shown = Shown::default();
+    shown.raw = args.stream.raw;
+    let mut armed = false;
     loop {
         let line = match editor.readline(&prompt) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
+            Ok(line) => {
+                armed = false;
+                line
+            }
+            Err(ReadlineError::Interrupted) => {
+                match on_interrupt(empty_at_ctrl_c.swap(true, Ordering::Relaxed), &mut armed) {
+                    Interrupt::CancelLine => {}
+                    Interrupt::Hint => eprintln!("(press Ctrl+C again or Ctrl+D to leave)"),
+                    Interrupt::Leave => break,
+                }
+                continue;
+            }
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
         };
@@ -178,6 +239,17 @@ fn save_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ctrl_c_twice_on_an_empty_line_leaves_and_anything_between_resets() {
+        let mut armed = false;
+        assert_eq!(on_interrupt(true, &mut armed), Interrupt::Hint);
+        assert_eq!(on_interrupt(true, &mut armed), Interrupt::Leave);
+        let mut armed = false;
+        assert_eq!(on_interrupt(true, &mut armed), Interrupt::Hint);
+        assert_eq!(on_interrupt(false, &mut armed), Interrupt::CancelLine);
+        assert_eq!(on_interrupt(true, &mut armed), Interrupt::Hint);
+    }
 
     #[test]
     fn continuation_backslashes_are_removed() {

@@ -153,6 +153,7 @@ pub async fn prompt(args: PromptArgs) -> Result<ExitCode> {
         text: args.text,
         model: args.model,
         stream: args.stream.enabled() && !args.json && args.schema.is_none(),
+        raw: args.stream.raw,
         ask: args.ask,
         json: args.json,
         files: args.files,
@@ -175,6 +176,7 @@ pub async fn agent(args: AgentArgs) -> Result<ExitCode> {
         text: args.text,
         model: args.model,
         stream: args.stream.enabled() && !args.json && args.schema.is_none(),
+        raw: args.stream.raw,
         ask: args.ask,
         json: args.json,
         files: args.files,
@@ -190,6 +192,8 @@ struct OneShot {
     text: Vec<String>,
     model: Option<String>,
     stream: bool,
+    /// `--raw`: no Markdown rendering.
+    raw: bool,
     ask: AskArgs,
     /// `--json`: one object at the end instead of the answer.
     json: bool,
@@ -252,6 +256,7 @@ impl OneShot {
         // With a schema only the validated JSON is printed, at the end.
         let mut shown = Shown {
             hold_answer: self.json || turn.schema.is_some(),
+            raw: self.raw,
             ..Shown::default()
         };
         let end = run_turn(&engine, &turn, &mut shown)
@@ -420,6 +425,8 @@ pub struct Shown {
     tools_unsupported: bool,
     /// `--json`: the answer is not printed as it arrives (it comes in the object).
     pub hold_answer: bool,
+    /// `--raw`: the answer is printed as the model wrote it, never rendered.
+    pub raw: bool,
 }
 
 /// Runs a turn, printing the answer as it arrives, until it ends, the user presses Ctrl+C,
@@ -434,8 +441,14 @@ pub async fn run_turn(engine: &Engine, turn: &Turn, shown: &mut Shown) -> Result
         }
     };
     let end = engine.run_until(turn, &mut print, cancelled(&closed)).await;
-    let printer = printer.into_inner().unwrap_or_else(|p| p.into_inner());
-    let end = end.inspect_err(|_| printer.finish_line())?;
+    let mut printer = printer.into_inner().unwrap_or_else(|p| p.into_inner());
+    let end = match end {
+        Ok(end) => end,
+        Err(err) => {
+            printer.finish_line();
+            return Err(err.into());
+        }
+    };
     match &end {
         TurnEnd::Cancelled { reason, .. } => {
             if *reason != Cancel::OutputClosed {
@@ -548,15 +561,32 @@ struct Printer<'a> {
     terminal: bool,
     /// stdout's reader went away: nothing more is written.
     closed: bool,
+    /// Markdown rendering, on a terminal unless `--raw` or `NO_COLOR` say otherwise.
+    markdown: Option<crate::render::Renderer>,
 }
 
 impl<'a> Printer<'a> {
     fn new(shown: &'a mut Shown) -> Self {
+        let terminal = std::io::stdout().is_terminal();
+        let markdown =
+            crate::render::wanted(shown.raw, terminal).then(crate::render::Renderer::new);
         Self {
             answer: String::new(),
             shown,
-            terminal: std::io::stdout().is_terminal(),
+            terminal,
             closed: false,
+            markdown,
+        }
+    }
+
+    /// Writes answer text to stdout (unless held), marking stdout closed if it fails.
+    fn write_answer(&mut self, text: &str) {
+        if !self.shown.hold_answer
+            && !self.closed
+            && !text.is_empty()
+            && crate::output::try_write(text).is_err()
+        {
+            self.closed = true;
         }
     }
 
@@ -571,12 +601,13 @@ impl<'a> Printer<'a> {
                 } else {
                     std::borrow::Cow::Borrowed(text.as_str())
                 };
-                if !self.shown.hold_answer
-                    && !self.closed
-                    && crate::output::try_write(&shown).is_err()
-                {
-                    self.closed = true;
-                }
+                // Rendering comes after neutralising: only the renderer's own escapes
+                // reach the terminal. It gives back lines, and settled words, as they come.
+                let shown = match &mut self.markdown {
+                    Some(r) => std::borrow::Cow::Owned(r.push(&shown)),
+                    None => shown,
+                };
+                self.write_answer(&shown);
                 self.answer.push_str(&text);
             }
             Event::Folded { usage } => {
@@ -650,8 +681,12 @@ impl<'a> Printer<'a> {
         !self.closed
     }
 
-    /// Ends the answer with a newline if it did not bring one.
-    fn finish_line(&self) {
+    /// Shows what the renderer still holds, and ends the answer with a newline if it
+    /// did not bring one.
+    fn finish_line(&mut self) {
+        if let Some(rest) = self.markdown.as_mut().map(crate::render::Renderer::finish) {
+            self.write_answer(&rest);
+        }
         if !self.shown.hold_answer
             && !self.closed
             && !self.answer.is_empty()

@@ -220,6 +220,64 @@ pub(crate) fn headers(
     Ok(map)
 }
 
+/// Whether `-vv` asked for the wire: request and response bodies as they cross it.
+pub(crate) fn wire_on() -> bool {
+    tracing::enabled!(target: "pai_wire", tracing::Level::DEBUG)
+}
+
+/// Logs a body (or a line of a stream) crossing the wire under `head`, with the
+/// endpoint's key and configured header values scrubbed and control characters escaped
+/// (a body is server text, and diagnostics go to a terminal).
+pub(crate) fn wire(cx: &ErrorContext, head: &str, body: &[u8]) {
+    let text = cx.secrets.scrub(&String::from_utf8_lossy(body));
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if shown.is_empty() {
+        tracing::debug!(target: "pai_wire", "{head}");
+    } else if !shown.contains('\n') && head.chars().count() <= 1 {
+        // A line of a stream: on the arrow's line.
+        tracing::debug!(target: "pai_wire", "{head} {shown}");
+    } else {
+        tracing::debug!(target: "pai_wire", "{head}\n{shown}");
+    }
+}
+
+/// With `-vv`, a successful whole (not streamed) response read, logged and handed on
+/// as if untouched; streamed ones are logged line by line as they are read.
+async fn wire_response(
+    response: reqwest::Response,
+    cx: &ErrorContext,
+) -> Result<reqwest::Response> {
+    let streamed = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("event-stream") || t.contains("ndjson"));
+    let head = format!("\u{2190} {} from {}", response.status(), cx.at);
+    if streamed {
+        wire(cx, &head, b"");
+        return Ok(response);
+    }
+    let (status, version, headers) = (
+        response.status(),
+        response.version(),
+        response.headers().clone(),
+    );
+    let body = response.bytes().await.map_err(|e| transport(&e, cx))?;
+    wire(cx, &head, &body);
+    let mut rebuilt = http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.version_mut() = version;
+    *rebuilt.headers_mut() = headers;
+    Ok(reqwest::Response::from(rebuilt))
+}
+
 /// Sends the request `build` makes (rebuilt per attempt), retrying per `policy`, and
 /// returns a successful response or the error it maps to.
 pub(crate) async fn send(
@@ -249,12 +307,18 @@ pub(crate) async fn send_request(
         .map_err(|e| cx.redact(e))?;
     let status = response.status();
     if status.is_success() {
+        if wire_on() {
+            return wire_response(response, cx).await;
+        }
         return Ok(response);
     }
     if let Some(err) = redirected(&response, cx) {
         return Err(cx.redact(err));
     }
     let body = response.bytes().await.unwrap_or_default();
+    if wire_on() {
+        wire(cx, &format!("\u{2190} {status} from {}", cx.at), &body);
+    }
     let (message, code) = error_text(&body);
     Err(cx.redact(classify(status, &message, &code, cx)))
 }

@@ -228,6 +228,18 @@ pub(crate) async fn send_with_retries(
     let mut retry = 0;
     loop {
         let request = build()?;
+        if crate::http::wire_on() {
+            let body = request
+                .body()
+                .and_then(|b| b.as_bytes())
+                .unwrap_or_default();
+            let head = format!(
+                "\u{2192} {} {}",
+                request.method(),
+                pai_types::redact_endpoint(request.url().as_str())
+            );
+            crate::http::wire(cx, &head, body);
+        }
         let outgoing = cx.log.wants_sent().then(|| Outgoing::of(&request));
         let result = client.execute(request).await;
         if let Some(outgoing) = outgoing {

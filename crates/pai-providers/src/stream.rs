@@ -166,6 +166,8 @@ struct Assembler<F> {
     /// Set once the answer ended or failed: nothing more is read.
     closed: bool,
     out: VecDeque<Result<ChatEvent>>,
+    /// `-vv`: each line read is logged.
+    wire: bool,
 }
 
 impl<F: WireFormat> Assembler<F> {
@@ -182,6 +184,7 @@ impl<F: WireFormat> Assembler<F> {
             finished: false,
             closed: false,
             out: VecDeque::new(),
+            wire: crate::http::wire_on(),
         }
     }
 
@@ -226,6 +229,9 @@ impl<F: WireFormat> Assembler<F> {
     }
 
     fn line(&mut self, line: &[u8]) {
+        if self.wire && !line.iter().all(u8::is_ascii_whitespace) {
+            crate::http::wire(&self.cx, "\u{2190}", line);
+        }
         let Ok(line) = std::str::from_utf8(line) else {
             return self.fail(ProviderError::Malformed {
                 at: self.cx.at.clone(),

@@ -139,3 +139,63 @@ async fn messages_left_out_to_fit_the_window_are_counted_once_per_chat() {
     );
     assert_eq!(pai.history("s").len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_twice_on_an_empty_line_leaves_the_chat_with_the_session_saved() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_stream(&["Hi there!"], 5, 3).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let Some(mut chat) = pai.spawn_in_pty("s chat --no-tools") else {
+        return;
+    };
+    chat.wait_for("s> ");
+    chat.send("hello\r");
+    chat.wait_for("Hi there!");
+    chat.wait_for("s> ");
+    chat.send("\x03");
+    chat.wait_for("press Ctrl+C again or Ctrl+D to leave");
+    chat.wait_for("s> ");
+    chat.send("\x03");
+    let (code, screen) = chat.finish();
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert_eq!(
+        screen.matches("press Ctrl+C again").count(),
+        1,
+        "{screen:?}"
+    );
+    let history = pai.history("s");
+    assert_eq!(history.len(), 2, "{screen:?}");
+    assert_eq!(history[1]["content"], "Hi there!");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_a_typed_line_only_cancels_it() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_stream(&["Hi there!"], 5, 3).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let Some(mut chat) = pai.spawn_in_pty("s chat --no-tools") else {
+        return;
+    };
+    chat.wait_for("s> ");
+    // Cancels the typed text, not the chat, and does not count towards leaving.
+    chat.send("never sent");
+    chat.wait_for("never sent");
+    chat.send("\x03");
+    chat.wait_for("s> ");
+    chat.send("\x03");
+    chat.wait_for("press Ctrl+C again or Ctrl+D to leave");
+    // Something typed in between starts the count again.
+    chat.wait_for("s> ");
+    chat.send("\r");
+    chat.wait_for("s> ");
+    chat.send("\x03");
+    chat.wait_for("press Ctrl+C again or Ctrl+D to leave");
+    chat.wait_for("s> ");
+    chat.send("\x04");
+    let (code, screen) = chat.finish();
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert!(mock.chat_requests().await.is_empty(), "{screen:?}");
+    assert!(pai.history("s").is_empty());
+}

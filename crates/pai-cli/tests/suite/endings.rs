@@ -113,3 +113,30 @@ fn sigterm_ends_the_turn_with_143_and_records_it() {
     assert_eq!(cancelled_rows(&pai), vec!["[terminated] Hello".to_string()]);
     assert_eq!(pai.history_bytes("s"), before, "nothing saved");
 }
+
+#[test]
+fn ctrl_c_while_a_chat_reply_streams_cancels_it_records_it_and_the_chat_goes_on() {
+    let (url, _go) = slow_stream();
+    let pai = Pai::new();
+    pai.init("s", &url);
+    let before = pai.history_bytes("s");
+    // Raw: a rendered answer shows each line once it is complete.
+    let Some(mut chat) = pai.spawn_in_pty("s chat --no-tools --raw") else {
+        return;
+    };
+    chat.wait_for("s> ");
+    chat.send("hi\r");
+    chat.wait_for("Hello");
+    // The terminal is in its ordinary mode while a reply streams: Ctrl+C is SIGINT.
+    chat.send("\x03");
+    chat.wait_for("cancelled (interrupted): the answer was not saved");
+    chat.wait_for("s> ");
+    chat.send("\x04");
+    let (code, screen) = chat.finish();
+    assert_eq!(code, Some(0), "{screen:?}");
+    assert_eq!(
+        cancelled_rows(&pai),
+        vec!["[interrupted] Hello".to_string()]
+    );
+    assert_eq!(pai.history_bytes("s"), before, "nothing saved");
+}

@@ -26,12 +26,14 @@ mod planner;
 mod policy;
 mod prompt;
 mod providers;
+mod render;
 mod resources;
 mod roles;
 mod scan;
 mod sessions;
 mod structured;
 mod tools;
+mod verbose;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -97,6 +99,30 @@ impl Pai {
     /// `None` when `script` is missing (outside CI; under CI=true that fails the test, so
     /// a terminal test can never pass without running).
     pub fn run_in_pty(&self, args: &str, stdin: &str) -> Option<String> {
+        self.run_in_pty_with(args, stdin, &[])
+    }
+
+    /// [`Pai::run_in_pty`] with these environment variables added.
+    pub fn run_in_pty_with(
+        &self,
+        args: &str,
+        stdin: &str,
+        envs: &[(&str, &str)],
+    ) -> Option<String> {
+        let script = self.script(args, envs)?;
+        let out = assert_cmd::Command::from_std(script)
+            .timeout(Duration::from_secs(30))
+            .write_stdin(stdin.to_string())
+            .output()
+            .unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// util-linux `script` running `pai <args>` in a pseudo-terminal, in this
+    /// installation's confined environment plus `envs`; `None` when `script` is missing
+    /// (outside CI; under CI=true that fails the test, so a terminal test can never pass
+    /// without running).
+    fn script(&self, args: &str, envs: &[(&str, &str)]) -> Option<std::process::Command> {
         let has_script = std::process::Command::new("script")
             .arg("--version")
             .output()
@@ -110,20 +136,51 @@ impl Pai {
             eprintln!("skipped: util-linux 'script' is not installed");
             return None;
         }
-        let command = format!("{} {args}", pai_bin().display());
+        // `exec`: pai is the shell's replacement, so a Ctrl+C reaches pai alone and the
+        // exit code is pai's (a shell left waiting would die of the SIGINT itself).
+        let command = format!("exec {} {args}", pai_bin().display());
         // The same confined environment as every other test, handed to `script`'s child.
         let confined = self.std_cmd();
         let mut script = std::process::Command::new("script");
         script.args(["-qec", &command, "/dev/null"]);
         script
             .env_clear()
-            .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-        let out = assert_cmd::Command::from_std(script)
-            .timeout(Duration::from_secs(30))
-            .write_stdin(stdin.to_string())
-            .output()
+            .envs(confined.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .envs(envs.iter().copied());
+        Some(script)
+    }
+
+    /// `pai <args>` started in a pseudo-terminal for a test to type into as it runs
+    /// (keys must wait for the prompt: typed too early, the terminal's line discipline
+    /// would turn Ctrl+C into a signal before PAI reads it as a key).
+    pub fn spawn_in_pty(&self, args: &str) -> Option<Pty> {
+        let mut script = self.script(args, &[])?;
+        let mut child = script
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
             .unwrap();
-        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shown = screen.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Some(Pty {
+            child,
+            stdin,
+            screen,
+            seen: 0,
+        })
     }
 
     /// Runs `pai args…` with empty stdin.
@@ -232,6 +289,86 @@ macro_rules! snapshot {
     };
 }
 pub(crate) use snapshot;
+
+/// A `pai` running in a pseudo-terminal: what it shows, and keys typed into it.
+pub struct Pty {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// How far [`Pty::wait_for`] has read.
+    seen: usize,
+}
+
+/// How long a pty test waits for something to appear or for pai to end: only a hang
+/// reaches it.
+const PTY_PATIENCE: Duration = Duration::from_secs(30);
+
+impl Pty {
+    /// Everything shown so far.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `text` appears after what earlier waits found; fails the test (with
+    /// the screen) if it never does.
+    #[track_caller]
+    pub fn wait_for(&mut self, text: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let screen = self.screen.lock().unwrap().clone();
+            if let Some(at) = find(&screen[self.seen.min(screen.len())..], text.as_bytes()) {
+                self.seen += at + text.len();
+                return;
+            }
+            assert!(
+                started.elapsed() < PTY_PATIENCE,
+                "{text:?} never appeared; the screen: {:?}",
+                String::from_utf8_lossy(&screen)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `keys`.
+    pub fn send(&mut self, keys: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(keys.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for pai to end; its exit code and the whole screen.
+    #[track_caller]
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread drains what is left.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.screen());
+            }
+            if started.elapsed() > PTY_PATIENCE {
+                let _ = self.child.kill();
+                panic!("pai did not end; the screen: {:?}", self.screen());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        // A failed test must not leave `script` and pai behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
 
 /// What one `pai` run printed and how it ended.
 #[derive(Debug)]

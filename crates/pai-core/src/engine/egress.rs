@@ -65,6 +65,15 @@ impl Engine {
                 class: screened.class,
             });
         }
+        log_decision(
+            self,
+            scope,
+            &call.kind,
+            &messages,
+            &screened,
+            &call.tools,
+            call.stream,
+        );
         // The row says what left: the typed input (its secrets masked, whatever the
         // endpoint) and every part that went with it.
         let label = format!("{}\n{}", self.mask(call.label), screened.manifest());
@@ -229,6 +238,86 @@ impl Engine {
                 tracing::warn!(error = %e, "could not record a failed attempt");
             }
         }
+    }
+}
+
+/// `-v`: what PAI decided for this call, one line for the call and one per part, on the
+/// diagnostics channel. Sizes, origins, classes, rules and counts only: never content, so
+/// never a secret.
+fn log_decision(
+    engine: &Engine,
+    scope: &Scope<'_>,
+    kind: &EventKind,
+    messages: &[Message],
+    screened: &super::gate::Screened,
+    tools: &[ToolSpec],
+    stream: bool,
+) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let info = engine.provider.info();
+    let bytes: usize = screened.parts.iter().map(|p| p.bytes).sum();
+    tracing::info!(
+        "{} request to {} ({}) at {}: model {}, {} mode, {}, {} parts, {bytes} B, allowed by {}",
+        if *kind == EventKind::Summary {
+            "fold"
+        } else {
+            "model"
+        },
+        info.name,
+        info.locality,
+        pai_types::redact_endpoint(&info.endpoint),
+        scope.model,
+        scope.mode,
+        if stream { "streamed" } else { "whole" },
+        screened.parts.len(),
+        screened.call_rule,
+    );
+    for (i, (message, part)) in messages.iter().zip(&screened.parts).enumerate() {
+        // As `--dry-run` says it: a part withheld whole is the note, not redacted text.
+        let what = match (part.decision, part.redactions) {
+            (pai_policy::Decision::Redact, _) => format!("withheld by {}", part.rule),
+            (_, 0) => format!("{} by {}", part.decision, part.rule),
+            (_, n) => format!(
+                "{n} value(s) redacted, rest {} by {}",
+                part.decision, part.rule
+            ),
+        };
+        tracing::info!(
+            "  part {}: {} · {} · {} · {} B · {what}",
+            i + 1,
+            message.role.as_str(),
+            part.origin,
+            part.class,
+            part.bytes,
+        );
+    }
+    if tools.is_empty() {
+        tracing::info!("  tools offered: none");
+    } else {
+        let size = serde_json::to_string(tools).map_or(0, |t| t.len());
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        tracing::info!(
+            "  tools offered: {} ({size} B): {}",
+            tools.len(),
+            names.join(", ")
+        );
+    }
+    let redacted: usize = screened.redacted.values().sum();
+    if redacted == 0 && screened.withheld == 0 {
+        tracing::info!("  redactions: none");
+    } else {
+        let kinds: Vec<String> = screened
+            .redacted
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        tracing::info!(
+            "  redactions: {redacted} value(s) replaced by placeholders ({}), {} part(s) withheld",
+            kinds.join(", "),
+            screened.withheld
+        );
     }
 }
 

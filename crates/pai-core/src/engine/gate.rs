@@ -25,6 +25,8 @@ pub(crate) struct Screened {
     pub redacted: BTreeMap<&'static str, usize>,
     /// Parts withheld whole.
     pub withheld: usize,
+    /// The rule that let the call itself go (for `-v`).
+    pub call_rule: String,
 }
 
 /// One part of a screened request, for the audit and for `--dry-run`.
@@ -238,6 +240,7 @@ impl Engine {
         let host = host_of(&info.endpoint);
         let call = Subject::send(provider, &host, locality, screened.class).with_mode(scope.mode);
         let verdict = self.policy.check(&call);
+        screened.call_rule.clone_from(&verdict.rule);
         match verdict.decision {
             Decision::Allow | Decision::Redact => note(&verdict, format!("call to {provider}")),
             Decision::Ask | Decision::Deny => {
