@@ -18,7 +18,7 @@ use crate::input;
 /// derefs to) plus what only a terminal program decides (the approver, what is printed).
 pub struct Env {
     ws: Workspace,
-    /// The full audit check started with the first engine; reported when the command ends.
+    /// The per-turn audit check started with the first engine; reported when the command ends.
     audit_check: std::sync::OnceLock<pai_core::AuditCheck>,
 }
 

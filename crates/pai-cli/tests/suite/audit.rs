@@ -96,6 +96,38 @@ async fn an_untouched_log_verifies_with_a_one_line_summary() {
     assert_eq!(json["first_broken"], serde_json::Value::Null);
 }
 
+/// The checkpoint's per-turn check fields: how far the log was checked, and the files'
+/// identity as pai left them (`-`: unknown, the next check reads every row).
+fn check_marks(pai: &Pai) -> (i64, String) {
+    let line = std::fs::read_to_string(pai.home.home().join("audit.head")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[0], "pai-audit-head/2", "{line}");
+    (fields[7].parse().unwrap(), fields[8].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_turn_checks_on_from_where_the_last_check_ended() {
+    let (_mock, pai) = three_turns().await;
+    // The first turn's check read every row and recorded the files; each later one read
+    // only the rows since, and moved the mark on.
+    let (checked, files) = check_marks(&pai);
+    assert!(checked > 0, "{checked}");
+    assert_ne!(files, "-");
+    pai.run(&["s", "prompt", "four"]).success();
+    let (later, files) = check_marks(&pai);
+    assert!(later > checked, "{later} after {checked}");
+    assert_ne!(files, "-");
+    // A change by anything else marks the files unknown at the next write, and that
+    // turn's check reads every row, finds them intact, and records the files again.
+    checkpoint(&pai);
+    let run = pai.run(&["s", "prompt", "five"]).success();
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let (after, files) = check_marks(&pai);
+    assert!(after > later, "{after} after {later}");
+    assert_ne!(files, "-");
+    verify(&pai).success();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_row_fails_at_that_row_and_the_next_prompt_warns() {
     let (_mock, pai) = three_turns().await;
