@@ -134,6 +134,9 @@ pub enum ContentMode {
     /// Only the content's SHA-256: the row proves what was sent without keeping it
     /// (like a row purged at once).
     Hash,
+    /// The content unmasked (pai-core skips its masking): every secret and personal datum
+    /// typed, sent or received stays in the file until purged.
+    Full,
 }
 
 /// Tokens used by one model on one day in one session.
@@ -751,7 +754,7 @@ impl SqliteAudit {
         // Hash mode keeps the digest (in the hash) and drops the text, marked 2: kept out
         // at write time, as opposed to 1, purged later.
         let (content, purged) = match self.content {
-            ContentMode::Redacted => (event.content.as_str(), 0),
+            ContentMode::Redacted | ContentMode::Full => (event.content.as_str(), 0),
             ContentMode::Hash => ("", 2),
         };
         {

@@ -91,8 +91,8 @@ pub struct AuditSettings {
     /// Days an event keeps its content; older events are purged to tombstones (hash and
     /// MAC kept) when the log is opened. None: kept until `pai audit purge`.
     pub keep_days: Option<u32>,
-    /// `redacted` (default: the text as sent, secrets and personal data masked) or `hash`
-    /// (only each event's SHA-256).
+    /// `redacted` (default: the text as sent, secrets and personal data masked), `hash`
+    /// (only each event's SHA-256) or `full` (unmasked: every secret typed stays in the log).
     pub content: pai_audit::ContentMode,
 }
 

@@ -671,7 +671,10 @@ async fn keep_days_and_hash_only_content_come_from_config() {
     let bad = Pai::new();
     bad.home.write_config("[audit]\ncontent = \"everything\"\n");
     let err = bad.run(&["audit", "list"]).error_line();
-    assert!(err.contains("redacted") && err.contains("hash"), "{err}");
+    assert!(
+        err.contains("redacted") && err.contains("hash") && err.contains("full"),
+        "{err}"
+    );
 
     // Rows older than keep_days lose their content on the next open.
     let old = Pai::new();
@@ -686,6 +689,39 @@ async fn keep_days_and_hash_only_content_come_from_config() {
     ));
     old.run(&["audit", "list"]).success();
     assert!(!on_disk(&old, "platypusparade"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_content_keeps_what_redacted_masks() {
+    const KEY: &str = "AKIAQ3EGRJ7MNOZ4V5XA";
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("an answer", 5, 2).await;
+    let prompt = format!("my key is {KEY}, please check it");
+    let prompt_row = |pai: &Pai| {
+        pai.run(&["audit", "list", "--kind", "prompt", "--json"])
+            .success()
+            .json()[0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let redacted = Pai::new();
+    redacted.init("s", &mock.base_url());
+    redacted.run(&["s", "prompt", &prompt]).success();
+    assert!(!prompt_row(&redacted).contains(KEY));
+    assert!(!on_disk(&redacted, KEY));
+
+    let full = Pai::new();
+    full.home.write_config(&format!(
+        "{}\n[audit]\ncontent = \"full\"\n",
+        super::FAST_CONFIG
+    ));
+    full.init("s", &mock.base_url());
+    full.run(&["s", "prompt", &prompt]).success();
+    assert!(prompt_row(&full).contains(&prompt), "{}", prompt_row(&full));
+    assert!(on_disk(&full, KEY));
+    verify(&full).success();
 }
 
 #[tokio::test(flavor = "multi_thread")]
