@@ -481,6 +481,25 @@ async fn a_foreign_or_corrupt_database_is_one_error_naming_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_database_locked_by_another_program_is_one_error_after_a_bounded_wait() {
+    let (_mock, pai) = three_turns().await;
+    let holder = raw(&pai);
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Reading goes on beside the lock (WAL); recording waits, then says what to do.
+    pai.run(&["audit", "list"]).success();
+    let line = pai.run(&["s", "prompt", "blocked?"]).error_line();
+    assert!(
+        line.contains(&db(&pai).display().to_string()) && line.contains("stayed locked"),
+        "{line}"
+    );
+    assert!(line.contains("another process"), "{line}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    pai.run(&["s", "prompt", "free again"]).success();
+    verify(&pai).success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn show_prints_one_event_in_full_with_the_requests_that_carried_it() {
     let (_mock, pai) = three_turns().await;
     let first_prompt: i64 = raw(&pai)
