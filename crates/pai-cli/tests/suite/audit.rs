@@ -743,6 +743,24 @@ async fn full_content_keeps_what_redacted_masks() {
     verify(&full).success();
 }
 
+#[cfg(not(feature = "otel"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn otel_settings_without_the_feature_are_one_warning() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("an answer", 5, 2).await;
+    let pai = Pai::new();
+    pai.home.write_config(&format!(
+        "{}\n[audit.otel]\nendpoint = \"http://127.0.0.1:4318\"\n",
+        super::FAST_CONFIG
+    ));
+    pai.init("s", &mock.base_url());
+    let run = pai.run(&["s", "prompt", "hi"]).success();
+    assert_eq!(
+        run.stderr,
+        "warning: [audit.otel] is set, but this pai was built without the 'otel' feature: no traces are sent\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_re_verifies_with_the_documented_standalone_script() {
     let (_mock, pai) = three_turns().await;
