@@ -126,9 +126,12 @@ def main(argv):
     if not head:
         fail("the log was never sealed (no head checkpoint): nothing proves it is complete")
     fields = head.split(" ")
-    if len(fields) != 8 or fields[0] != "pai-audit-head/1":
+    # Version 2 adds two fields before the MAC for pai's per-turn check (how far the log
+    # was checked, the files' identity); a verifier needs neither.
+    if not ((len(fields) == 8 and fields[0] == "pai-audit-head/1")
+            or (len(fields) == 10 and fields[0] == "pai-audit-head/2")):
         fail("the head checkpoint does not parse")
-    _, seq, h_hash, h_mac, _legacy, _key_id, _source, cmac = fields
+    seq, h_hash, h_mac, cmac = fields[1], fields[2], fields[3], fields[-1]
     seq = int(seq)
     if key is not None:
         body = head[: head.rindex(" ")]

@@ -73,6 +73,21 @@ pub fn run(write_docs: bool) -> Result<()> {
             },
         ),
         (
+            "per-turn check before: the full verify each turn ran (then waited for up to 500 ms)"
+                .to_string(),
+            format!("{} ms", get("verify_ms")?),
+        ),
+        (
+            "per-turn check now, first run (no mark yet: a full check that records one)"
+                .to_string(),
+            format!("{} ms", get("check_first_full_ms")?),
+        ),
+        (
+            "per-turn check now: open the log afresh, check the 6 rows of the last turn, median of 21"
+                .to_string(),
+            format!("{} ms", get("check_turn_ms")?),
+        ),
+        (
             "file size per event (database + WAL, indexes and FTS included)".to_string(),
             format!("{} bytes", get("bytes_per_event")?),
         ),

@@ -66,6 +66,20 @@ fn ci() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "--workspace"], &[])?;
+    // The OpenTelemetry exporter is behind a feature that is off by default.
+    cargo(
+        &[
+            "test",
+            "-p",
+            "pai-cli",
+            "--features",
+            "otel",
+            "--test",
+            "all",
+            "otel",
+        ],
+        &[],
+    )?;
     cargo(
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],

@@ -225,6 +225,33 @@ fn main() {
         println!("verify_rows_per_cpu_s {:.0}", n as f64 / cpu);
     }
 
+    println!("verify_ms {:.0}", took.as_secs_f64() * 1e3);
+
+    // The per-turn check. Before: every turn ran the full verify above. Now: the first
+    // check (no mark recorded yet) is a full one and records the mark; after that each
+    // turn opens the log afresh, as a new `pai` process does, and checks only the rows
+    // written since — here the six of a turn with a tool call.
+    let scope = log.check_scope().unwrap().unwrap();
+    assert_eq!(scope.incremental_after(), None);
+    let t = Instant::now();
+    assert!(log.check(&scope).unwrap().first_broken.is_none());
+    println!("check_first_full_ms {:.0}", t.elapsed().as_secs_f64() * 1e3);
+    let mut turns = Vec::new();
+    for turn in 0..21 {
+        for k in 0..6 {
+            log.record_deferred(&event(&mut rng, n + turn * 6 + k))
+                .unwrap();
+        }
+        let t = Instant::now();
+        let fresh = SqliteAudit::open_keyed(&path, AuditKey::derive(b"bench")).unwrap();
+        let scope = fresh.check_scope().unwrap().unwrap();
+        assert!(scope.incremental_after().is_some());
+        let report = fresh.check(&scope).unwrap();
+        turns.push(t.elapsed());
+        assert_eq!((report.rows, report.first_broken), (6, None));
+    }
+    println!("check_turn_ms {:.2}", median(turns).as_secs_f64() * 1e3);
+
     drop(log);
     let size = |suffix: &str| {
         let mut p = path.clone().into_os_string();

@@ -59,9 +59,9 @@ pub enum AuditError {
         table: String,
     },
 
-    /// Another process held the write lock past the busy timeout.
+    /// Another process (a pai or anything else) held the write lock past the busy timeout.
     #[error(
-        "the audit log at {path} stayed locked by another pai process for 5 s; try again, or look for a stuck pai process"
+        "the audit log at {path} stayed locked by another process for 5 s (another pai, or a program holding it open in a transaction); try again, or end that process"
     )]
     Busy {
         /// The locked log file.

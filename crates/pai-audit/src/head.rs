@@ -4,8 +4,12 @@
 //! `pwrite`, so no rename and no directory sync per append). There is deliberately no
 //! fallback to an older copy: an attacker could then drop the newest rows and spoil the
 //! newest copy to make the log look whole. The record is one line:
-//! `pai-audit-head/1 <seq> <hash> <mac> <legacy_through> <key_id> <source> <cmac>`, padded
-//! with spaces, where `cmac` is the HMAC of the fields before it under the audit key.
+//! `pai-audit-head/2 <seq> <hash> <mac> <legacy_through> <key_id> <source> <verified>
+//! <files> <cmac>`, padded with spaces, where `cmac` is the HMAC of the fields before it
+//! under the audit key. `verified` and `files` serve the per-turn check (see
+//! [`crate::SqliteAudit::check`]): rows up to `verified` were checked, and `files` is the
+//! identity of the database files as pai last left them (`-`: unknown, check everything).
+//! Version 1 records (without those two fields) still read, as "nothing verified".
 
 use std::fs::File;
 use std::io;
@@ -13,7 +17,11 @@ use std::path::Path;
 
 use crate::AuditKey;
 
-const TAG: &str = "pai-audit-head/1";
+const TAG: &str = "pai-audit-head/2";
+/// Records written before the per-turn check's fields existed.
+const TAG_V1: &str = "pai-audit-head/1";
+/// The `files` field when pai does not know the files' state: the next check is a full one.
+pub(crate) const UNKNOWN_FILES: &str = "-";
 /// Bytes in the record; one sector, so it is written whole or not at all on most disks.
 pub(crate) const SLOT: usize = 512;
 
@@ -32,6 +40,11 @@ pub(crate) struct Head {
     pub key_id: String,
     /// Where that key came from (`env` or `file`).
     pub source: String,
+    /// Rows up to this id passed a check (0: none), while the files stayed as in `files`.
+    pub verified: i64,
+    /// The database files' identity as pai last left them ([`UNKNOWN_FILES`] when a change
+    /// outside pai was seen, or none was recorded).
+    pub files: String,
 }
 
 /// What reading the checkpoint file found.
@@ -51,8 +64,15 @@ pub(crate) enum ReadHead {
 impl Head {
     fn body(&self) -> String {
         format!(
-            "{TAG} {} {} {} {} {} {}",
-            self.seq, self.hash, self.mac, self.legacy_through, self.key_id, self.source
+            "{TAG} {} {} {} {} {} {} {} {}",
+            self.seq,
+            self.hash,
+            self.mac,
+            self.legacy_through,
+            self.key_id,
+            self.source,
+            self.verified,
+            self.files
         )
     }
 
@@ -66,15 +86,37 @@ impl Head {
         line
     }
 
-    fn decode(slot: &[u8]) -> Option<(Head, String)> {
+    /// The record, the MAC it carries, and the text that MAC covers.
+    fn decode(slot: &[u8]) -> Option<(Head, String, String)> {
         let text = std::str::from_utf8(slot).ok()?.trim_end();
         let fields: Vec<&str> = text.split(' ').collect();
-        let [tag, seq, hash, mac, legacy, key_id, source, cmac] = fields[..] else {
-            return None;
+        let (common, verified, files, cmac) = match fields[..] {
+            [
+                TAG,
+                seq,
+                hash,
+                mac,
+                legacy,
+                key_id,
+                source,
+                verified,
+                files,
+                cmac,
+            ] => (
+                [seq, hash, mac, legacy, key_id, source],
+                verified.parse().ok()?,
+                files,
+                cmac,
+            ),
+            [TAG_V1, seq, hash, mac, legacy, key_id, source, cmac] => (
+                [seq, hash, mac, legacy, key_id, source],
+                0,
+                UNKNOWN_FILES,
+                cmac,
+            ),
+            _ => return None,
         };
-        if tag != TAG {
-            return None;
-        }
+        let [seq, hash, mac, legacy, key_id, source] = common;
         let head = Head {
             seq: seq.parse().ok()?,
             hash: hash.to_string(),
@@ -82,8 +124,11 @@ impl Head {
             legacy_through: legacy.parse().ok()?,
             key_id: key_id.to_string(),
             source: source.to_string(),
+            verified,
+            files: files.to_string(),
         };
-        Some((head, cmac.to_string()))
+        let covered = text[..text.len() - cmac.len() - 1].to_string();
+        Some((head, cmac.to_string(), covered))
     }
 }
 
@@ -98,7 +143,7 @@ pub(crate) fn read(file: &File, key: &AuditKey) -> io::Result<ReadHead> {
     if n != SLOT {
         return Ok(ReadHead::Forged);
     }
-    let Some((head, cmac)) = Head::decode(&buf[..SLOT]) else {
+    let Some((head, cmac, covered)) = Head::decode(&buf[..SLOT]) else {
         return Ok(ReadHead::Forged);
     };
     if head.key_id != key.id() {
@@ -107,7 +152,8 @@ pub(crate) fn read(file: &File, key: &AuditKey) -> io::Result<ReadHead> {
             source: head.source,
         });
     }
-    let want = key.mac_hex(&[b"head\n", head.body().as_bytes()]);
+    // The MAC covers the line as stored, so a version 1 record still checks.
+    let want = key.mac_hex(&[b"head\n", covered.as_bytes()]);
     Ok(if constant_eq(want.as_bytes(), cmac.as_bytes()) {
         ReadHead::Valid(head)
     } else {
@@ -203,6 +249,8 @@ mod tests {
             legacy_through: 0,
             key_id: AuditKey::derive(b"k").id().to_string(),
             source: "env".into(),
+            verified: seq - 1,
+            files: "d1.2.3.4,w-".into(),
         }
     }
 
@@ -234,5 +282,28 @@ mod tests {
         assert_eq!(read(&file, &key).unwrap(), ReadHead::Forged);
         write_at(&file, b"x", SLOT as u64).unwrap();
         assert_eq!(read(&file, &key).unwrap(), ReadHead::Forged);
+    }
+
+    #[test]
+    fn a_version_1_record_reads_as_nothing_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create_new(dir.path().join("audit.head")).unwrap();
+        let key = AuditKey::derive(b"k");
+        let h = head(3);
+        let body = format!(
+            "{TAG_V1} {} {} {} {} {} {}",
+            h.seq, h.hash, h.mac, h.legacy_through, h.key_id, h.source
+        );
+        let cmac = key.mac_hex(&[b"head\n", body.as_bytes()]);
+        let mut line = format!("{body} {cmac}").into_bytes();
+        line.resize(SLOT - 1, b' ');
+        line.push(b'\n');
+        write_at(&file, &line, 0).unwrap();
+        let want = Head {
+            verified: 0,
+            files: UNKNOWN_FILES.into(),
+            ..h
+        };
+        assert_eq!(read(&file, &key).unwrap(), ReadHead::Valid(want));
     }
 }

@@ -9,6 +9,7 @@
 //! row is written.
 
 mod chain;
+mod check;
 mod error;
 mod event;
 mod head;
@@ -18,6 +19,7 @@ mod sink;
 mod store;
 mod verify;
 
+pub use check::CheckScope;
 pub use error::{AuditError, Result};
 pub use event::{AuditEvent, EventId, EventKind, StoredEvent};
 pub use key::{AuditKey, KeySource};

@@ -288,15 +288,17 @@ impl SqliteAudit {
     /// passes; then rewrites the file (`VACUUM`) and empties the WAL, so the removed bytes
     /// leave the disk's copy of the log, not just its index.
     pub fn purge(&self, scope: &PurgeScope) -> Result<PurgeReport> {
-        let report = self.purge_rows(scope)?;
-        if report.rows > 0 {
-            let path = self.path().to_path_buf();
-            let conn = self.lock();
-            conn.execute_batch("VACUUM")
-                .map_err(|e| classify(&path, e))?;
-            checkpoint(&conn, &path)?;
-        }
-        Ok(report)
+        self.keeping_files(|| {
+            let report = self.purge_rows(scope)?;
+            if report.rows > 0 {
+                let path = self.path().to_path_buf();
+                let conn = self.lock();
+                conn.execute_batch("VACUUM")
+                    .map_err(|e| classify(&path, e))?;
+                checkpoint(&conn, &path)?;
+            }
+            Ok(report)
+        })
     }
 
     /// Purges events older than `keep_days` days; cheap when there are none (one lookup
@@ -318,9 +320,11 @@ impl SqliteAudit {
         if !any {
             return Ok(PurgeReport::default());
         }
-        let report = self.purge_rows(&PurgeScope::Before(cutoff))?;
-        checkpoint(&self.lock(), &path)?;
-        Ok(report)
+        self.keeping_files(|| {
+            let report = self.purge_rows(&PurgeScope::Before(cutoff))?;
+            checkpoint(&self.lock(), &path)?;
+            Ok(report)
+        })
     }
 
     fn purge_rows(&self, scope: &PurgeScope) -> Result<PurgeReport> {

@@ -102,7 +102,7 @@ pub struct SqliteAudit {
 }
 
 /// The keyed half of a log opened with [`SqliteAudit::open_keyed`].
-struct Seal {
+pub(crate) struct Seal {
     key: AuditKey,
     head_path: PathBuf,
     head_file: fs::File,
@@ -134,6 +134,9 @@ pub enum ContentMode {
     /// Only the content's SHA-256: the row proves what was sent without keeping it
     /// (like a row purged at once).
     Hash,
+    /// The content unmasked (pai-core skips its masking): every secret and personal datum
+    /// typed, sent or received stays in the file until purged.
+    Full,
 }
 
 /// Tokens used by one model on one day in one session.
@@ -163,15 +166,15 @@ pub struct UsageRow {
 const SETUP_RETRIES: u32 = 250;
 
 /// Holds the checkpoint file's advisory lock; released on drop.
-struct HeadLock<'a>(&'a fs::File);
+pub(crate) struct HeadLock<'a>(&'a fs::File);
 
 impl<'a> HeadLock<'a> {
-    fn exclusive(file: &'a fs::File, path: &Path) -> Result<Self> {
+    pub(crate) fn exclusive(file: &'a fs::File, path: &Path) -> Result<Self> {
         file.lock().map_err(head_io(path))?;
         Ok(Self(file))
     }
 
-    fn shared(file: &'a fs::File, path: &Path) -> Result<Self> {
+    pub(crate) fn shared(file: &'a fs::File, path: &Path) -> Result<Self> {
         file.lock_shared().map_err(head_io(path))?;
         Ok(Self(file))
     }
@@ -183,7 +186,7 @@ impl Drop for HeadLock<'_> {
     }
 }
 
-fn head_io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+pub(crate) fn head_io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     move |error| AuditError::Head {
         path: path.to_path_buf(),
         error,
@@ -315,6 +318,8 @@ impl SqliteAudit {
                     legacy_through: legacy_through.0,
                     key_id: seal.key.id().to_string(),
                     source: seal.key.source().as_str().to_string(),
+                    verified: 0,
+                    files: head::UNKNOWN_FILES.to_string(),
                 };
                 head::write(&seal.head_file, &head, &seal.key, true)
                     .map_err(head_io(&seal.head_path))?;
@@ -373,6 +378,15 @@ impl SqliteAudit {
         self.seal
             .as_ref()
             .map(|s| (&s.head_file, s.head_path.as_path(), s.legacy_through))
+    }
+
+    /// The checkpoint file, its path and the key, while appends advance the checkpoint
+    /// (not once it disagreed with the log: then it stays as it was).
+    pub(crate) fn sealing_parts(&self) -> Option<(&fs::File, &Path, &AuditKey)> {
+        self.seal
+            .as_ref()
+            .filter(|s| s.sealing)
+            .map(|s| (&s.head_file, s.head_path.as_path(), &s.key))
     }
 
     /// The file this log lives in.
@@ -722,6 +736,16 @@ impl SqliteAudit {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
+        // Taken before anything is written, so the files are compared with the checkpoint
+        // before this write and recorded after it with no other pai write in between;
+        // readers compare the checkpoint with the last row under the shared lock, so the
+        // commit and the checkpoint that seals it change together for them.
+        let guard = if seal.sealing {
+            Some(HeadLock::exclusive(&seal.head_file, &seal.head_path)?)
+        } else {
+            None
+        };
+        let marks = guard.as_ref().map(|_| self.marks_before_write(seal));
         let (prev_id, prev_hash, prev_mac) = last_row(&tx, &self.path)?
             .unwrap_or_else(|| (0, GENESIS.to_string(), GENESIS.to_string()));
         let id = prev_id + 1;
@@ -730,7 +754,7 @@ impl SqliteAudit {
         // Hash mode keeps the digest (in the hash) and drops the text, marked 2: kept out
         // at write time, as opposed to 1, purged later.
         let (content, purged) = match self.content {
-            ContentMode::Redacted => (event.content.as_str(), 0),
+            ContentMode::Redacted | ContentMode::Full => (event.content.as_str(), 0),
             ContentMode::Hash => ("", 2),
         };
         {
@@ -754,13 +778,6 @@ impl SqliteAudit {
                 .execute(rusqlite::params![id, content])
                 .map_err(sql)?;
         }
-        // Readers compare the checkpoint with the last row under the shared lock, so the
-        // commit and the checkpoint that seals it change together for them.
-        let guard = if seal.sealing {
-            Some(HeadLock::exclusive(&seal.head_file, &seal.head_path)?)
-        } else {
-            None
-        };
         tx.commit().map_err(sql)?;
         // `conn` stays locked until the checkpoint is written: another thread of this
         // process shares the checkpoint's lock (one descriptor), so only the mutex keeps
@@ -771,7 +788,7 @@ impl SqliteAudit {
             // miss one that did.
             self.sync_wal()?;
         }
-        if guard.is_some() {
+        if let Some((verified, files_known)) = marks {
             let head = Head {
                 seq: id,
                 hash,
@@ -779,6 +796,8 @@ impl SqliteAudit {
                 legacy_through: seal.legacy_through,
                 key_id: seal.key.id().to_string(),
                 source: seal.key.source().as_str().to_string(),
+                verified,
+                files: self.files_after_write(files_known),
             };
             // Synced only with a synced row, so the checkpoint is never durable ahead of it.
             head::write(&seal.head_file, &head, &seal.key, durable)
@@ -786,6 +805,62 @@ impl SqliteAudit {
         }
         drop(guard);
         Ok(EventId(id))
+    }
+
+    /// Under the checkpoint's exclusive lock, before a write: how far the log was checked,
+    /// and whether the files are still as the checkpoint recorded them (anything else
+    /// changed them since, and the next check must cover every row).
+    pub(crate) fn marks_before_write(&self, seal: &Seal) -> (i64, bool) {
+        match head::read(&seal.head_file, &seal.key) {
+            Ok(ReadHead::Valid(h)) if h.files != head::UNKNOWN_FILES => {
+                let same = crate::check::files_identity(&self.path) == h.files;
+                (if same { h.verified } else { 0 }, same)
+            }
+            _ => (0, false),
+        }
+    }
+
+    /// The files' identity to record after a write: as they are now when they were as
+    /// recorded before it, unknown otherwise (sticky until a full check passes).
+    pub(crate) fn files_after_write(&self, known: bool) -> String {
+        if known {
+            crate::check::files_identity(&self.path)
+        } else {
+            head::UNKNOWN_FILES.to_string()
+        }
+    }
+
+    /// Runs `change` (a purge: its own transactions, a `VACUUM`, a WAL checkpoint) and
+    /// keeps the checkpoint's record of the files true, as an append does. The lock is not
+    /// held across `change`, which takes SQLite's locks itself (an append takes SQLite's
+    /// first): the files are recorded only if no pai write came in between.
+    pub(crate) fn keeping_files<T>(&self, change: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some(seal) = self.seal.as_ref().filter(|s| s.sealing) else {
+            return change();
+        };
+        let before = {
+            let _guard = HeadLock::exclusive(&seal.head_file, &seal.head_path)?;
+            let (_, known) = self.marks_before_write(seal);
+            match head::read(&seal.head_file, &seal.key) {
+                Ok(ReadHead::Valid(h)) if known => Some(h),
+                _ => None,
+            }
+        };
+        let out = change()?;
+        if let Some(before) = before {
+            let _guard = HeadLock::exclusive(&seal.head_file, &seal.head_path)?;
+            if let Ok(ReadHead::Valid(now)) = head::read(&seal.head_file, &seal.key)
+                && now == before
+            {
+                let head = Head {
+                    files: crate::check::files_identity(&self.path),
+                    ..now
+                };
+                head::write(&seal.head_file, &head, &seal.key, false)
+                    .map_err(head_io(&seal.head_path))?;
+            }
+        }
+        Ok(out)
     }
 
     /// Makes every commit so far survive a power loss: one `fdatasync` of the WAL (the

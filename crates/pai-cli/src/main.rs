@@ -10,6 +10,8 @@ mod cli;
 mod commands;
 mod input;
 mod local;
+#[cfg(feature = "otel")]
+mod otel;
 mod plan;
 mod policy;
 mod render;

@@ -181,7 +181,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         };
         // A failed turn is reported and the conversation goes on; SIGTERM or a closed
         // output ends the chat (Ctrl+C only ends the turn).
-        match run_turn(&engine, &turn, &mut shown).await {
+        match run_turn(&env, &engine, &turn, &mut shown).await {
             Err(err) => {
                 eprintln!("error: {err}");
                 failed = true;

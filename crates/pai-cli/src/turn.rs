@@ -18,7 +18,7 @@ use crate::input;
 /// derefs to) plus what only a terminal program decides (the approver, what is printed).
 pub struct Env {
     ws: Workspace,
-    /// The full audit check started with the first engine; reported when the command ends.
+    /// The per-turn audit check started with the first engine; reported when the command ends.
     audit_check: std::sync::OnceLock<pai_core::AuditCheck>,
 }
 
@@ -89,6 +89,12 @@ impl Env {
         self.audit_check.get_or_init(|| self.ws.audit_check());
         for warning in &wired.warnings {
             eprintln!("warning: {warning}");
+        }
+        #[cfg(not(feature = "otel"))]
+        if self.ws.config().audit.otel.is_some() {
+            eprintln!(
+                "warning: [audit.otel] is set, but this pai was built without the 'otel' feature: no traces are sent"
+            );
         }
         for note in &wired.notes {
             eprintln!("note: {note}");
@@ -259,7 +265,7 @@ impl OneShot {
             raw: self.raw,
             ..Shown::default()
         };
-        let end = run_turn(&engine, &turn, &mut shown)
+        let end = run_turn(&env, &engine, &turn, &mut shown)
             .await
             .map_err(|e| match (planned, e.downcast_ref::<pai_core::CoreError>()) {
                 // "Nothing was sent" would be untrue: the planner's call was.
@@ -431,7 +437,25 @@ pub struct Shown {
 
 /// Runs a turn, printing the answer as it arrives, until it ends, the user presses Ctrl+C,
 /// SIGTERM comes or stdout's reader goes away; the engine records every early end.
-pub async fn run_turn(engine: &Engine, turn: &Turn, shown: &mut Shown) -> Result<TurnEnd> {
+pub async fn run_turn(
+    env: &Env,
+    engine: &Engine,
+    turn: &Turn,
+    shown: &mut Shown,
+) -> Result<TurnEnd> {
+    #[cfg(feature = "otel")]
+    let trace = crate::otel::TurnTrace::start(env);
+    #[cfg(not(feature = "otel"))]
+    let _ = env;
+    let end = run_turn_inner(engine, turn, shown).await;
+    #[cfg(feature = "otel")]
+    if let Some(trace) = trace {
+        trace.finish(env, turn.session.as_str(), turn.mode);
+    }
+    end
+}
+
+async fn run_turn_inner(engine: &Engine, turn: &Turn, shown: &mut Shown) -> Result<TurnEnd> {
     let closed = tokio::sync::Notify::new();
     let printer = std::sync::Mutex::new(Printer::new(shown));
     let mut print = |ev| {

@@ -9,29 +9,51 @@ use pai_audit::{AuditKey, SqliteAudit};
 use crate::error::Result;
 use crate::workspace::Workspace;
 
-/// A full check of the audit log (every row's hash and MAC) running on its own thread and
-/// connection, so a turn never waits for it.
+/// The per-turn check of the audit log ([`SqliteAudit::check`]: the rows written since
+/// the last check when the files are as pai left them, every row otherwise), running on
+/// its own thread and connection so a turn never waits for it to start.
 #[derive(Debug)]
 pub struct AuditCheck {
-    done: mpsc::Receiver<Option<String>>,
-    /// The log is small enough to check within the wait (about 100,000 rows at the
-    /// measured rate); a bigger one is not waited for.
-    patient: bool,
+    done: mpsc::Receiver<Step>,
 }
 
-/// Logs up to this size are waited for at the end of a command (~1.3 KB per event).
+/// What the checking thread reports: first what it will cover, then what it found.
+#[derive(Debug)]
+enum Step {
+    /// Only the rows since the last check (`true`), or a full check of a log small enough
+    /// to wait for: the command waits for the outcome.
+    Scope { wait: bool },
+    /// The warning line, if the check found a row that breaks the chain.
+    Done(Option<String>),
+}
+
+/// Full checks of logs up to this size are waited for at the end of a command (~1.3 KB
+/// per event: about 100,000 rows, within [`AUDIT_CHECK_WAIT`] at the measured rate).
 const PATIENT_BYTES: u64 = 128 << 20;
 
 impl AuditCheck {
-    /// The one-line warning the check found, if it finished (within `wait`, for a log
-    /// small enough to check in that time) and found a row that breaks the chain (the
-    /// checkpoint's own findings are warned about when the log is opened). A check still
-    /// running is abandoned: it only reads, and `pai audit verify` is the full check.
+    /// The one-line warning the check found, if it finished and found a row that breaks
+    /// the chain (the checkpoint's own findings are warned about when the log is opened).
+    /// An incremental check, or a full one of a small log, is waited for up to `wait`; a
+    /// full check of a big log that is still running is abandoned: it only reads, and the
+    /// next check starts it again.
     pub fn warning(&self, wait: Duration) -> Option<String> {
-        if self.patient {
-            self.done.recv_timeout(wait).ok().flatten()
-        } else {
-            self.done.try_recv().ok().flatten()
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // Until the thread says what it covers (an open and a few `stat`s), waiting is
+            // as for a check worth waiting for.
+            match self.done.recv_timeout(left) {
+                Ok(Step::Scope { wait: true }) => continue,
+                Ok(Step::Scope { wait: false }) => {
+                    return match self.done.try_recv() {
+                        Ok(Step::Done(found)) => found,
+                        _ => None,
+                    };
+                }
+                Ok(Step::Done(found)) => return found,
+                Err(_) => return None,
+            }
         }
     }
 }
@@ -76,17 +98,22 @@ impl Workspace {
         Ok(Arc::new(log))
     }
 
-    /// Starts a full check of the audit log in the background.
+    /// Starts the per-turn check of the audit log in the background.
     pub fn audit_check(&self) -> AuditCheck {
         let (tx, rx) = mpsc::channel();
         let path = self.paths().audit_db();
-        let patient = std::fs::metadata(&path).map_or(true, |m| m.len() <= PATIENT_BYTES);
+        let small = std::fs::metadata(&path).map_or(true, |m| m.len() <= PATIENT_BYTES);
         let key = self.audit_key();
         std::thread::spawn(move || {
             let found = key
                 .ok()
                 .and_then(|key| SqliteAudit::open_keyed(&path, key).ok())
-                .and_then(|log| log.verify().ok())
+                .and_then(|log| {
+                    let scope = log.check_scope().ok()??;
+                    let wait = scope.incremental_after().is_some() || small;
+                    let _ = tx.send(Step::Scope { wait });
+                    log.check(&scope).ok()
+                })
                 .and_then(|report| {
                     report.first_broken.map(|_| {
                         format!(
@@ -96,13 +123,15 @@ impl Workspace {
                         )
                     })
                 });
-            let _ = tx.send(found);
+            let _ = tx.send(Step::Done(found));
         });
-        AuditCheck { done: rx, patient }
+        AuditCheck { done: rx }
     }
 
     /// One line when the audit log does not verify (rows or checkpoint), for commands that
-    /// report from it (`pai usage`): their numbers are only as good as the log.
+    /// report from it (`pai usage`): their numbers are only as good as the log. The same
+    /// check as a turn's, run to the end: the rows since the last check when the files are
+    /// as pai left them, every row otherwise.
     pub fn audit_warning(&self) -> Result<Option<String>> {
         if !self.paths().audit_db().exists() {
             return Ok(None);
@@ -111,7 +140,10 @@ impl Workspace {
         if let Some(warning) = log.head_warning() {
             return Ok(Some(warning));
         }
-        let report = log.verify()?;
+        let Some(scope) = log.check_scope()? else {
+            return Ok(None);
+        };
+        let report = log.check(&scope)?;
         Ok(report.first_broken.map(|_| {
             format!(
                 "the audit log at {} fails verification ({}); its numbers may be forged: run 'pai audit verify'",

@@ -91,9 +91,20 @@ pub struct AuditSettings {
     /// Days an event keeps its content; older events are purged to tombstones (hash and
     /// MAC kept) when the log is opened. None: kept until `pai audit purge`.
     pub keep_days: Option<u32>,
-    /// `redacted` (default: the text as sent, secrets and personal data masked) or `hash`
-    /// (only each event's SHA-256).
+    /// `redacted` (default: the text as sent, secrets and personal data masked), `hash`
+    /// (only each event's SHA-256) or `full` (unmasked: every secret typed stays in the log).
     pub content: pai_audit::ContentMode,
+    /// `[audit.otel]`: send each turn as an OpenTelemetry trace (pai built with `otel`).
+    pub otel: Option<OtelSettings>,
+}
+
+/// `[audit.otel]`: where each turn's trace goes (OTLP over HTTP, JSON bodies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelSettings {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`; traces are sent to
+    /// `<endpoint>/v1/traces` (a URL that already ends so is used as it is).
+    pub endpoint: String,
 }
 
 /// `[tools]`: where file tools may work and how much a tool may return.

@@ -30,8 +30,8 @@ pub use approval::{Approval, ApprovalRequest, Approver, DenyAll};
 pub use attach::{Attachment, MAX_ATTACHMENT};
 pub use audit::{AUDIT_CHECK_WAIT, AuditCheck};
 pub use config::{
-    BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings, LocalSettings,
-    NetworkSettings, RoleSettings, ToolSettings,
+    AuditSettings, BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings,
+    LocalSettings, NetworkSettings, OtelSettings, RoleSettings, ToolSettings,
 };
 pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};

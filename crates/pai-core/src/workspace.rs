@@ -279,6 +279,7 @@ impl Workspace {
         )
         .with_tools(tools, cx)
         .with_approver(opts.approver.clone())
+        .with_audit_content(self.config.audit.content)
         .with_policy(policy)
         .with_budgets(Budgets {
             session: meta.budget_tokens,

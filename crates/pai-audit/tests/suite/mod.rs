@@ -4,6 +4,7 @@ use pai_audit::{AuditEvent, AuditKey, EventKind, SqliteAudit};
 use pai_types::{Locality, Usage};
 
 mod chain;
+mod check;
 mod files;
 mod query;
 mod record;

@@ -162,7 +162,7 @@ fn export_has_a_header_and_every_column() {
         lines[0]["head"]
             .as_str()
             .unwrap()
-            .starts_with("pai-audit-head/1 3 ")
+            .starts_with("pai-audit-head/2 3 ")
     );
     let cols: Vec<&str> = lines[1]
         .as_object()

@@ -96,6 +96,38 @@ async fn an_untouched_log_verifies_with_a_one_line_summary() {
     assert_eq!(json["first_broken"], serde_json::Value::Null);
 }
 
+/// The checkpoint's per-turn check fields: how far the log was checked, and the files'
+/// identity as pai left them (`-`: unknown, the next check reads every row).
+fn check_marks(pai: &Pai) -> (i64, String) {
+    let line = std::fs::read_to_string(pai.home.home().join("audit.head")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[0], "pai-audit-head/2", "{line}");
+    (fields[7].parse().unwrap(), fields[8].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_turn_checks_on_from_where_the_last_check_ended() {
+    let (_mock, pai) = three_turns().await;
+    // The first turn's check read every row and recorded the files; each later one read
+    // only the rows since, and moved the mark on.
+    let (checked, files) = check_marks(&pai);
+    assert!(checked > 0, "{checked}");
+    assert_ne!(files, "-");
+    pai.run(&["s", "prompt", "four"]).success();
+    let (later, files) = check_marks(&pai);
+    assert!(later > checked, "{later} after {checked}");
+    assert_ne!(files, "-");
+    // A change by anything else marks the files unknown at the next write, and that
+    // turn's check reads every row, finds them intact, and records the files again.
+    checkpoint(&pai);
+    let run = pai.run(&["s", "prompt", "five"]).success();
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let (after, files) = check_marks(&pai);
+    assert!(after > later, "{after} after {later}");
+    assert_ne!(files, "-");
+    verify(&pai).success();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_row_fails_at_that_row_and_the_next_prompt_warns() {
     let (_mock, pai) = three_turns().await;
@@ -449,6 +481,25 @@ async fn a_foreign_or_corrupt_database_is_one_error_naming_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_database_locked_by_another_program_is_one_error_after_a_bounded_wait() {
+    let (_mock, pai) = three_turns().await;
+    let holder = raw(&pai);
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Reading goes on beside the lock (WAL); recording waits, then says what to do.
+    pai.run(&["audit", "list"]).success();
+    let line = pai.run(&["s", "prompt", "blocked?"]).error_line();
+    assert!(
+        line.contains(&db(&pai).display().to_string()) && line.contains("stayed locked"),
+        "{line}"
+    );
+    assert!(line.contains("another process"), "{line}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    pai.run(&["s", "prompt", "free again"]).success();
+    verify(&pai).success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn show_prints_one_event_in_full_with_the_requests_that_carried_it() {
     let (_mock, pai) = three_turns().await;
     let first_prompt: i64 = raw(&pai)
@@ -639,7 +690,10 @@ async fn keep_days_and_hash_only_content_come_from_config() {
     let bad = Pai::new();
     bad.home.write_config("[audit]\ncontent = \"everything\"\n");
     let err = bad.run(&["audit", "list"]).error_line();
-    assert!(err.contains("redacted") && err.contains("hash"), "{err}");
+    assert!(
+        err.contains("redacted") && err.contains("hash") && err.contains("full"),
+        "{err}"
+    );
 
     // Rows older than keep_days lose their content on the next open.
     let old = Pai::new();
@@ -654,6 +708,57 @@ async fn keep_days_and_hash_only_content_come_from_config() {
     ));
     old.run(&["audit", "list"]).success();
     assert!(!on_disk(&old, "platypusparade"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_content_keeps_what_redacted_masks() {
+    const KEY: &str = "AKIAQ3EGRJ7MNOZ4V5XA";
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("an answer", 5, 2).await;
+    let prompt = format!("my key is {KEY}, please check it");
+    let prompt_row = |pai: &Pai| {
+        pai.run(&["audit", "list", "--kind", "prompt", "--json"])
+            .success()
+            .json()[0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let redacted = Pai::new();
+    redacted.init("s", &mock.base_url());
+    redacted.run(&["s", "prompt", &prompt]).success();
+    assert!(!prompt_row(&redacted).contains(KEY));
+    assert!(!on_disk(&redacted, KEY));
+
+    let full = Pai::new();
+    full.home.write_config(&format!(
+        "{}\n[audit]\ncontent = \"full\"\n",
+        super::FAST_CONFIG
+    ));
+    full.init("s", &mock.base_url());
+    full.run(&["s", "prompt", &prompt]).success();
+    assert!(prompt_row(&full).contains(&prompt), "{}", prompt_row(&full));
+    assert!(on_disk(&full, KEY));
+    verify(&full).success();
+}
+
+#[cfg(not(feature = "otel"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn otel_settings_without_the_feature_are_one_warning() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("an answer", 5, 2).await;
+    let pai = Pai::new();
+    pai.home.write_config(&format!(
+        "{}\n[audit.otel]\nendpoint = \"http://127.0.0.1:4318\"\n",
+        super::FAST_CONFIG
+    ));
+    pai.init("s", &mock.base_url());
+    let run = pai.run(&["s", "prompt", "hi"]).success();
+    assert_eq!(
+        run.stderr,
+        "warning: [audit.otel] is set, but this pai was built without the 'otel' feature: no traces are sent\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,6 +22,8 @@ mod init;
 mod json_out;
 mod keys;
 mod local;
+#[cfg(feature = "otel")]
+mod otel;
 mod planner;
 mod policy;
 mod prompt;

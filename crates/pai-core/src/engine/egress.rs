@@ -75,8 +75,8 @@ impl Engine {
             call.stream,
         );
         // The row says what left: the typed input (its secrets masked, whatever the
-        // endpoint) and every part that went with it.
-        let label = format!("{}\n{}", self.mask(call.label), screened.manifest());
+        // endpoint, unless `[audit] content = "full"`) and every part that went with it.
+        let label = format!("{}\n{}", self.audit_text(call.label), screened.manifest());
         self.audit
             .record(&self.event(scope, EventKind::Prompt, label))?;
 
@@ -124,7 +124,7 @@ impl Engine {
                 self.audit
                     .record_deferred(
                         &self
-                            .event(scope, call.kind, self.mask(&raw))
+                            .event(scope, call.kind, self.audit_text(&raw))
                             .usage(usage)
                             .duration_ms(elapsed),
                     )

@@ -258,6 +258,8 @@ pub struct Engine {
     /// The user's resources: the catalogue in the context, the class of what the
     /// resource tools read.
     resources: Option<Arc<crate::resource_access::ResourceAccess>>,
+    /// `[audit] content = "full"`: the audit log gets content unmasked.
+    audit_unmasked: bool,
 }
 
 impl fmt::Debug for Engine {
@@ -304,6 +306,7 @@ impl Engine {
             policy: Arc::new(RulePolicy::defaults()),
             placeholders: Mutex::new(gate::Placeholders::default()),
             nonce: nonce(),
+            audit_unmasked: false,
             resources: None,
         }
     }
@@ -316,6 +319,23 @@ impl Engine {
     ) -> Self {
         self.resources = Some(access);
         self
+    }
+
+    /// How much of each content the audit log is given: unmasked for
+    /// [`pai_audit::ContentMode::Full`], else with the secrets and personal data the
+    /// detectors find masked (the default); `Hash` keeps only a digest of that.
+    pub fn with_audit_content(mut self, mode: pai_audit::ContentMode) -> Self {
+        self.audit_unmasked = mode == pai_audit::ContentMode::Full;
+        self
+    }
+
+    /// Text as the audit log records it (see [`Self::with_audit_content`]).
+    pub(crate) fn audit_text(&self, text: &str) -> String {
+        if self.audit_unmasked {
+            text.to_string()
+        } else {
+            self.mask(text)
+        }
     }
 
     /// The policy every checkpoint asks (default: the built-in rules).

@@ -127,7 +127,7 @@ impl Engine {
             .record(&self.event(
                 scope,
                 EventKind::ToolResult,
-                format!("{}: {}", call.name, self.mask(&text)),
+                format!("{}: {}", call.name, self.audit_text(&text)),
             ))
             .map_err(|source| CoreError::Unrecorded {
                 done: "a tool ran",
