@@ -42,6 +42,14 @@ pub enum ResourceError {
         /// What was asked.
         asked: u32,
     },
+    /// A remote source (an S3 bucket, a URL) could not be reached or read.
+    #[error("cannot read {source_name}: {why}")]
+    Remote {
+        /// The bucket or URL.
+        source_name: String,
+        /// What went wrong, in one line.
+        why: String,
+    },
     /// The stored data is not what this version writes.
     #[error("the resource database holds an unreadable value ({0}); run 'pai resources reindex'")]
     Corrupt(String),
