@@ -50,6 +50,16 @@ pub enum ResourceError {
         /// What went wrong, in one line.
         why: String,
     },
+    /// A database error inside an import's batch rolled the batch back.
+    #[error(
+        "a database error rolled back the last {documents} documents stored ({why}); run the same 'pai resources add' again"
+    )]
+    BatchLost {
+        /// Documents of the batch that were rolled back (before the failed one).
+        documents: usize,
+        /// The error.
+        why: String,
+    },
     /// The stored data is not what this version writes.
     #[error("the resource database holds an unreadable value ({0}); run 'pai resources reindex'")]
     Corrupt(String),

@@ -1,7 +1,7 @@
 //! Import from the filesystem: paths, directories (walked like ripgrep does, `.gitignore`
 //! honoured, hidden files skipped) and globs, one file at a time — each read, checked,
-//! hashed, converted to text and stored on its own (a transaction, or a savepoint in the
-//! store's batch), so memory holds one document and a crash never leaves half of one. Files that cannot be text are skipped
+//! hashed, converted to text and stored on its own (a transaction, or part of the store's
+//! batch), so memory holds one document and a crash never leaves half of one. Files that cannot be text are skipped
 //! with a reason; nothing aborts the import half-way.
 
 use std::path::{Path, PathBuf};

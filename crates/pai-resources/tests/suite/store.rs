@@ -276,10 +276,15 @@ fn a_version_1_store_gains_etags_and_keeps_its_documents() {
         .add(doc("s3://b/a.md", "Alpha", "first body"))
         .unwrap();
     drop(store);
-    // Make it what version 1 wrote: no etag column.
+    // Make it what version 1 wrote: no etag column, chunks indexed by a trigger.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("ALTER TABLE documents DROP COLUMN etag; PRAGMA user_version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE documents DROP COLUMN etag; PRAGMA user_version = 1;
+         CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+             INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+         END;",
+    )
+    .unwrap();
     drop(conn);
 
     let store = SqliteStore::open(&path).unwrap();
@@ -289,6 +294,18 @@ fn a_version_1_store_gains_etags_and_keeps_its_documents() {
     again.etag = Some("\"e1\"".into());
     assert_eq!(store.add(again).unwrap(), Added::Unchanged(a.id()));
     assert_eq!(store.get(a.id()).unwrap().etag.as_deref(), Some("\"e1\""));
+    // The trigger is gone: a new chunk is indexed once, by the store itself.
+    store.add(doc("note:b", "Beta", "zebracorn")).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let entries: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'zebracorn'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(entries, 1);
 }
 
 #[test]
@@ -314,10 +331,11 @@ fn a_batch_commits_every_n_documents_and_a_crash_loses_only_the_open_one() {
     // by this store but not yet on disk for anyone else.
     assert_eq!(committed(), 2);
     assert_eq!(store.list(&Filter::default()).unwrap().len(), 3);
-    // A failed document rolls back alone.
+    // A document refused before it is written leaves the batch as it is.
     let mut bad = doc("note:bad", "T", "x");
     bad.tags = vec!["not a tag".into()];
     assert!(store.add(bad).is_err());
+    assert_eq!(store.list(&Filter::default()).unwrap().len(), 3);
     // A "crash": the store goes away without ending the batch.
     drop(store);
     assert_eq!(committed(), 2);
