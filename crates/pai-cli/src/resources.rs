@@ -97,9 +97,6 @@ pub enum ResourcesAction {
     /// Re-read every document's source: changed files and objects are re-imported (S3
     /// objects only when their ETag changed), the index rebuilt.
     Reindex,
-    /// Encrypt a credential read from standard input with PAI_ENCRYPTION_KEY, for
-    /// `*_encrypted` keys under [resources.s3.<name>] in config.toml.
-    Encrypt,
 }
 
 fn parse_class(s: &str) -> Result<DataClass, String> {
@@ -135,7 +132,6 @@ pub fn resources(args: ResourcesArgs) -> Result<ExitCode> {
         ResourcesAction::Rm { ids, tag } => rm(ids, tag),
         ResourcesAction::Search { query, limit, json } => search(&query, limit, json),
         ResourcesAction::Reindex => reindex(),
-        ResourcesAction::Encrypt => encrypt(),
     }
 }
 
@@ -489,27 +485,6 @@ fn same_as(d: &Document) -> ImportOptions {
         title: Some(d.title.clone()),
         ..ImportOptions::default()
     }
-}
-
-fn encrypt() -> Result<ExitCode> {
-    use std::io::Read as _;
-    let vault = pai_core::Vault::from_env()?;
-    if std::io::stdin().is_terminal() {
-        eprintln!("type the credential, then Enter and Ctrl-D:");
-    }
-    let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input)?;
-    let value = input.trim();
-    if value.is_empty() {
-        bail!(
-            "nothing on standard input; pipe the credential in, e.g. 'printenv AWS_SECRET_ACCESS_KEY | pai resources encrypt'"
-        );
-    }
-    outln!(
-        "{}",
-        vault.encrypt(&pai_types::Secret::new(value.to_string()))
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Web pages: `pai resources add https://…`. The URL is the user's own choice, typed on

@@ -51,7 +51,7 @@ pub struct ResourceSettings {
 
 /// `[resources.s3.<name>]`: how to reach one bucket. Credentials are never written here
 /// in plaintext: they come from environment variables, or from Fernet tokens made with
-/// `pai resources encrypt` under `PAI_ENCRYPTION_KEY` (unknown keys such as a plaintext
+/// `pai encrypt` under `PAI_ENCRYPTION_KEY` (unknown keys such as a plaintext
 /// `secret_access_key` are refused).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -86,7 +86,7 @@ pub fn s3_config(
             Some(token) => vault()?.decrypt(token).map(Some).map_err(|e| {
                 CoreError::Invalid(format!(
                     "[resources.s3.{name}] {what}_encrypted cannot be opened ({e}); \
-                     make it again with 'pai resources encrypt'"
+                     make it again with 'pai encrypt'"
                 ))
             }),
             None => Ok(env(var.as_deref().unwrap_or(default))),

@@ -250,14 +250,14 @@ fn objects_are_imported_searched_and_refreshed_by_etag() {
 fn a_missing_bucket_is_one_clear_error() {
     let Some(moto) = Moto::start() else { return };
     let pai = Pai::new();
-    // Credentials as Fernet tokens from 'pai resources encrypt': the error past them
+    // Credentials as Fernet tokens from 'pai encrypt': the error past them
     // shows they were opened.
     let key = pai.run(&["keygen"]).success().stdout.trim().to_string();
     let encrypt = |value: &str| {
         super::Run::from_cmd(
             pai.cmd()
                 .env("PAI_ENCRYPTION_KEY", &key)
-                .args(["resources", "encrypt"])
+                .args(["encrypt"])
                 .write_stdin(format!("{value}\n")),
         )
         .success()
