@@ -397,30 +397,49 @@ struct ToolRow {
     name: String,
     source: String,
     effects: Vec<pai_tools::Effect>,
+    /// The modes that offer it.
+    modes: Vec<pai_types::Mode>,
     description: String,
 }
 
 pub async fn tools(args: JsonArg) -> Result<ExitCode> {
     let env = Env::load()?;
-    let registry = env.offered_tools(pai_types::Mode::Agent).await?;
-    let rows: Vec<ToolRow> = registry
+    use pai_types::Mode;
+    let registry = env.offered_tools(Mode::Agent).await?;
+    let row = |i: &pai_tools::ToolInfo, modes: Vec<Mode>| ToolRow {
+        name: i.spec.name.clone(),
+        source: i.source.clone(),
+        effects: i.effects.iter().copied().collect(),
+        modes,
+        description: i.spec.description.clone(),
+    };
+    let mut rows: Vec<ToolRow> = registry
         .infos()
         .into_iter()
-        .map(|i| ToolRow {
-            name: i.spec.name.clone(),
-            source: i.source.clone(),
-            effects: i.effects.iter().copied().collect(),
-            description: i.spec.description.clone(),
+        .map(|i| {
+            let modes = [Mode::Chat, Mode::Prompt, Mode::Agent]
+                .into_iter()
+                .filter(|m| i.effects.iter().all(|e| m.offers(*e)))
+                .collect();
+            row(i, modes)
         })
         .collect();
+    // Engines add these per turn (chat: over attached documents only; none without any
+    // documents), so the registry does not hold them.
+    rows.extend(
+        pai_core::resource_tools()
+            .iter()
+            .map(|(i, modes)| row(i, modes.clone())),
+    );
     if args.json {
         return print_json(&rows);
     }
     outln!(
-        "{:<24} {:<14} {:<15} DESCRIPTION",
+        "{:<24} {:<14} {:<15} {:<18} DESCRIPTION",
         "TOOL",
         "SOURCE",
-        "EFFECTS"
+        "EFFECTS",
+        "MODES"
     );
     for r in &rows {
         let effects = r
@@ -436,10 +455,23 @@ pub async fn tools(args: JsonArg) -> Result<ExitCode> {
         } else {
             first.trim_end_matches('.').to_string()
         };
-        outln!("{:<24} {:<14} {:<15} {about}", r.name, r.source, effects);
+        let modes = r
+            .modes
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        outln!(
+            "{:<24} {:<14} {:<15} {:<18} {about}",
+            r.name,
+            r.source,
+            effects,
+            modes
+        );
     }
     outln!(
-        "\nchat offers read tools; prompt read and network; agent all, asking before write and exec."
+        "\nchat offers read tools; prompt read and network; agent all, asking before write and exec.\n\
+         Resource tools are offered once a document exists; in chat only over documents attached with -r."
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -24,10 +24,10 @@ pub struct ResourcesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ResourcesAction {
-    /// Import files, directories (recursively, .gitignore honoured) or glob patterns;
-    /// unchanged files are skipped, changed ones replaced.
+    /// Import files, directories (recursively, .gitignore honoured), glob patterns or
+    /// s3://bucket/prefix objects; unchanged ones are skipped, changed ones replaced.
     Add {
-        /// Files, directories or quoted globs ('notes/**/*.md').
+        /// Files, directories, quoted globs ('notes/**/*.md') or s3://bucket/prefix.
         #[arg(required = true)]
         paths: Vec<String>,
         /// How sensitive the documents are: public, internal, personal or secret.
@@ -94,7 +94,8 @@ pub enum ResourcesAction {
         #[arg(long)]
         json: bool,
     },
-    /// Re-read every document's source: changed files are re-imported, the index rebuilt.
+    /// Re-read every document's source: changed files and objects are re-imported (S3
+    /// objects only when their ETag changed), the index rebuilt.
     Reindex,
 }
 
@@ -181,6 +182,16 @@ impl Progress {
     }
 }
 
+fn count(report: &mut Report, outcome: &Outcome) {
+    match outcome {
+        Outcome::Added(_) => report.added += 1,
+        Outcome::Updated(_) => report.updated += 1,
+        Outcome::Unchanged(_) => report.unchanged += 1,
+        Outcome::Skipped(_) => report.skipped += 1,
+        Outcome::Failed(_) => report.failed += 1,
+    }
+}
+
 fn report_item(progress: &mut Progress, item: &Item) {
     let path = item.path.display();
     match &item.outcome {
@@ -204,13 +215,21 @@ fn add(
     tags: Vec<String>,
     title: Option<String>,
 ) -> Result<ExitCode> {
-    if title.is_some() && (paths.len() != 1 || !std::path::Path::new(&paths[0]).is_file()) {
-        bail!("--title names one document; give exactly one file with it");
+    let (remote, rest): (Vec<String>, Vec<String>) =
+        paths.iter().cloned().partition(|p| p.starts_with("s3://"));
+    let (urls, local): (Vec<String>, Vec<String>) = rest
+        .into_iter()
+        .partition(|p| p.starts_with("http://") || p.starts_with("https://"));
+    if title.is_some()
+        && (paths.len() != 1 || !(std::path::Path::new(&paths[0]).is_file() || urls.len() == 1))
+    {
+        bail!("--title names one document; give exactly one file or URL with it");
     }
     for tag in &tags {
         pai_core::resources::check_tag(tag)?;
     }
-    let store = store()?;
+    let ws = crate::local::workspace()?;
+    let store = pai_core::open_resources(ws.paths())?;
     let opts = ImportOptions {
         class,
         tags,
@@ -219,7 +238,38 @@ fn add(
     };
     let importer = Importer::new(&store, opts).with_html(&html);
     let mut progress = Progress::new();
-    let report = importer.add(paths, &mut |item| report_item(&mut progress, item));
+    let mut report = Report::default();
+    if !remote.is_empty() {
+        crate::runtime()?.block_on(remote::add(
+            &ws,
+            &store,
+            &importer,
+            &remote,
+            &mut report,
+            &mut progress,
+        ))?;
+    }
+    if !urls.is_empty() {
+        crate::runtime()?.block_on(web::add(
+            &store,
+            &importer,
+            &urls,
+            &mut report,
+            &mut progress,
+        ));
+    }
+    if !local.is_empty() {
+        // One transaction per 250 ms of files, not per file (see SqliteStore::begin_batch).
+        store.begin_batch()?;
+        let r = importer.add(&local, &mut |item| report_item(&mut progress, item));
+        store.end_batch()?;
+        report.added += r.added;
+        report.updated += r.updated;
+        report.unchanged += r.unchanged;
+        report.skipped += r.skipped;
+        report.failed += r.failed;
+        report.bytes += r.bytes;
+    }
     progress.clear();
     outln!("{}", summary(&report));
     Ok(if report.failed > 0 {
@@ -366,11 +416,23 @@ fn search(query: &str, limit: u32, json: bool) -> Result<ExitCode> {
 }
 
 fn reindex() -> Result<ExitCode> {
-    let store = store()?;
+    let ws = crate::local::workspace()?;
+    let store = pai_core::open_resources(ws.paths())?;
     let mut report = Report::default();
     let mut missing = 0u64;
     let mut progress = Progress::new();
+    let mut objects = Vec::new();
+    let mut pages = Vec::new();
+    store.begin_batch()?;
     for (id, source) in store.sources()? {
+        if source.starts_with("s3://") {
+            objects.push((id, source));
+            continue;
+        }
+        if source.starts_with("http://") || source.starts_with("https://") {
+            pages.push((id, source));
+            continue;
+        }
         let Some(path) = source.strip_prefix("file://") else {
             continue;
         };
@@ -383,23 +445,24 @@ fn reindex() -> Result<ExitCode> {
             ));
             continue;
         }
-        let d = store.get(id)?;
-        let opts = ImportOptions {
-            class: d.class,
-            tags: d.tags,
-            title: Some(d.title),
-            ..ImportOptions::default()
-        };
-        let importer = Importer::new(&store, opts).with_html(&html);
+        let importer = Importer::new(&store, same_as(&store.get(id)?)).with_html(&html);
         let item = importer.file(path, &mut report);
         report_item(&mut progress, &item);
-        match item.outcome {
-            Outcome::Added(_) => report.added += 1,
-            Outcome::Updated(_) => report.updated += 1,
-            Outcome::Unchanged(_) => report.unchanged += 1,
-            Outcome::Skipped(_) => report.skipped += 1,
-            Outcome::Failed(_) => report.failed += 1,
-        }
+        count(&mut report, &item.outcome);
+    }
+    store.end_batch()?;
+    if !objects.is_empty() {
+        missing += crate::runtime()?.block_on(remote::reindex(
+            &ws,
+            &store,
+            &objects,
+            &mut report,
+            &mut progress,
+        ))?;
+    }
+    if !pages.is_empty() {
+        missing +=
+            crate::runtime()?.block_on(web::reindex(&store, &pages, &mut report, &mut progress))?;
     }
     progress.clear();
     store.rebuild_index()?;
@@ -412,4 +475,371 @@ fn reindex() -> Result<ExitCode> {
         report.failed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Import options that keep a stored document's class, tags and title.
+fn same_as(d: &Document) -> ImportOptions {
+    ImportOptions {
+        class: d.class,
+        tags: d.tags.clone(),
+        title: Some(d.title.clone()),
+        ..ImportOptions::default()
+    }
+}
+
+/// Web pages: `pai resources add https://…`. The URL is the user's own choice, typed on
+/// the command line with no model involved, so its first hop may reach any address,
+/// loopback and private ones included (as `--base-url` may); a redirect is the server's
+/// choice, and follows `http_get`'s rule: public addresses only. The validators (ETag,
+/// else Last-Modified) are stored, so a refresh asks "changed since?" first.
+mod web {
+    use super::*;
+    use async_trait::async_trait;
+    use pai_tools::{Hop, HopSent, NetGate, PublicOnly, ToolContext};
+    use std::sync::Arc;
+
+    const TOOL: &str = "pai resources";
+
+    #[derive(Debug)]
+    struct TypedByUser;
+
+    #[async_trait]
+    impl NetGate for TypedByUser {
+        async fn check(&self, hop: &Hop) -> std::result::Result<(), String> {
+            if hop.redirect_from.is_none() {
+                Ok(())
+            } else {
+                PublicOnly::verdict(hop)
+            }
+        }
+
+        fn sent(&self, _sent: &HopSent) {}
+    }
+
+    fn context() -> ToolContext {
+        ToolContext {
+            timeout: Duration::from_secs(60),
+            net: Arc::new(TypedByUser),
+            ..ToolContext::default()
+        }
+    }
+
+    /// The validator stored for a page: its ETag, else `lm:` and its Last-Modified.
+    fn validator(etag: Option<String>, last_modified: Option<String>) -> Option<String> {
+        etag.or_else(|| last_modified.map(|d| format!("lm:{d}")))
+    }
+
+    /// The media type PAI stores for a server's Content-Type; `None` leaves it to the
+    /// URL's extension (and the content).
+    fn media_type(content_type: Option<&str>) -> Option<&'static str> {
+        let essence = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+        Some(match essence.as_str() {
+            "text/html" | "application/xhtml+xml" => "text/html",
+            "text/markdown" => "text/markdown",
+            "application/pdf" => "application/pdf",
+            "application/json" => "application/json",
+            "text/plain" => "text/plain",
+            _ => return None,
+        })
+    }
+
+    /// A name for the page: the last part of its path (its extension is used when the
+    /// server gives no usable type), else the host.
+    fn name_of(url: &str) -> String {
+        let trimmed = url.split(['?', '#']).next().unwrap_or(url);
+        let path = trimmed.trim_end_matches('/');
+        // `scheme://host` has two slashes: no path part to name it by.
+        match path.rsplit_once('/') {
+            Some((_, last)) if path.matches('/').count() > 2 && !last.is_empty() => {
+                last.to_string()
+            }
+            _ => trimmed.to_string(),
+        }
+    }
+
+    async fn one(
+        importer: &Importer<'_>,
+        url: &str,
+        known: Option<&Document>,
+        report: &mut Report,
+    ) -> Outcome {
+        let etag = known.and_then(|d| d.etag.as_deref());
+        let (if_none_match, if_modified_since) = match etag {
+            Some(v) => match v.strip_prefix("lm:") {
+                Some(date) => (None, Some(date)),
+                None => (Some(v), None),
+            },
+            None => (None, None),
+        };
+        let fetched = match pai_tools::fetch_document(
+            url,
+            &context(),
+            TOOL,
+            if_none_match,
+            if_modified_since,
+            pai_core::resources::DEFAULT_MAX_FILE_BYTES as usize,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        if fetched.status == 304 {
+            return match known {
+                Some(d) => Outcome::Unchanged(d.id),
+                None => Outcome::Failed("the server said 'not modified' to a first fetch".into()),
+            };
+        }
+        importer
+            .remote(
+                url,
+                &name_of(url),
+                media_type(fetched.content_type.as_deref()),
+                fetched.body,
+                validator(fetched.etag, fetched.last_modified),
+                report,
+            )
+            .outcome
+    }
+
+    pub async fn add(
+        store: &SqliteStore,
+        importer: &Importer<'_>,
+        urls: &[String],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) {
+        for url in urls {
+            let known = match store.find_source(url) {
+                Ok(Some((id, _))) => store.get(id).ok(),
+                _ => None,
+            };
+            let outcome = one(importer, url, known.as_ref(), report).await;
+            let item = Item {
+                path: url.into(),
+                outcome,
+            };
+            report_item(progress, &item);
+            count(report, &item.outcome);
+        }
+    }
+
+    pub async fn reindex(
+        store: &SqliteStore,
+        pages: &[(ResourceId, String)],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) -> Result<u64> {
+        for (id, url) in pages {
+            let doc = store.get(*id)?;
+            let importer = Importer::new(store, same_as(&doc)).with_html(&html);
+            let outcome = one(&importer, url, Some(&doc), report).await;
+            let item = Item {
+                path: url.into(),
+                outcome,
+            };
+            report_item(progress, &item);
+            count(report, &item.outcome);
+        }
+        Ok(0)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn pages_are_named_by_their_last_path_part_else_the_url() {
+            assert_eq!(name_of("https://example.org/docs/guide.md?x=1"), "guide.md");
+            assert_eq!(name_of("https://example.org/"), "https://example.org/");
+            assert_eq!(name_of("https://example.org"), "https://example.org");
+            assert_eq!(
+                media_type(Some("text/html; charset=utf-8")),
+                Some("text/html")
+            );
+            assert_eq!(media_type(Some("image/png")), None);
+        }
+    }
+}
+
+/// Sources outside the filesystem. Without the `s3` feature an `s3://` source is refused
+/// with a line saying how to get it.
+mod remote {
+    use super::*;
+    use pai_core::Workspace;
+
+    #[cfg(not(feature = "s3"))]
+    pub async fn add(
+        _ws: &Workspace,
+        _store: &SqliteStore,
+        _importer: &Importer<'_>,
+        _urls: &[String],
+        _report: &mut Report,
+        _progress: &mut Progress,
+    ) -> Result<()> {
+        bail!(
+            "this pai was built without S3 support (feature 's3'); build it with default features"
+        )
+    }
+
+    #[cfg(not(feature = "s3"))]
+    pub async fn reindex(
+        _ws: &Workspace,
+        _store: &SqliteStore,
+        objects: &[(ResourceId, String)],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) -> Result<u64> {
+        progress.note(&format!(
+            "skipped {} s3:// resources: this pai was built without S3 support ('--features s3')",
+            objects.len()
+        ));
+        report.skipped += objects.len() as u64;
+        Ok(0)
+    }
+
+    #[cfg(feature = "s3")]
+    fn bucket(ws: &Workspace, name: &str) -> Result<pai_core::resources::S3Bucket> {
+        let config = pai_core::s3_config(ws.config(), name, &pai_core::Vault::from_env)?;
+        Ok(pai_core::resources::S3Bucket::new(name, &config)?)
+    }
+
+    /// The last part of a key: its extension and the fallback title.
+    #[cfg(feature = "s3")]
+    fn base_name(key: &str) -> &str {
+        key.rsplit('/').next().unwrap_or(key)
+    }
+
+    /// Lists every `s3://` argument first, so a missing bucket or refused credentials
+    /// stop the command with one line before anything is imported; then fetches and
+    /// imports the objects one at a time.
+    #[cfg(feature = "s3")]
+    pub async fn add(
+        ws: &Workspace,
+        store: &SqliteStore,
+        importer: &Importer<'_>,
+        urls: &[String],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        use pai_core::resources::{Fetched, S3Url};
+        let mut listed = Vec::new();
+        for arg in urls {
+            let Some(url) = S3Url::parse(arg) else {
+                bail!("'{arg}' is not an S3 URL; write s3://bucket/prefix");
+            };
+            let bucket = bucket(ws, &url.bucket)?;
+            let objects = bucket.list(&url.key).await?;
+            if objects.is_empty() {
+                bail!(
+                    "no object in s3://{}/ starts with '{}'",
+                    url.bucket,
+                    url.key
+                );
+            }
+            listed.push((bucket, objects));
+        }
+        for (bucket, objects) in listed {
+            for object in objects {
+                let source = S3Url::source(bucket.name(), &object.key);
+                let name = base_name(&object.key);
+                let item = match importer.precheck(name, object.size) {
+                    Some(outcome) => Item {
+                        path: source.into(),
+                        outcome,
+                    },
+                    None => {
+                        let known = known_etag(store, &source)?;
+                        match bucket.fetch(&object.key, known.1.as_deref()).await {
+                            Ok(Fetched::Body { bytes, etag }) => {
+                                importer.remote(&source, name, None, bytes, etag, report)
+                            }
+                            Ok(Fetched::NotModified) => Item {
+                                path: source.into(),
+                                outcome: known.0.map_or(
+                                    Outcome::Failed("the store said 'not modified'".into()),
+                                    Outcome::Unchanged,
+                                ),
+                            },
+                            Ok(Fetched::Missing) => Item {
+                                path: source.into(),
+                                outcome: Outcome::Failed("it vanished while listing".into()),
+                            },
+                            Err(e) => Item {
+                                path: source.into(),
+                                outcome: Outcome::Failed(e.to_string()),
+                            },
+                        }
+                    }
+                };
+                report_item(progress, &item);
+                count(report, &item.outcome);
+            }
+        }
+        Ok(())
+    }
+
+    /// The id and ETag stored for `source`.
+    #[cfg(feature = "s3")]
+    fn known_etag(
+        store: &SqliteStore,
+        source: &str,
+    ) -> Result<(Option<ResourceId>, Option<String>)> {
+        Ok(match store.find_source(source)? {
+            Some((id, _)) => (Some(id), store.get(id)?.etag),
+            None => (None, None),
+        })
+    }
+
+    /// Refreshes stored objects: each is asked for with its ETag, so an unchanged one is
+    /// not downloaded again. Returns how many are gone.
+    #[cfg(feature = "s3")]
+    pub async fn reindex(
+        ws: &Workspace,
+        store: &SqliteStore,
+        objects: &[(ResourceId, String)],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) -> Result<u64> {
+        use pai_core::resources::{Fetched, S3Url};
+        use std::collections::HashMap;
+        let mut buckets: HashMap<String, std::result::Result<_, String>> = HashMap::new();
+        let mut missing = 0;
+        for (id, source) in objects {
+            let Some(url) = S3Url::parse(source) else {
+                continue;
+            };
+            let bucket = buckets
+                .entry(url.bucket.clone())
+                .or_insert_with(|| bucket(ws, &url.bucket).map_err(|e| e.to_string()));
+            let doc = store.get(*id)?;
+            let outcome = match bucket {
+                Err(why) => Outcome::Failed(why.clone()),
+                Ok(bucket) => match bucket.fetch(&url.key, doc.etag.as_deref()).await {
+                    Ok(Fetched::NotModified) => Outcome::Unchanged(*id),
+                    Ok(Fetched::Body { bytes, etag }) => {
+                        let importer = Importer::new(store, same_as(&doc)).with_html(&html);
+                        importer
+                            .remote(source, base_name(&url.key), None, bytes, etag, report)
+                            .outcome
+                    }
+                    Ok(Fetched::Missing) => {
+                        missing += 1;
+                        progress.note(&format!(
+                            "missing {source}: resource {id} kept as it was ('pai resources rm {id}' removes it)"
+                        ));
+                        continue;
+                    }
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+            };
+            let item = Item {
+                path: source.into(),
+                outcome,
+            };
+            report_item(progress, &item);
+            count(report, &item.outcome);
+        }
+        Ok(missing)
+    }
 }

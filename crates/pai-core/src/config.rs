@@ -37,6 +37,40 @@ pub struct Config {
     /// HTTP APIs the `http_request` tool may call by name (`[apis.<name>]`), with the
     /// credential PAI attaches; the model never sees it.
     pub apis: BTreeMap<String, ApiSettings>,
+    /// `[resources]`: where `pai resources add` may import from besides files.
+    pub resources: ResourceSettings,
+}
+
+/// `[resources]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceSettings {
+    /// `[resources.s3.<name>]`: S3-compatible stores, each for one bucket.
+    pub s3: BTreeMap<String, S3Settings>,
+}
+
+/// `[resources.s3.<name>]`: how to reach one bucket. Credentials are never written here
+/// in plaintext: they come from environment variables, or from Fernet tokens made with
+/// `pai encrypt` under `PAI_ENCRYPTION_KEY` (unknown keys such as a plaintext
+/// `secret_access_key` are refused).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// The bucket this entry is for (`s3://<bucket>/…`); default: the entry's name.
+    pub bucket: Option<String>,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`, `https://minio.lan`); none
+    /// means AWS.
+    pub endpoint: Option<String>,
+    /// The region; default `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// The variable holding the access key id; default `AWS_ACCESS_KEY_ID`.
+    pub access_key_id_env: Option<String>,
+    /// The variable holding the secret access key; default `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key_env: Option<String>,
+    /// The access key id as a Fernet token (instead of the variable).
+    pub access_key_id_encrypted: Option<String>,
+    /// The secret access key as a Fernet token (instead of the variable).
+    pub secret_access_key_encrypted: Option<String>,
 }
 
 /// `[apis.<name>]` in config.toml: an HTTP API for the `http_request` tool.

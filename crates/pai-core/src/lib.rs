@@ -31,7 +31,8 @@ pub use attach::{Attachment, MAX_ATTACHMENT};
 pub use audit::{AUDIT_CHECK_WAIT, AuditCheck};
 pub use config::{
     AuditSettings, BudgetSettings, Config, ContextSettings, CustomProvider, DetectSettings,
-    LocalSettings, NetworkSettings, OtelSettings, RoleSettings, ToolSettings,
+    LocalSettings, NetworkSettings, OtelSettings, ResourceSettings, RoleSettings, S3Settings,
+    ToolSettings,
 };
 pub use context::{Context, ContextManager, model_window};
 pub use detect::{Probe, probe_local_servers};
@@ -82,7 +83,11 @@ pub use pai_policy::{Constraint, ConstraintKind, Decision};
 pub use pai_resources as resources;
 pub use paths::Paths;
 pub use pricing::{Price, cost, price_of};
-pub use resource_access::{ResourceAccess, open_resources, resolve_resources, resources_db};
+#[cfg(feature = "s3")]
+pub use resource_access::s3_config;
+pub use resource_access::{
+    ResourceAccess, open_resources, resolve_resources, resource_tools, resources_db,
+};
 pub use roles::{Ask, Instructions, RoleLine, fill_template};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};
 pub use transcript::{SessionLine, TRANSCRIPT_FORMAT, Transcript};

@@ -48,6 +48,71 @@ pub fn open_resources(paths: &Paths) -> Result<SqliteStore> {
     Ok(SqliteStore::open(&resources_db(paths))?)
 }
 
+/// How to reach `bucket`: its `[resources.s3.<name>]` entry (the one whose `bucket`, or
+/// name, is this bucket), else the standard `AWS_*` variables (`AWS_ENDPOINT_URL` too).
+/// Encrypted credentials are opened with `vault`, asked only when one is configured.
+#[cfg(feature = "s3")]
+pub fn s3_config(
+    config: &crate::config::Config,
+    bucket: &str,
+    vault: &dyn Fn() -> Result<crate::vault::Vault>,
+) -> Result<pai_resources::S3Config> {
+    use crate::error::CoreError;
+    use pai_types::Secret;
+    let env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret::new)
+    };
+    let entry = config
+        .resources
+        .s3
+        .iter()
+        .find(|(name, s)| s.bucket.as_deref().unwrap_or(name) == bucket);
+    let Some((name, s)) = entry else {
+        return Ok(pai_resources::S3Config {
+            endpoint: env("AWS_ENDPOINT_URL").map(|s| s.expose().clone()),
+            region: env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .map(|s| s.expose().clone()),
+            access_key_id: env("AWS_ACCESS_KEY_ID"),
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+            session_token: env("AWS_SESSION_TOKEN"),
+        });
+    };
+    let secret =
+        |token: &Option<String>, var: &Option<String>, default: &str, what: &str| match token {
+            Some(token) => vault()?.decrypt(token).map(Some).map_err(|e| {
+                CoreError::Invalid(format!(
+                    "[resources.s3.{name}] {what}_encrypted cannot be opened ({e}); \
+                     make it again with 'pai encrypt'"
+                ))
+            }),
+            None => Ok(env(var.as_deref().unwrap_or(default))),
+        };
+    Ok(pai_resources::S3Config {
+        endpoint: s.endpoint.clone(),
+        region: s
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION").map(|s| s.expose().clone())),
+        access_key_id: secret(
+            &s.access_key_id_encrypted,
+            &s.access_key_id_env,
+            "AWS_ACCESS_KEY_ID",
+            "access_key_id",
+        )?,
+        secret_access_key: secret(
+            &s.secret_access_key_encrypted,
+            &s.secret_access_key_env,
+            "AWS_SECRET_ACCESS_KEY",
+            "secret_access_key",
+        )?,
+        session_token: None,
+    })
+}
+
 /// The documents `specs` name: each an id, or a tag (all documents carrying it).
 pub fn resolve_resources(store: &dyn ResourceStore, specs: &[String]) -> Result<Vec<ResourceId>> {
     let mut ids = Vec::new();
@@ -421,6 +486,7 @@ impl ResourceAccess {
             size: text.len() as u64,
             sha256,
             text: text.to_string(),
+            etag: None,
         };
         let added = self
             .store
@@ -490,6 +556,14 @@ struct ResourceTool {
 
 impl ResourceTool {
     fn new(access: Arc<ResourceAccess>, kind: Kind) -> Self {
+        Self {
+            access,
+            kind,
+            info: Self::info_of(kind),
+        }
+    }
+
+    fn info_of(kind: Kind) -> ToolInfo {
         let (name, description, parameters, effect) = match kind {
             Kind::Search => (
                 "search_resources",
@@ -531,20 +605,28 @@ impl ResourceTool {
                 Effect::Write,
             ),
         };
-        Self {
-            access,
-            kind,
-            info: ToolInfo {
-                spec: ToolSpec {
-                    name: name.into(),
-                    description: description.into(),
-                    parameters,
-                },
-                effects: [effect].into(),
-                source: "resources".into(),
+        ToolInfo {
+            spec: ToolSpec {
+                name: name.into(),
+                description: description.into(),
+                parameters,
             },
+            effects: [effect].into(),
+            source: "resources".into(),
         }
     }
+}
+
+/// The resource tools as `pai tools` lists them, each with the modes that offer it (see
+/// [`ResourceAccess`]: chat only over attached documents, agent alone writes).
+pub fn resource_tools() -> Vec<(ToolInfo, Vec<Mode>)> {
+    let reads = vec![Mode::Chat, Mode::Prompt, Mode::Agent];
+    vec![
+        (ResourceTool::info_of(Kind::Search), reads.clone()),
+        (ResourceTool::info_of(Kind::Read), reads),
+        (ResourceTool::info_of(Kind::AddNote), vec![Mode::Agent]),
+        (ResourceTool::info_of(Kind::Update), vec![Mode::Agent]),
+    ]
 }
 
 #[async_trait]

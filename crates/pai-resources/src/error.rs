@@ -42,6 +42,24 @@ pub enum ResourceError {
         /// What was asked.
         asked: u32,
     },
+    /// A remote source (an S3 bucket, a URL) could not be reached or read.
+    #[error("cannot read {source_name}: {why}")]
+    Remote {
+        /// The bucket or URL.
+        source_name: String,
+        /// What went wrong, in one line.
+        why: String,
+    },
+    /// A database error inside an import's batch rolled the batch back.
+    #[error(
+        "a database error rolled back the last {documents} documents stored ({why}); run the same 'pai resources add' again"
+    )]
+    BatchLost {
+        /// Documents of the batch that were rolled back (before the failed one).
+        documents: usize,
+        /// The error.
+        why: String,
+    },
     /// The stored data is not what this version writes.
     #[error("the resource database holds an unreadable value ({0}); run 'pai resources reindex'")]
     Corrupt(String),

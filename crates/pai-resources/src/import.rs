@@ -1,7 +1,7 @@
 //! Import from the filesystem: paths, directories (walked like ripgrep does, `.gitignore`
 //! honoured, hidden files skipped) and globs, one file at a time — each read, checked,
-//! hashed, converted to text and stored in its own transaction, so memory holds one
-//! document and a crash loses at most that one. Files that cannot be text are skipped
+//! hashed, converted to text and stored on its own (a transaction, or part of the store's
+//! batch), so memory holds one document and a crash never leaves half of one. Files that cannot be text are skipped
 //! with a reason; nothing aborts the import half-way.
 
 use std::path::{Path, PathBuf};
@@ -244,20 +244,12 @@ impl<'a> Importer<'a> {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
         };
-        if meta.len() > self.opts.max_file_bytes {
-            return Outcome::Skipped(format!(
-                "larger than {}",
-                human_bytes(self.opts.max_file_bytes)
-            ));
-        }
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let is_pdf = ext == "pdf";
-        if !is_pdf && BINARY_EXTENSIONS.contains(&ext.as_str()) {
-            return Outcome::Skipped(format!("binary file (.{ext})"));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(skip) = self.precheck(&name, meta.len()) {
+            return skip;
         }
         let abs = match path.canonicalize() {
             Ok(p) => p,
@@ -271,9 +263,76 @@ impl<'a> Importer<'a> {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
         };
+        let name = if name.is_empty() {
+            abs_str.to_string()
+        } else {
+            name
+        };
+        self.bytes_outcome(&source, &name, None, bytes, None, report)
+    }
+
+    /// Whether an object named `name` (a file or key name, for its extension) of `size`
+    /// bytes is skipped before it is read: too large, or binary by its extension. Remote
+    /// sources ask before downloading.
+    pub fn precheck(&self, name: &str, size: u64) -> Option<Outcome> {
+        if size > self.opts.max_file_bytes {
+            return Some(Outcome::Skipped(format!(
+                "larger than {}",
+                human_bytes(self.opts.max_file_bytes)
+            )));
+        }
+        let ext = extension(name);
+        if ext != "pdf" && BINARY_EXTENSIONS.contains(&ext.as_str()) {
+            return Some(Outcome::Skipped(format!("binary file (.{ext})")));
+        }
+        None
+    }
+
+    /// Imports bytes fetched from `source` (an `s3://` object, a URL) with the same checks
+    /// and text extraction as a file. `name` gives the extension and the fallback title;
+    /// `media_type` (from the server) wins over the extension when given; `etag` is kept
+    /// for refreshes.
+    pub fn remote(
+        &self,
+        source: &str,
+        name: &str,
+        media_type: Option<&str>,
+        bytes: Vec<u8>,
+        etag: Option<String>,
+        report: &mut Report,
+    ) -> Item {
+        let outcome = match self.precheck(name, bytes.len() as u64) {
+            Some(skip) if media_type.is_none() => skip,
+            _ if bytes.len() as u64 > self.opts.max_file_bytes => Outcome::Skipped(format!(
+                "larger than {}",
+                human_bytes(self.opts.max_file_bytes)
+            )),
+            _ => self.bytes_outcome(source, name, media_type, bytes, etag, report),
+        };
+        Item {
+            path: PathBuf::from(source),
+            outcome,
+        }
+    }
+
+    fn bytes_outcome(
+        &self,
+        source: &str,
+        name: &str,
+        media_type: Option<&str>,
+        bytes: Vec<u8>,
+        etag: Option<String>,
+        report: &mut Report,
+    ) -> Outcome {
+        let size = bytes.len() as u64;
+        let media_type = media_type.unwrap_or_else(|| media_type_of(&extension(name)));
+        let is_pdf = media_type == "application/pdf";
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        match self.store.find_source(&source) {
-            Ok(Some((id, known))) if known == sha256 => return Outcome::Unchanged(id),
+        match self.store.find_source(source) {
+            // With an ETag the store is asked anyway: it keeps the new one.
+            Ok(Some((id, known))) if known == sha256 && etag.is_none() => {
+                return Outcome::Unchanged(id);
+            }
             Ok(_) => {}
             Err(e) => return Outcome::Failed(e.to_string()),
         }
@@ -281,7 +340,6 @@ impl<'a> Importer<'a> {
         if !is_pdf && head.contains(&0) {
             return Outcome::Skipped("binary file".into());
         }
-        let media_type = media_type(&ext);
         let text = if is_pdf {
             match pdf_text(&bytes) {
                 Ok(t) => t,
@@ -305,25 +363,22 @@ impl<'a> Importer<'a> {
             matches!(media_type, "text/markdown" | "text/html")
                 .then(|| first_heading(&text))
                 .flatten()
-                .unwrap_or_else(|| {
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| abs_str.to_string())
-                })
+                .unwrap_or_else(|| name.to_string())
         });
         let doc = NewDocument {
             title,
-            source,
+            source: source.to_string(),
             media_type: media_type.to_string(),
             tags: self.opts.tags.clone(),
             class: self.opts.class,
-            size: meta.len(),
+            size,
             sha256,
             text,
+            etag,
         };
         match self.store.add(doc) {
             Ok(added) => {
-                report.bytes += meta.len();
+                report.bytes += size;
                 match added {
                     Added::New(id) => Outcome::Added(id),
                     Added::Replaced(id) => Outcome::Updated(id),
@@ -333,6 +388,15 @@ impl<'a> Importer<'a> {
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
+}
+
+/// A name's extension, lowercase ("" when it has none).
+fn extension(name: &str) -> String {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 /// The directory a glob's walk starts from: its components before the first with a
@@ -442,7 +506,7 @@ const BINARY_EXTENSIONS: &[&str] = &[
 ];
 
 /// The media type PAI stores for a file extension.
-fn media_type(ext: &str) -> &'static str {
+fn media_type_of(ext: &str) -> &'static str {
     match ext {
         "md" | "markdown" | "mdx" => "text/markdown",
         "html" | "htm" | "xhtml" => "text/html",
@@ -478,10 +542,7 @@ mod tests {
     #[test]
     fn binary_extensions_are_sorted_enough_to_read() {
         assert!(BINARY_EXTENSIONS.contains(&"pdf"));
-        assert_eq!(
-            media_type("MD".to_ascii_lowercase().as_str()),
-            "text/markdown"
-        );
+        assert_eq!(media_type_of(&extension("notes.MD")), "text/markdown");
         assert_eq!(
             first_heading("\n# Title here\nbody"),
             Some("Title here".into())

@@ -10,6 +10,8 @@ mod error;
 mod import;
 mod model;
 mod query;
+#[cfg(feature = "s3")]
+mod s3;
 mod store;
 
 pub use error::{ResourceError, Result};
@@ -20,4 +22,6 @@ pub use model::{
     Added, Change, DEFAULT_MAX_CANDIDATES, Document, Excerpt, Filter, Found, Hit, NewDocument,
     ResourceId, SearchOptions, check_tag,
 };
+#[cfg(feature = "s3")]
+pub use s3::{Fetched, ObjectInfo, S3Bucket, S3Config, S3Url};
 pub use store::{ResourceStore, SqliteStore, Stats};

@@ -43,6 +43,9 @@ pub struct NewDocument {
     pub sha256: String,
     /// The text to index.
     pub text: String,
+    /// The remote source's validator (an S3 or HTTP ETag, or an HTTP Last-Modified), so a
+    /// refresh can ask "changed since?" instead of downloading again.
+    pub etag: Option<String>,
 }
 
 /// A stored document's metadata.
@@ -70,6 +73,9 @@ pub struct Document {
     pub updated: String,
     /// How many chunks its text was split into.
     pub chunks: u32,
+    /// The remote source's validator (ETag or Last-Modified), for refreshes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl Document {

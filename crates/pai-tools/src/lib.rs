@@ -12,8 +12,9 @@ mod registry;
 mod tool;
 
 pub use builtin::{
-    Api, CurrentTime, HttpGet, HttpRequest, ListDir, ReadFile, SearchFiles, SqliteQuery, WriteFile,
-    builtin_tool_names, builtin_tools, builtin_tools_with, classify_addr, html_to_text, url_host,
+    Api, CurrentTime, FetchedDocument, HttpGet, HttpRequest, ListDir, ReadFile, SearchFiles,
+    SqliteQuery, WriteFile, builtin_tool_names, builtin_tools, builtin_tools_with, classify_addr,
+    fetch_document, html_to_text, url_host,
 };
 pub use mcp::{McpClient, McpServerConfig, connect_mcp, connect_mcp_servers};
 pub use registry::ToolRegistry;

@@ -31,6 +31,8 @@ mod providers;
 mod render;
 mod resources;
 mod roles;
+#[cfg(feature = "s3")]
+mod s3;
 mod scan;
 mod sessions;
 mod structured;

@@ -635,3 +635,103 @@ async fn a_note_written_after_reading_a_secret_document_is_secret() {
     assert_eq!(note["title"], "Summary");
     assert_eq!(note["class"], "secret");
 }
+
+/// `pai resources add https://…`: the page is fetched (HTML to text as for a local file),
+/// kept under its URL, and `reindex` asks with its ETag: 304 leaves it, a new version
+/// replaces it. A URL the user typed may be on loopback (wiremock is).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_is_imported_and_refreshed_by_its_etag() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let page = |text: &str, etag: &str| {
+        ResponseTemplate::new(200)
+            .insert_header("etag", etag)
+            .set_body_raw(
+                format!(
+                    "<html><head><title>x</title></head><body><h1>Bike repair</h1><p>{text}</p></body></html>"
+                ),
+                "text/html; charset=utf-8",
+            )
+    };
+    Mock::given(method("GET"))
+        .and(path("/guide"))
+        .and(header("if-none-match", "\"v1\""))
+        .respond_with(ResponseTemplate::new(304))
+        .with_priority(1)
+        .named("not modified")
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/guide"))
+        .respond_with(page("Patch the inner tube with a kit.", "\"v1\""))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let url = format!("{}/guide", server.uri());
+    let pai = Pai::new();
+
+    let add = pai
+        .run(&["resources", "add", &url, "--tag", "web"])
+        .success();
+    assert_eq!(
+        add.stdout, "1 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n",
+        "{add:#?}"
+    );
+    let found = pai
+        .run(&["resources", "search", "inner tube", "--json"])
+        .success()
+        .json();
+    assert_eq!(found["hits"][0]["source"], url.as_str());
+    // Titled as a local HTML file is: by its first heading.
+    assert_eq!(found["hits"][0]["title"], "Bike repair");
+    assert!(
+        !found["hits"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("<p>"),
+        "{found:#}"
+    );
+
+    // Unchanged: the server answers 304 to the stored ETag.
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "0 updated, 1 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+    );
+    let conditional = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.headers.get("if-none-match").is_some())
+        .count();
+    assert_eq!(conditional, 1);
+
+    // A new version: replaced under the same id.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/guide"))
+        .respond_with(page("True the wheel with a spoke key.", "\"v2\""))
+        .mount(&server)
+        .await;
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "1 updated, 0 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+    );
+    let found = pai
+        .run(&["resources", "search", "spoke", "--json"])
+        .success()
+        .json();
+    assert_eq!(found["hits"][0]["source"], url.as_str());
+
+    // A page that is not there: one line, counted, exit status 1.
+    let missing = pai.run(&["resources", "add", &format!("{}/nope", server.uri())]);
+    assert_eq!(missing.code, Some(1), "{missing:#?}");
+    assert!(
+        missing.stderr.contains("failed") && missing.stderr.contains("404"),
+        "{missing:#?}"
+    );
+}

@@ -498,6 +498,23 @@ fn tools_lists_every_builtin_with_source_and_effects() {
     for name in ["list_dir", "search_files", "current_time"] {
         by_name(name);
     }
+    // The resource tools too, with the modes that offer them.
+    assert_eq!(
+        by_name("read_file")["modes"],
+        json!(["chat", "prompt", "agent"])
+    );
+    assert_eq!(by_name("http_get")["modes"], json!(["prompt", "agent"]));
+    assert_eq!(by_name("search_resources")["source"], "resources");
+    assert_eq!(
+        by_name("read_resource")["modes"],
+        json!(["chat", "prompt", "agent"])
+    );
+    assert_eq!(by_name("add_note")["modes"], json!(["agent"]));
+    assert_eq!(by_name("update_resource")["effects"], json!(["write"]));
+
+    let table = pai.run(&["tools"]).success();
+    pai.settings()
+        .bind(|| insta::assert_snapshot!("tools_table", table.stdout));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,7 @@ fn doc(source: &str, title: &str, text: &str) -> NewDocument {
         size: text.len() as u64,
         sha256: format!("{:x}", text.len()) + source,
         text: text.into(),
+        etag: None,
     }
 }
 
@@ -264,4 +265,88 @@ fn an_invalid_tag_stores_nothing() {
         ResourceError::InvalidTag(_)
     ));
     assert!(store.list(&Filter::default()).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_1_store_gains_etags_and_keeps_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resources.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let a = store
+        .add(doc("s3://b/a.md", "Alpha", "first body"))
+        .unwrap();
+    drop(store);
+    // Make it what version 1 wrote: no etag column, chunks indexed by a trigger.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE documents DROP COLUMN etag; PRAGMA user_version = 1;
+         CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+             INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+         END;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(a.id()).unwrap().etag, None);
+    // Same bytes under a new ETag: unchanged, but the ETag is kept for the next refresh.
+    let mut again = doc("s3://b/a.md", "Alpha", "first body");
+    again.etag = Some("\"e1\"".into());
+    assert_eq!(store.add(again).unwrap(), Added::Unchanged(a.id()));
+    assert_eq!(store.get(a.id()).unwrap().etag.as_deref(), Some("\"e1\""));
+    // The trigger is gone: a new chunk is indexed once, by the store itself.
+    store.add(doc("note:b", "Beta", "zebracorn")).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let entries: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'zebracorn'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(entries, 1);
+}
+
+#[test]
+fn a_batch_commits_every_n_documents_and_a_crash_loses_only_the_open_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resources.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let committed = || {
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .query_row("SELECT count(*) FROM documents", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    store
+        .begin_batch_with(std::time::Duration::from_secs(3600), 2)
+        .unwrap();
+    for i in 0..3 {
+        store
+            .add(doc(&format!("note:{i}"), "T", &format!("body {i}")))
+            .unwrap();
+    }
+    // Two committed together; the third is in the open transaction, already searchable
+    // by this store but not yet on disk for anyone else.
+    assert_eq!(committed(), 2);
+    assert_eq!(store.list(&Filter::default()).unwrap().len(), 3);
+    // A document refused before it is written leaves the batch as it is.
+    let mut bad = doc("note:bad", "T", "x");
+    bad.tags = vec!["not a tag".into()];
+    assert!(store.add(bad).is_err());
+    assert_eq!(store.list(&Filter::default()).unwrap().len(), 3);
+    // A "crash": the store goes away without ending the batch.
+    drop(store);
+    assert_eq!(committed(), 2);
+
+    let store = SqliteStore::open(&path).unwrap();
+    store.begin_batch().unwrap();
+    // What was lost is added again by the same import.
+    assert!(matches!(
+        store.add(doc("note:2", "T", "body 2")).unwrap(),
+        Added::New(_)
+    ));
+    store.end_batch().unwrap();
+    assert_eq!(committed(), 3);
 }

@@ -185,7 +185,111 @@ impl Tool for HttpGet {
 
 /// GETs `url`, following redirects itself so that every hop is resolved, classified and put
 /// to the gate before anything is sent, and is sent to exactly the address checked.
-async fn fetch(mut url: Url, cx: &ToolContext) -> Result<reqwest::Response, ToolError> {
+async fn fetch(url: Url, cx: &ToolContext) -> Result<reqwest::Response, ToolError> {
+    fetch_with(url, cx, "http_get", &[]).await
+}
+
+/// A whole document fetched for `pai resources add URL` (see [`fetch_document`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedDocument {
+    /// The final URL, after redirects.
+    pub url: String,
+    /// The HTTP status: 2xx with a body, or 304 (not modified, no body).
+    pub status: u16,
+    /// The server's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The server's `ETag`.
+    pub etag: Option<String>,
+    /// The server's `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// The body (empty on 304).
+    pub body: Vec<u8>,
+}
+
+/// GETs `url` for the resource importer: every hop through `cx.net` as `http_get`'s are
+/// (labelled `tool`), conditional on `if_none_match` / `if_modified_since`, the whole body
+/// up to `max_bytes` (a larger one is an error, never a silently cut document).
+pub async fn fetch_document(
+    url: &str,
+    cx: &ToolContext,
+    tool: &str,
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    max_bytes: usize,
+) -> Result<FetchedDocument, ToolError> {
+    let parsed = Url::parse(url.trim())
+        .map_err(|e| ToolError::InvalidArguments(format!("'{url}' is not a valid URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ToolError::InvalidArguments(format!(
+            "only http:// and https:// URLs can be fetched, not {}:// ones",
+            parsed.scheme()
+        )));
+    }
+    let mut headers = Vec::new();
+    if let Some(tag) = if_none_match {
+        headers.push((reqwest::header::IF_NONE_MATCH, tag.to_string()));
+    }
+    if let Some(date) = if_modified_since {
+        headers.push((reqwest::header::IF_MODIFIED_SINCE, date.to_string()));
+    }
+    let mut response = fetch_with(parsed, cx, tool, &headers).await?;
+    let final_url = response.url().clone();
+    let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header(CONTENT_TYPE);
+    let etag = header(reqwest::header::ETAG);
+    let last_modified = header(reqwest::header::LAST_MODIFIED);
+    if status == StatusCode::NOT_MODIFIED {
+        return Ok(FetchedDocument {
+            url: final_url.to_string(),
+            status: status.as_u16(),
+            content_type,
+            etag,
+            last_modified,
+            body: Vec::new(),
+        });
+    }
+    if !status.is_success() {
+        return Err(ToolError::Failed(format!(
+            "GET {final_url} failed with HTTP status {status}"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| request_failed(&final_url, &e, cx.timeout))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(ToolError::Failed(format!(
+                "{final_url} is larger than {} MiB",
+                max_bytes / (1024 * 1024)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(FetchedDocument {
+        url: final_url.to_string(),
+        status: status.as_u16(),
+        content_type,
+        etag,
+        last_modified,
+        body,
+    })
+}
+
+async fn fetch_with(
+    mut url: Url,
+    cx: &ToolContext,
+    tool: &str,
+    headers: &[(reqwest::header::HeaderName, String)],
+) -> Result<reqwest::Response, ToolError> {
     let deadline = Instant::now() + cx.timeout;
     let time_left = || deadline.saturating_duration_since(Instant::now());
     let timed_out = |url: &Url| {
@@ -197,20 +301,20 @@ async fn fetch(mut url: Url, cx: &ToolContext) -> Result<reqwest::Response, Tool
     let mut redirect_from: Option<Url> = None;
     let mut redirects = 0;
     loop {
-        let hop = plan_hop("http_get", "GET", &url, redirect_from.as_ref(), time_left()).await?;
+        let hop = plan_hop(tool, "GET", &url, redirect_from.as_ref(), time_left()).await?;
         cx.net.check(&hop).await.map_err(ToolError::Refused)?;
         if time_left().is_zero() {
             return Err(timed_out(&url));
         }
         let client = pinned_client(&hop, time_left())?;
-        let sent = client
-            .get(url.clone())
-            .header(
-                ACCEPT,
-                "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
-            )
-            .send()
-            .await;
+        let mut request = client.get(url.clone()).header(
+            ACCEPT,
+            "text/html, text/plain;q=0.9, application/json;q=0.9, */*;q=0.5",
+        );
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let sent = request.send().await;
         match &sent {
             Ok(response) => report_sent(cx, hop, Some(response.status().as_u16())),
             // A refused or failed connection sent nothing; anything later may have sent the

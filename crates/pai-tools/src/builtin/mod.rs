@@ -22,7 +22,7 @@ use pai_types::ToolSpec;
 use serde::de::DeserializeOwned;
 
 pub use current_time::CurrentTime;
-pub use http_get::HttpGet;
+pub use http_get::{FetchedDocument, HttpGet, fetch_document};
 pub use http_request::{Api, HttpRequest};
 pub use list_dir::ListDir;
 pub use net::{classify_addr, url_host};
