@@ -90,7 +90,7 @@ pub enum Command {
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
-const SESSION_FIRST: &[&str] = &[
+pub const SESSION_FIRST: &[&str] = &[
     "prompt",
     "agent",
     "chat",
