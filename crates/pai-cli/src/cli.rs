@@ -628,6 +628,9 @@ pub struct RmArgs {
     /// Do not ask (needed when stdin is not a terminal).
     #[arg(long, short)]
     pub yes: bool,
+    /// Also remove the session's content from the audit log (hashes kept as tombstones).
+    #[arg(long)]
+    pub purge_audit: bool,
 }
 
 #[derive(Debug, Args)]
