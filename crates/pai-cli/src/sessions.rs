@@ -105,17 +105,32 @@ pub fn rm(args: RmArgs) -> Result<ExitCode> {
                 "not removing session '{name}' without confirmation, and there is no terminal to ask on; pass --yes"
             );
         }
+        let audit = if args.purge_audit {
+            ", and purge its content from the audit log"
+        } else {
+            ""
+        };
         if !confirm(&format!(
-            "remove session '{name}' and its {messages} message(s)? This cannot be undone."
+            "remove session '{name}' and its {messages} message(s){audit}? This cannot be undone."
         ))? {
             outln!("kept session '{name}'");
             return Ok(ExitCode::FAILURE);
         }
     }
     env.store().remove(&name)?;
-    outln!(
-        "removed session '{name}' and its {messages} message(s); its audit rows stay in the audit log"
-    );
+    if !args.purge_audit {
+        outln!(
+            "removed session '{name}' and its {messages} message(s); its audit rows stay in the audit log"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("removed session '{name}' and its {messages} message(s)");
+    // The session is gone either way; a failed purge says how to finish it.
+    crate::audit::purge_session(&env, &name).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; the session is removed but its audit content is not: run 'pai audit purge --session {name}'"
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

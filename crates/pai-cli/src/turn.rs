@@ -397,7 +397,7 @@ fn with_model(meta: &SessionMeta, model: Option<&str>) -> SessionMeta {
     meta
 }
 
-/// How `pai prompt` and `pai agent` end, for scripts (docs/cli.md lists them).
+/// How `pai prompt` and `pai agent` end, for scripts (docs/usage.md lists them).
 pub mod exit {
     /// The model finished its answer.
     pub const DONE: u8 = 0;

@@ -160,6 +160,7 @@ pub(crate) fn client(settings: &ProviderConfig, headers: HeaderMap) -> Result<Ht
         detail,
     };
     let proxy = proxy_for(&settings.base_url, settings.net.proxy.as_deref());
+    install_tls_provider();
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -188,6 +189,14 @@ pub(crate) fn client(settings: &ProviderConfig, headers: HeaderMap) -> Result<Ht
         .build()
         .map_err(|e| bad(e.to_string()))?;
     Ok(HttpClient { inner })
+}
+
+/// reqwest is built without a TLS crypto provider (`rustls-no-provider`: its own would be
+/// aws-lc, a long C build) and panics building a client when the process has none, so ring
+/// becomes the process default here, unless the program embedding PAI installed another.
+fn install_tls_provider() {
+    // An error only says a provider is installed already, which is all a client needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The configured extra headers plus `extra`, refusing values HTTP cannot carry (a

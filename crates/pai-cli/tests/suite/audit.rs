@@ -669,6 +669,28 @@ async fn purge_before_a_date_and_reset_with_purge_audit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rm_with_purge_audit_removes_the_session_and_its_audit_content() {
+    let (_mock, pai) = three_turns().await;
+    pai.run(&["s", "prompt", "secretword"]).success();
+    assert!(on_disk(&pai, "secretword"));
+    let rm = pai.run(&["rm", "s", "--yes", "--purge-audit"]).success();
+    let lines: Vec<&str> = rm.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "removed session 's' and its 8 message(s)",
+        "{}",
+        rm.stdout
+    );
+    assert!(
+        lines[1].starts_with("purged the content of"),
+        "{}",
+        rm.stdout
+    );
+    assert!(!pai.session_dir("s").exists());
+    assert!(!on_disk(&pai, "secretword"));
+    verify(&pai).success();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keep_days_and_hash_only_content_come_from_config() {
     let mock = MockOpenAi::start().await;
     mock.reply_json("an answer", 5, 2).await;

@@ -398,7 +398,7 @@ impl Run {
         self
     }
 
-    /// The run ended with exactly this exit code (docs/cli.md lists them).
+    /// The run ended with exactly this exit code (docs/usage.md lists them).
     #[track_caller]
     pub fn code(self, code: i32) -> Self {
         assert_eq!(self.code, Some(code), "pai exit code: {self:#?}");

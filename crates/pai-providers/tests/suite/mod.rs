@@ -13,6 +13,7 @@ mod openai_tools;
 mod retry;
 mod secrets;
 mod stream;
+mod tls;
 
 use std::time::Duration;
 

@@ -204,6 +204,10 @@ async fn resolve(domain: &str, port: u16, time_left: Duration) -> Result<Vec<IpA
 // whose every hop the policy gate decides and audits.
 #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 pub(super) fn pinned_client(hop: &Hop, timeout: Duration) -> Result<reqwest::Client, ToolError> {
+    // reqwest is built without a TLS crypto provider (its own would be aws-lc, a long C
+    // build) and panics building a client when the process has none: ring becomes the
+    // default, unless the embedding program installed another (then this is an error, ignored).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .timeout(timeout)
@@ -252,7 +256,25 @@ mod tests {
     use pretty_assertions::assert_eq;
     use reqwest::Url;
 
-    use super::{classify_addr, plan_hop, url_host};
+    use super::{classify_addr, pinned_client, plan_hop, url_host};
+    use crate::tool::Hop;
+
+    /// reqwest has no TLS crypto provider of its own here (`rustls-no-provider`) and panics
+    /// building a client while the process has none: building one must install it.
+    #[test]
+    fn an_https_client_builds() {
+        let hop = Hop {
+            tool: "http_get".into(),
+            method: "GET".into(),
+            url: "https://example.org/".into(),
+            host: "example.org".into(),
+            port: 443,
+            addr: IpAddr::V4(std::net::Ipv4Addr::new(93, 184, 215, 14)),
+            special: None,
+            redirect_from: None,
+        };
+        pinned_client(&hop, std::time::Duration::from_secs(10)).unwrap();
+    }
 
     #[test]
     fn url_host_names_the_host_a_hop_would() {
