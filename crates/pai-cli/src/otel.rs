@@ -182,6 +182,9 @@ fn send(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // The exporter's reqwest client uses rustls's process-wide provider: ring, as for
+    // every other client (no aws-lc C build). One already installed is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     runtime.block_on(async {
         let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()

@@ -89,6 +89,10 @@ pub struct S3Bucket {
 impl S3Bucket {
     /// A client for `bucket` under `config`. Nothing is sent yet.
     pub fn new(bucket: &str, config: &S3Config) -> Result<Self> {
+        // TLS goes through ring, as for every other client (no aws-lc C build): object_store
+        // builds its reqwest client on rustls's process-wide provider. One an embedder
+        // installed first is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = AmazonS3Builder::new()
             // Two retries within 15 s, not object_store's ten over three minutes: a
             // stopped server or a wrong endpoint is said promptly.
@@ -263,5 +267,20 @@ mod tests {
         );
         assert_eq!(S3Url::parse("s3:///x"), None);
         assert_eq!(S3Url::parse("https://x"), None);
+    }
+
+    /// The HTTPS client is built on ring's provider (no aws-lc): with no provider installed
+    /// in the process, building the store fails.
+    #[test]
+    fn a_store_with_an_https_endpoint_builds_its_tls_client() {
+        let config = S3Config {
+            endpoint: Some("https://s3.example.invalid".into()),
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+        };
+        let store = S3Bucket::new("notes", &config);
+        assert!(store.is_ok(), "{:?}", store.err().map(|e| e.to_string()));
     }
 }
