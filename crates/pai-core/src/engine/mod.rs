@@ -401,6 +401,31 @@ impl Engine {
         self.provider.as_ref()
     }
 
+    /// What a run in `session` may spend: `run_cap` (the run's own budget), the session's
+    /// cap over the `history` tokens it already used, and the daily cap. Every model call
+    /// of a turn, a fold or a plan is checked against it.
+    pub(crate) fn spend<'a>(
+        &'a self,
+        session: &'a SessionName,
+        meta: &crate::session::SessionMeta,
+        history: u64,
+        run_cap: Option<u64>,
+    ) -> Spend<'a> {
+        Spend {
+            run_cap,
+            session: meta
+                .budget_tokens
+                .or(self.budgets.session)
+                .map(|cap| (session, cap, history)),
+            daily: self
+                .budgets
+                .daily
+                .as_ref()
+                .map(|(cap, ledger)| (*cap, ledger.as_ref())),
+            used: 0,
+        }
+    }
+
     /// Runs one turn until it ends or `cancel` resolves. A cancelled turn is recorded in
     /// the audit log (with the reason and what had arrived) and stores nothing.
     pub async fn run_until(
@@ -456,17 +481,12 @@ impl Engine {
             model: &model,
             dry_run: turn.limits.dry_run,
         };
-        let session_cap = snapshot.meta.budget_tokens.or(self.budgets.session);
-        let mut spend = Spend {
-            run_cap: turn.limits.budget_tokens,
-            session: session_cap.map(|cap| (&turn.session, cap, snapshot.usage().total())),
-            daily: self
-                .budgets
-                .daily
-                .as_ref()
-                .map(|(cap, ledger)| (*cap, ledger.as_ref())),
-            used: 0,
-        };
+        let mut spend = self.spend(
+            &turn.session,
+            &snapshot.meta,
+            snapshot.usage().total(),
+            turn.limits.budget_tokens,
+        );
         // Budgets first: an exhausted one sends nothing, not even a fold.
         spend.headroom().map_err(CoreError::BudgetExhausted)?;
 

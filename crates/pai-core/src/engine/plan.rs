@@ -6,7 +6,6 @@
 use pai_audit::EventKind;
 use pai_types::{Message, SessionName, ToolSpec, Usage, estimate_message_tokens};
 
-use super::budget::Spend;
 use super::egress::Call;
 use super::{Engine, Scope};
 use crate::error::{CoreError, Result};
@@ -68,20 +67,7 @@ impl Engine {
             Message::system(format!("{PLANNER_SYSTEM}\n\nThe worker's tools:\n{listed}")),
             Message::user(goal),
         ];
-        let spend = Spend {
-            run_cap: budget,
-            session: snapshot
-                .meta
-                .budget_tokens
-                .or(self.budgets.session)
-                .map(|cap| (session, cap, snapshot.usage().total())),
-            daily: self
-                .budgets
-                .daily
-                .as_ref()
-                .map(|(cap, ledger)| (*cap, ledger.as_ref())),
-            used: 0,
-        };
+        let spend = self.spend(session, &snapshot.meta, snapshot.usage().total(), budget);
         let estimate: u64 = messages.iter().map(estimate_message_tokens).sum();
         let left = spend.allow(estimate).map_err(CoreError::BudgetExhausted)?;
         let max_tokens = Some(left.map_or(MAX_PLAN_TOKENS, |l| l.min(MAX_PLAN_TOKENS)));
