@@ -274,8 +274,9 @@ pub struct PromptArgs {
     /// stop reason) instead of the answer; nothing is streamed.
     #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
     pub json: bool,
-    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
-    /// by its path, so secrets in it are redacted for remote endpoints.
+    /// Attach a file to this turn (repeatable): its text with its name, or an image for
+    /// models that read them; the policy classes it by its path, so secrets in it are
+    /// redacted for remote endpoints.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<std::path::PathBuf>,
     /// Ask for JSON matching this JSON Schema (a file, or the schema inline); the answer
@@ -310,8 +311,9 @@ pub struct AgentArgs {
     /// stop reason) instead of the answer; nothing is streamed.
     #[arg(long, conflicts_with_all = ["dry_run", "stream"])]
     pub json: bool,
-    /// Attach a text file to this turn, with its name (repeatable); the policy classes it
-    /// by its path, so secrets in it are redacted for remote endpoints.
+    /// Attach a file to this turn (repeatable): its text with its name, or an image for
+    /// models that read them; the policy classes it by its path, so secrets in it are
+    /// redacted for remote endpoints.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub files: Vec<std::path::PathBuf>,
     /// Ask for JSON matching this JSON Schema (a file, or the schema inline); the answer
@@ -423,6 +425,10 @@ pub struct ChatArgs {
     pub session_opt: Option<String>,
     #[command(flatten)]
     pub ask: AskArgs,
+    /// Attach a file to the first message (repeatable): its text with its name, or an
+    /// image for models that read them; in the chat, `/file PATH` attaches one to the next.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]

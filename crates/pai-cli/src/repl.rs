@@ -71,6 +71,62 @@ fn on_interrupt(line_was_empty: bool, armed: &mut bool) -> Interrupt {
     }
 }
 
+/// A chat line that is a command to the chat itself rather than a message.
+#[derive(Debug, PartialEq, Eq)]
+enum ChatCommand<'a> {
+    /// `/file PATH`: attach a file to the next message.
+    File(&'a str),
+    /// `/files`: list what the next message carries.
+    Files,
+    /// `/drop`: attach nothing after all.
+    Drop,
+    /// `/help`.
+    Help,
+}
+
+/// Reads a chat command; any other line, `/etc/hosts?` included, is a message.
+fn chat_command(line: &str) -> Option<ChatCommand<'_>> {
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    match (word, rest.is_empty()) {
+        ("/file", false) => Some(ChatCommand::File(rest)),
+        ("/file" | "/files", true) => Some(ChatCommand::Files),
+        ("/drop", true) => Some(ChatCommand::Drop),
+        ("/help", true) => Some(ChatCommand::Help),
+        _ => None,
+    }
+}
+
+const CHAT_HELP: &str = "\
+/file PATH   attach a file (text, or an image for models that read them) to your next message
+/files       list what your next message carries
+/drop        attach nothing after all
+exit, quit   leave (so do Ctrl+D and Ctrl+C twice on an empty line)
+a line ending in \\ continues on the next";
+
+/// `~/x` as the user's home, as a shell would have it.
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}
+
+/// What the next message carries, as one line.
+fn describe(attached: &[pai_core::Attachment]) -> String {
+    if attached.is_empty() {
+        return "nothing is attached".into();
+    }
+    let names: Vec<String> = attached
+        .iter()
+        .map(|a| match &a.image {
+            Some(_) => format!("{} (image)", a.name),
+            None => format!("{} ({} bytes)", a.name, a.text.len()),
+        })
+        .collect();
+    format!("your next message carries {}", names.join(", "))
+}
+
 /// Joins `\`-continued lines: the backslash only marks the line break.
 fn clean(input: &str) -> Cow<'_, str> {
     if input.contains("\\\n") {
@@ -97,6 +153,13 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(|r| env.role(r).ok())
         .and_then(|r| r.temperature);
+    // Files named on the command line are read (a binary one refused) before the chat
+    // starts; they go with the first message.
+    let mut attached = args
+        .files
+        .iter()
+        .map(|f| pai_core::Attachment::read(f))
+        .collect::<pai_core::Result<Vec<_>>>()?;
     let engine = env
         .engine(&meta, Mode::Chat, &args.run, temperature)
         .await?;
@@ -118,7 +181,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let _ = editor.load_history(&history_path);
     let info = engine.provider().info();
     eprintln!(
-        "chatting in '{session}' with {} {} ({}, {}); 'exit' or Ctrl+D leaves, a line ending in \\ continues",
+        "chatting in '{session}' with {} {} ({}, {}); 'exit' or Ctrl+D leaves, /help lists the chat's commands",
         info.name,
         meta.model,
         info.locality,
@@ -156,6 +219,27 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         }
         // The line history is a file on disk: secrets typed into it are kept as placeholders.
         let _ = editor.add_history_entry(pai_core::mask_secrets(line.as_str()));
+        if let Some(command) = chat_command(text) {
+            match command {
+                ChatCommand::File(path) => match pai_core::Attachment::read(&expand_home(path)) {
+                    Ok(file) => {
+                        attached.push(file);
+                        eprintln!("{}", describe(&attached));
+                    }
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        failed = true;
+                    }
+                },
+                ChatCommand::Files => eprintln!("{}", describe(&attached)),
+                ChatCommand::Drop => {
+                    attached.clear();
+                    eprintln!("{}", describe(&attached));
+                }
+                ChatCommand::Help => eprintln!("{CHAT_HELP}"),
+            }
+            continue;
+        }
         // Each line goes through the role's template; a line it refuses is reported.
         let told = match env.instructions(args.ask.ask(text.to_string())) {
             Ok(told) => told,
@@ -169,7 +253,7 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
             mode: Mode::Chat,
             input: told.input,
             system: told.system,
-            attachments: Vec::new(),
+            attachments: std::mem::take(&mut attached),
             schema: None,
             stream,
             model: Some(meta.model.clone()),
@@ -184,6 +268,11 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
         match run_turn(&env, &engine, &turn, &mut shown).await {
             Err(err) => {
                 eprintln!("error: {err}");
+                if !turn.attachments.is_empty() {
+                    eprintln!(
+                        "(the files attached to that message were dropped; /file attaches them again)"
+                    );
+                }
                 failed = true;
             }
             Ok(TurnEnd::Cancelled { reason, .. }) if reason != Cancel::Interrupted => {
@@ -249,6 +338,21 @@ mod tests {
         assert_eq!(on_interrupt(true, &mut armed), Interrupt::Hint);
         assert_eq!(on_interrupt(false, &mut armed), Interrupt::CancelLine);
         assert_eq!(on_interrupt(true, &mut armed), Interrupt::Hint);
+    }
+
+    #[test]
+    fn chat_commands_are_read_and_other_slash_lines_are_messages() {
+        assert_eq!(
+            chat_command("/file my notes.md"),
+            Some(ChatCommand::File("my notes.md"))
+        );
+        assert_eq!(chat_command("/file"), Some(ChatCommand::Files));
+        assert_eq!(chat_command("/files"), Some(ChatCommand::Files));
+        assert_eq!(chat_command("/drop"), Some(ChatCommand::Drop));
+        assert_eq!(chat_command("/help"), Some(ChatCommand::Help));
+        assert_eq!(chat_command("/etc/hosts says what?"), None);
+        assert_eq!(chat_command("/drop everything"), None);
+        assert_eq!(chat_command("hello"), None);
     }
 
     #[test]

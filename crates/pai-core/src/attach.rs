@@ -47,8 +47,8 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// Reads `path` as UTF-8 text; refuses a directory, a binary file (images are not
-    /// supported yet) and one over [`MAX_ATTACHMENT`].
+    /// Reads `path` as an image (PNG, JPEG, GIF, WebP) or as UTF-8 text; refuses a
+    /// directory, any other binary file and one over [`MAX_ATTACHMENT`].
     pub fn read(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let invalid = |why: String| CoreError::Invalid(format!("cannot attach {name}: {why}"));

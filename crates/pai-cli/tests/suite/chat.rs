@@ -199,3 +199,115 @@ async fn ctrl_c_on_a_typed_line_only_cancels_it() {
     assert!(mock.chat_requests().await.is_empty(), "{screen:?}");
     assert!(pai.history("s").is_empty());
 }
+
+/// The user messages of one request, in order.
+fn user_texts(body: &serde_json::Value) -> Vec<String> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_named_with_f_go_with_the_first_message_only() {
+    let (mock, pai) = chat_session().await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.md"), "buy oat milk\n").unwrap();
+
+    super::Run::from_cmd(
+        pai.cmd()
+            .current_dir(work.path())
+            .args(["chat", "s", "-f", "a.md"])
+            .write_stdin("summarise\nthanks\n"),
+    )
+    .success();
+
+    let bodies = mock.chat_requests().await;
+    let a = "[attached file a.md]\nbuy oat milk\n[end of attached file a.md]";
+    assert_eq!(user_texts(&bodies[0]), [a, "summarise"]);
+    // The second message carries nothing new; the file is in the history once.
+    assert_eq!(user_texts(&bodies[1]), [a, "summarise", "thanks"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slash_file_attaches_to_the_next_message_and_drop_takes_it_back() {
+    let (mock, pai) = chat_session().await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("b.txt"), "call Ana").unwrap();
+    std::fs::write(work.path().join("c.txt"), "not this one").unwrap();
+
+    let run = super::Run::from_cmd(
+        pai.cmd()
+            .current_dir(work.path())
+            .args(["chat", "s"])
+            .write_stdin(
+                "/file c.txt\n/drop\n/file b.txt\n/files\nwho?\n/files\n/etc/hosts, what is it?\n",
+            ),
+    )
+    .success();
+
+    let bodies = mock.chat_requests().await;
+    assert_eq!(bodies.len(), 2, "commands are not messages: {bodies:?}");
+    let b = "[attached file b.txt]\ncall Ana\n[end of attached file b.txt]";
+    assert_eq!(user_texts(&bodies[0]), [b, "who?"]);
+    assert_eq!(
+        user_texts(&bodies[1]),
+        [b, "who?", "/etc/hosts, what is it?"]
+    );
+    assert!(!format!("{bodies:?}").contains("not this one"));
+    let said: Vec<&str> = run.stderr.lines().skip(1).collect();
+    assert_eq!(
+        said,
+        [
+            "your next message carries c.txt (12 bytes)",
+            "nothing is attached",
+            "your next message carries b.txt (8 bytes)",
+            "your next message carries b.txt (8 bytes)",
+            "nothing is attached",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_cannot_be_attached_is_reported_and_the_chat_goes_on() {
+    let (mock, pai) = chat_session().await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("bin.dat"), [0u8, 1, 2, 3]).unwrap();
+
+    let run = super::Run::from_cmd(
+        pai.cmd()
+            .current_dir(work.path())
+            .args(["chat", "s"])
+            .write_stdin("/file missing.txt\n/file bin.dat\nhello\n"),
+    )
+    .failure();
+
+    assert_eq!(run.stdout, "Hi there!\n");
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    assert!(errors[0].contains("missing.txt"), "{}", run.stderr);
+    assert!(
+        errors[1].contains("cannot attach bin.dat"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(user_texts(&mock.chat_requests().await[0]), ["hello"]);
+}
+
+#[test]
+fn a_file_named_with_f_that_cannot_be_read_stops_the_chat_before_it_starts() {
+    let pai = Pai::new();
+    pai.init("s", "http://127.0.0.1:9");
+    let run = pai
+        .run_stdin(&["chat", "s", "-f", "/nonexistent/notes.md"], "hello\n")
+        .failure();
+    assert!(!run.stderr.contains("chatting in"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
