@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
@@ -7,7 +5,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::net::{chain, pinned_client, plan_hop};
+use super::net::{pinned_client, plan_hop, request_failed};
 use super::{blocking, html, info, looks_binary, parse_args};
 use crate::tool::{Effect, Hop, HopSent, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -128,7 +126,7 @@ impl Tool for HttpGet {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| request_failed(&final_url, &e, cx.timeout))?
+            .map_err(|e| request_failed("GET", &final_url, &e, cx.timeout))?
         {
             let room = MAX_DOWNLOAD_BYTES - body.len();
             if chunk.len() > room {
@@ -264,7 +262,7 @@ pub async fn fetch_document(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| request_failed(&final_url, &e, cx.timeout))?
+        .map_err(|e| request_failed("GET", &final_url, &e, cx.timeout))?
     {
         if body.len() + chunk.len() > max_bytes {
             return Err(ToolError::Failed(format!(
@@ -294,7 +292,7 @@ async fn fetch_with(
     let time_left = || deadline.saturating_duration_since(Instant::now());
     let timed_out = |url: &Url| {
         ToolError::Failed(format!(
-            "GET {url} did not answer within {:?}; try again later or another URL",
+            "GET {url} did not answer within {:?}; try again later",
             cx.timeout
         ))
     };
@@ -322,7 +320,7 @@ async fn fetch_with(
             Err(e) if e.is_connect() => {}
             Err(_) => report_sent(cx, hop, None),
         }
-        let response = sent.map_err(|e| request_failed(&url, &e, cx.timeout))?;
+        let response = sent.map_err(|e| request_failed("GET", &url, &e, cx.timeout))?;
         let Some(next) = redirect_target(&url, &response)? else {
             return Ok(response);
         };
@@ -409,15 +407,6 @@ fn classify(content_type: Option<&str>) -> Kind {
     }
 }
 
-fn request_failed(url: &Url, e: &reqwest::Error, timeout: Duration) -> ToolError {
-    if e.is_timeout() {
-        return ToolError::Failed(format!(
-            "GET {url} did not answer within {timeout:?}; try again later or another URL"
-        ));
-    }
-    ToolError::Failed(format!("GET {url} failed: {}", chain(e)))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -425,7 +414,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
-    use super::{Kind, chain, classify, pinned_client};
+    use super::super::net::{chain, pinned_client};
+    use super::{Kind, classify};
     use crate::tool::Hop;
 
     #[test]

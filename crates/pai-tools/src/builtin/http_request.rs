@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pai_types::Secret;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::net::{chain, pinned_client, plan_hop};
+use super::net::{pinned_client, plan_hop, request_failed};
 use super::{cut, info, looks_binary, page_bytes, parse_args};
 use crate::tool::{Effect, HopSent, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 
@@ -455,15 +454,6 @@ impl Tool for HttpRequest {
         }
         Ok(ToolOutput { content, truncated })
     }
-}
-
-fn request_failed(method: &str, url: &Url, e: &reqwest::Error, timeout: Duration) -> ToolError {
-    if e.is_timeout() {
-        return ToolError::Failed(format!(
-            "{method} {url} did not answer within {timeout:?}; try again later"
-        ));
-    }
-    ToolError::Failed(format!("{method} {url} failed: {}", chain(e)))
 }
 
 #[cfg(test)]

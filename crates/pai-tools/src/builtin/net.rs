@@ -235,6 +235,22 @@ impl reqwest::dns::Resolve for NoLookups {
     }
 }
 
+/// A request that got no answer, as one line for the model: a timeout says so, anything
+/// else carries reqwest's causes.
+pub(super) fn request_failed(
+    method: &str,
+    url: &Url,
+    e: &reqwest::Error,
+    timeout: Duration,
+) -> ToolError {
+    if e.is_timeout() {
+        return ToolError::Failed(format!(
+            "{method} {url} did not answer within {timeout:?}; try again later"
+        ));
+    }
+    ToolError::Failed(format!("{method} {url} failed: {}", chain(e)))
+}
+
 /// reqwest's own message is terse ("error sending request"); the causes say what went wrong.
 pub(super) fn chain(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
