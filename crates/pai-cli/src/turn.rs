@@ -20,6 +20,9 @@ pub struct Env {
     ws: Workspace,
     /// The per-turn audit check started with the first engine; reported when the command ends.
     audit_check: std::sync::OnceLock<pai_core::AuditCheck>,
+    /// Warnings and notes already printed: a command that builds two engines (a planner
+    /// and its worker) says each once.
+    said: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Drop for Env {
@@ -55,6 +58,7 @@ impl Env {
                 .with_vault(pai_core::Vault::from_env)
                 .with_audit_secret(audit_secret),
             audit_check: std::sync::OnceLock::new(),
+            said: Default::default(),
         })
     }
 
@@ -88,18 +92,29 @@ impl Env {
         let wired = self.ws.engine(meta, mode, &opts).await?;
         self.audit_check.get_or_init(|| self.ws.audit_check());
         for warning in &wired.warnings {
-            eprintln!("warning: {warning}");
+            self.say_once(format!("warning: {warning}"));
         }
         #[cfg(not(feature = "otel"))]
         if self.ws.config().audit.otel.is_some() {
-            eprintln!(
-                "warning: [audit.otel] is set, but this pai was built without the 'otel' feature: no traces are sent"
+            self.say_once(
+                "warning: [audit.otel] is set, but this pai was built without the 'otel' feature: no traces are sent".into(),
             );
         }
         for note in &wired.notes {
-            eprintln!("note: {note}");
+            self.say_once(format!("note: {note}"));
         }
         Ok(wired.engine)
+    }
+
+    /// Prints `line` on stderr unless this command already did.
+    fn say_once(&self, line: String) {
+        let fresh = match self.said.lock() {
+            Ok(mut said) => said.insert(line.clone()),
+            Err(_) => true,
+        };
+        if fresh {
+            eprintln!("{line}");
+        }
     }
 
     /// Every tool a model may be offered in `mode`, warning about MCP servers that could

@@ -166,3 +166,33 @@ async fn a_planner_session_plans_with_its_own_provider_and_a_bad_one_is_one_erro
         .error_line();
     assert!(line.contains("nosuchprovider"), "{line}");
 }
+
+/// Two engines (planner and worker) are built from one workspace: what it has to say about
+/// its settings is said once, not once per engine.
+#[cfg(not(feature = "otel"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settings_warning_is_said_once_though_two_engines_are_built() {
+    let planner = MockOpenAi::start().await;
+    planner.reply_json(PLAN, 10, 10).await;
+    let (worker, _script) = Script::mount(vec![answer("done", 10)]).await;
+    let pai = Pai::new();
+    pai.home.write_config(&format!(
+        "{}\n[audit.otel]\nendpoint = \"http://127.0.0.1:4318\"\n",
+        config(&planner.base_url())
+    ));
+    pai.init("s", &worker.base_url());
+    let run = Run::from_cmd(pai.cmd().env("PLAN_KEY", "pk-test").args([
+        "s",
+        "agent",
+        "--planner",
+        "planbox:big-model",
+        "plan this",
+    ]))
+    .success();
+    assert_eq!(
+        run.stderr.matches("[audit.otel] is set").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
