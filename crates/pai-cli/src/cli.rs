@@ -189,6 +189,33 @@ impl SessionFirst {
     }
 }
 
+/// The error for `pai <session> <not a command> …`, which clap would report as an
+/// unknown command named like the session: it names the word that is wrong instead, with
+/// the nearest session-first command. `None` when the line is not of that shape.
+pub fn unknown_command_after_session(args: &[OsString]) -> Option<String> {
+    let mut words = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .filter(|a| !a.starts_with('-'));
+    let session = words.next()?;
+    let word = words.next()?;
+    if COMMANDS.contains(&session.as_ref()) || SESSION_FIRST.contains(&word.as_ref()) {
+        return None;
+    }
+    let nearest = SESSION_FIRST
+        .iter()
+        .map(|c| (strsim::jaro_winkler(c, &word), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean '{c}'? "))
+        .unwrap_or_default();
+    Some(format!(
+        "error: '{word}' is not a command for session '{session}'; {nearest}after a session name comes one of: {}\n",
+        SESSION_FIRST.join(", ")
+    ))
+}
+
 /// Rewrites `pai [flags] <session> [flags] <command> rest…` into
 /// `pai [flags] [flags] <command> --session <session> rest…`, and says what it rewrote.
 pub fn rewrite_session_first(args: Vec<OsString>) -> (Vec<OsString>, Option<SessionFirst>) {
@@ -683,6 +710,27 @@ mod tests {
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_mistyped_command_after_a_session_is_named() {
+        let line = |s: &str| -> Vec<OsString> { s.split(' ').map(OsString::from).collect() };
+        assert_eq!(
+            unknown_command_after_session(&line("pai s1 -v promt hi")).unwrap(),
+            format!(
+                "error: 'promt' is not a command for session 's1'; did you mean 'prompt'? after a session name comes one of: {}\n",
+                SESSION_FIRST.join(", ")
+            )
+        );
+        assert!(
+            !unknown_command_after_session(&line("pai s1 frobnicate"))
+                .unwrap()
+                .contains("did you mean")
+        );
+        // A real command first, or a real session-first command second: clap's own error.
+        assert_eq!(unknown_command_after_session(&line("pai prompt x")), None);
+        assert_eq!(unknown_command_after_session(&line("pai s1 prompt")), None);
+        assert_eq!(unknown_command_after_session(&line("pai s1")), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::cli::{Cli, Command, rewrite_session_first};
 fn main() -> ExitCode {
     let (args, session_first) = rewrite_session_first(std::env::args_os().collect());
     let cli = match cli::command()
-        .try_get_matches_from(args)
+        .try_get_matches_from(&args)
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli,
@@ -50,6 +50,15 @@ fn main() -> ExitCode {
                 {
                     eprint!("{}", sf.user_syntax(&err.render().to_string()));
                     return ExitCode::from(2);
+                }
+                None if err.kind() == ErrorKind::InvalidSubcommand => {
+                    match cli::unknown_command_after_session(&args) {
+                        Some(message) => {
+                            eprint!("{message}");
+                            return ExitCode::from(2);
+                        }
+                        None => err.exit(),
+                    }
                 }
                 _ => err.exit(),
             }

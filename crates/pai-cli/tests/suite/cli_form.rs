@@ -53,6 +53,15 @@ fn errors_in_the_session_first_form_show_the_users_syntax() {
             )
         );
     }
+    // A mistyped command after the session is named as such, not as an unknown 's1'.
+    let typo = pai.run(&["s1", "-v", "promt", "x"]).code(2).stderr;
+    assert!(
+        typo.starts_with(
+            "error: 'promt' is not a command for session 's1'; did you mean 'prompt'?"
+        ),
+        "{typo}"
+    );
+    assert_eq!(typo.lines().count(), 1, "{typo}");
     // Help is not an error, and stays the command's own.
     let help = pai.run(&["s1", "status", "--help"]).success().stdout;
     assert!(help.contains("Usage: pai status"), "{help}");
