@@ -82,6 +82,11 @@ impl Attachment {
                 image: Some(pai_types::Image {
                     media_type: media_type.into(),
                     data: base64::engine::general_purpose::STANDARD.encode(&buf),
+                    tokens: pai_types::image_tokens(
+                        imagesize::blob_size(&buf)
+                            .ok()
+                            .map(|s| (s.width as u64, s.height as u64)),
+                    ),
                 }),
             });
         }
@@ -99,6 +104,11 @@ impl Attachment {
             text,
             image: None,
         })
+    }
+
+    /// What the part is estimated to cost a model in input tokens.
+    pub fn tokens(&self) -> u64 {
+        pai_types::estimate_tokens(&self.text) + self.image.as_ref().map_or(0, |i| i.tokens)
     }
 
     /// The part the model sees: the text between lines naming the file, of `class`.

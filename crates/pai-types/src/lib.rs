@@ -17,4 +17,4 @@ pub use message::{Image, Locality, Message, Mode, Role, ToolCall, ToolSpec, Usag
 pub use names::{NameError, SessionName};
 pub use redact::{has_credentials, redact_endpoint};
 pub use secret::Secret;
-pub use tokens::{estimate_message_tokens, estimate_tokens};
+pub use tokens::{estimate_message_tokens, estimate_tokens, image_tokens};

@@ -60,6 +60,10 @@ pub struct Image {
     pub media_type: String,
     /// The file's bytes, standard base64 with padding.
     pub data: String,
+    /// What it is estimated to cost a model in input tokens ([`crate::image_tokens`]),
+    /// so that budgets and windows count it before the server does.
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 impl std::fmt::Debug for Image {

@@ -204,3 +204,53 @@ fn a_binary_file_that_is_not_an_image_is_still_refused() {
         .error_line();
     assert!(line.contains("PNG, JPEG, GIF or WebP"), "{line}");
 }
+
+/// A PNG whose header says 1000 × 1000 (the pixels are not needed to count it).
+fn big_picture(dir: &std::path::Path) -> String {
+    let mut png = PNG.to_vec();
+    png[16..20].copy_from_slice(&1000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&1000u32.to_be_bytes());
+    let file = dir.join("big.png");
+    std::fs::write(&file, png).unwrap();
+    file.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_counts_against_the_budget_before_anything_is_sent() {
+    let mock = MockOpenAi::start().await;
+    mock.reply_json("a red dot", 5, 3).await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let work = tempfile::tempdir().unwrap();
+    let pic = big_picture(work.path());
+    // About 1,334 tokens of image alone: over a 1,300-token run budget, which the text and
+    // the tool descriptions fit in with room to spare.
+    let line = pai
+        .run(&[
+            "s",
+            "prompt",
+            "--budget-tokens",
+            "1300",
+            "-f",
+            &pic,
+            "what?",
+        ])
+        .error_line();
+    assert!(
+        line.contains("nothing was sent: the next request alone is about"),
+        "{line}"
+    );
+    assert!(mock.chat_requests().await.is_empty());
+    // With room for it, it goes.
+    pai.run(&[
+        "s",
+        "prompt",
+        "--budget-tokens",
+        "3000",
+        "-f",
+        &pic,
+        "what?",
+    ])
+    .success();
+    assert_eq!(mock.chat_requests().await.len(), 1);
+}

@@ -519,11 +519,7 @@ impl Engine {
         {
             // What the answer's own request will need, so a fold never spends its room.
             let after = estimate_tokens(&turn.input)
-                + turn
-                    .attachments
-                    .iter()
-                    .map(|a| estimate_tokens(&a.text))
-                    .sum::<u64>()
+                + turn.attachments.iter().map(|a| a.tokens()).sum::<u64>()
                 + specs_tokens(&specs);
             match self.fold(&scope, &snapshot, &mut spend, after).await {
                 Ok(Some(usage)) => {
