@@ -195,13 +195,7 @@ impl<'a> Importer<'a> {
         emit: &mut dyn FnMut(Item, &mut Report),
         report: &mut Report,
     ) {
-        let walker = ignore::WalkBuilder::new(base)
-            // Honour .gitignore even outside a git repository: the user's notes folder
-            // need not be one.
-            .require_git(false)
-            .sort_by_file_name(|a, b| a.cmp(b))
-            .build();
-        for entry in walker {
+        for entry in walker(base) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -230,6 +224,37 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// Imports the files under `dir` — walked as [`Importer::add`] walks a directory,
+    /// `.gitignore` honoured — whose source (`file:///…`) `wanted` accepts: `reindex`
+    /// passes the ones not stored yet. Calls `on_item` after each file imported.
+    pub fn add_new(
+        &self,
+        dir: &Path,
+        wanted: &dyn Fn(&str) -> bool,
+        on_item: &mut dyn FnMut(&Item),
+    ) -> Report {
+        let mut report = Report::default();
+        for entry in walker(dir) {
+            let item = match entry {
+                Ok(e) if !e.file_type().is_some_and(|t| t.is_file()) => continue,
+                Ok(e) => match source_of(e.path()) {
+                    Ok(source) if !wanted(&source) => continue,
+                    _ => self.file(e.path(), &mut report),
+                },
+                Err(e) => Item {
+                    path: match &e {
+                        ignore::Error::WithPath { path, .. } => path.clone(),
+                        _ => dir.to_path_buf(),
+                    },
+                    outcome: Outcome::Failed(e.to_string()),
+                },
+            };
+            report.count(&item);
+            on_item(&item);
+        }
+        report
+    }
+
     /// Imports one file.
     pub fn file(&self, path: &Path, report: &mut Report) -> Item {
         let outcome = self.file_outcome(path, report);
@@ -251,20 +276,16 @@ impl<'a> Importer<'a> {
         if let Some(skip) = self.precheck(&name, meta.len()) {
             return skip;
         }
-        let abs = match path.canonicalize() {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
+        let source = match source_of(path) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
         };
-        let Some(abs_str) = abs.to_str() else {
-            return Outcome::Skipped("its path is not valid UTF-8".into());
-        };
-        let source = format!("file://{abs_str}");
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
         };
         let name = if name.is_empty() {
-            abs_str.to_string()
+            source.trim_start_matches("file://").to_string()
         } else {
             name
         };
@@ -387,6 +408,27 @@ impl<'a> Importer<'a> {
             }
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+}
+
+/// Walks `base` the way `add` does: `.gitignore` honoured, hidden files skipped, by name.
+fn walker(base: &Path) -> ignore::Walk {
+    ignore::WalkBuilder::new(base)
+        // Honour .gitignore even outside a git repository: the user's notes folder
+        // need not be one.
+        .require_git(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build()
+}
+
+/// The source a file is stored under: `file://` and its canonical path.
+pub fn source_of(path: &Path) -> Result<String, Outcome> {
+    let abs = path
+        .canonicalize()
+        .map_err(|e| Outcome::Failed(format!("cannot read it: {e}")))?;
+    match abs.to_str() {
+        Some(s) => Ok(format!("file://{s}")),
+        None => Err(Outcome::Skipped("its path is not valid UTF-8".into())),
     }
 }
 

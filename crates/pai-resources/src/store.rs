@@ -21,6 +21,9 @@ use crate::model::{
 };
 use crate::query::Terms;
 
+mod roots;
+pub use roots::KeptOut;
+
 /// The documents a model may read: add, look up, change, remove and search them.
 pub trait ResourceStore: Send + Sync + fmt::Debug {
     /// Stores `doc`; a known source is replaced when its text changed, else left alone.
@@ -190,6 +193,7 @@ impl SqliteStore {
                 "schema version {version}, this pai reads {SCHEMA_VERSION}"
             )));
         }
+        roots::upgrade(&conn).map_err(&db)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -224,6 +228,17 @@ impl SqliteStore {
     pub fn end_batch(&self) -> Result<()> {
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(Batch { open: Some(_), .. }) = batch.take() {
+            self.lock().execute_batch("COMMIT").map_err(self.db())?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open batch's transaction now, staying in batch mode.
+    fn commit_batch(&self) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = batch.as_mut()
+            && b.open.take().is_some()
+        {
             self.lock().execute_batch("COMMIT").map_err(self.db())?;
         }
         Ok(())
@@ -417,6 +432,36 @@ impl SqliteStore {
         )
         .map_err(&db)?;
         Ok(added)
+    }
+
+    /// Removes documents, all or none; with `keep_out`, those under an added folder or
+    /// prefix are remembered so `reindex` leaves them out.
+    fn remove_in(&self, ids: &[ResourceId], keep_out: bool) -> Result<Vec<Document>> {
+        let mut conn = self.lock();
+        let db = ResourceError::db(&self.path);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let mut removed = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let doc = Self::doc(&tx, id)
+                .map_err(&db)?
+                .ok_or(ResourceError::UnknownId(id))?;
+            tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
+                .map_err(&db)?;
+            removed.push(doc);
+        }
+        if keep_out {
+            roots::keep_out(&tx, &removed).map_err(&db)?;
+        }
+        tx.commit().map_err(&db)?;
+        // The old pages live on in the WAL until it is checkpointed and truncated.
+        checkpoint(&conn).map_err(&db)?;
+        Ok(removed)
     }
 
     /// The candidates of one FTS5 expression: `(chunk rowid, score)`, at most `cap + 1`.
@@ -685,28 +730,8 @@ impl ResourceStore for SqliteStore {
     }
 
     fn remove(&self, ids: &[ResourceId]) -> Result<Vec<Document>> {
-        let mut conn = self.lock();
-        let db = ResourceError::db(&self.path);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&db)?;
-        let mut removed = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let doc = Self::doc(&tx, id)
-                .map_err(&db)?
-                .ok_or(ResourceError::UnknownId(id))?;
-            tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
-                .map_err(&db)?;
-            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
-                .map_err(&db)?;
-            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
-                .map_err(&db)?;
-            removed.push(doc);
-        }
-        tx.commit().map_err(&db)?;
-        // The old pages live on in the WAL until it is checkpointed and truncated.
-        checkpoint(&conn).map_err(&db)?;
-        Ok(removed)
+        // Removed by the user: a folder's reindex must not bring them back.
+        self.remove_in(ids, true)
     }
 
     fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found> {

@@ -698,7 +698,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
     let reindex = pai.run(&["resources", "reindex"]).success();
     assert_eq!(
         reindex.stdout,
-        "0 updated, 1 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+        "0 added, 0 updated, 1 unchanged, 0 removed, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
     );
     let conditional = server
         .received_requests()
@@ -719,7 +719,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
     let reindex = pai.run(&["resources", "reindex"]).success();
     assert_eq!(
         reindex.stdout,
-        "1 updated, 0 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+        "0 added, 1 updated, 0 unchanged, 0 removed, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
     );
     let found = pai
         .run(&["resources", "search", "spoke", "--json"])
@@ -733,5 +733,121 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
     assert!(
         missing.stderr.contains("failed") && missing.stderr.contains("404"),
         "{missing:#?}"
+    );
+}
+
+fn db_contains(pai: &Pai, needle: &str) -> bool {
+    let home = pai.home.home();
+    let mut bytes = fs::read(home.join("resources.db")).unwrap();
+    bytes.extend(fs::read(home.join("resources.db-wal")).unwrap_or_default());
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// `reindex` walks each added folder again (`.gitignore` honoured, as `add` does): a new
+/// file is imported with the folder's class and tags; a deleted one is removed, its text
+/// gone from the database file; a file added on its own that vanished is kept and said
+/// missing; a folder that is gone removes nothing; what the user removed with `rm` stays
+/// out, and a folder with nothing left is no longer walked.
+#[test]
+fn reindex_imports_new_files_in_added_folders_and_removes_deleted_ones() {
+    let pai = Pai::new();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes");
+    fs::create_dir_all(notes.join("deep")).unwrap();
+    fs::write(notes.join("a.md"), "# Alpha\n\nAbout the kettle.\n").unwrap();
+    fs::write(notes.join("b.md"), "# Beta\n\nThe wombatgrapefruit plan.\n").unwrap();
+    fs::write(notes.join(".gitignore"), "scratch.md\n").unwrap();
+    let solo = dir.path().join("solo.md");
+    fs::write(&solo, "# Solo\n\nOn its own.\n").unwrap();
+    let notes_arg = notes.display().to_string();
+    pai.run(&[
+        "resources",
+        "add",
+        &notes_arg,
+        "--class",
+        "personal",
+        "--tag",
+        "home",
+    ])
+    .success();
+    pai.run(&["resources", "add", &solo.display().to_string()])
+        .success();
+
+    fs::write(notes.join("deep/c.md"), "# Gamma\n\nThe new note.\n").unwrap();
+    fs::write(notes.join("scratch.md"), "ignored scratch").unwrap();
+    fs::remove_file(notes.join("b.md")).unwrap();
+    fs::remove_file(&solo).unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "1 added, 0 updated, 1 unchanged, 1 removed, 1 missing, 0 skipped, 0 failed; index rebuilt\n",
+        "{reindex:#?}"
+    );
+    let canonical = notes.canonicalize().unwrap();
+    assert!(
+        reindex.stderr.contains(&format!(
+            "removed 2: {}/b.md is gone from the folder or prefix it was added with",
+            canonical.display()
+        )) && reindex
+            .stderr
+            .contains("solo.md: resource 3 kept as it was"),
+        "{reindex:#?}"
+    );
+    assert!(
+        !db_contains(&pai, "wombatgrapefruit"),
+        "the removed text is still in the database"
+    );
+    let list = pai.run(&["resources", "list", "--json"]).success().json();
+    let titles: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Alpha", "Solo", "Gamma"]);
+    assert_eq!(list[2]["class"], "personal");
+    assert_eq!(list[2]["tags"], json!(["home"]));
+
+    // The folder moved away (an unmounted disk looks the same): nothing removed.
+    let moved = dir.path().join("moved");
+    fs::rename(&notes, &moved).unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "0 added, 0 updated, 0 unchanged, 0 removed, 3 missing, 0 skipped, 0 failed; index rebuilt\n",
+        "{reindex:#?}"
+    );
+    assert!(
+        reindex
+            .stderr
+            .contains("is gone or empty: nothing under it is removed or added"),
+        "{reindex:#?}"
+    );
+    fs::rename(&moved, &notes).unwrap();
+
+    // Removed by the user: it stays out. With nothing left from the folder, the
+    // folder is no longer walked.
+    pai.run(&["resources", "rm", "4"]).success();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert!(
+        reindex
+            .stdout
+            .starts_with("0 added, 0 updated, 1 unchanged, 0 removed"),
+        "{reindex:#?}"
+    );
+    pai.run(&["resources", "rm", "1"]).success();
+    fs::write(notes.join("d.md"), "# Delta\n").unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert!(
+        reindex
+            .stdout
+            .starts_with("0 added, 0 updated, 0 unchanged, 0 removed, 1 missing"),
+        "{reindex:#?}"
+    );
+    // Adding the folder again takes all of it.
+    let add = pai.run(&["resources", "add", &notes_arg]).success();
+    assert_eq!(
+        add.stdout,
+        "3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n"
     );
 }
