@@ -361,12 +361,14 @@ impl<'a> Importer<'a> {
         if !is_pdf && head.contains(&0) {
             return Outcome::Skipped("binary file".into());
         }
+        let mut page_title = None;
         let text = if is_pdf {
             match pdf_text(&bytes) {
                 Ok(t) => t,
                 Err(why) => return Outcome::Skipped(why),
             }
         } else if media_type == "text/html" {
+            page_title = html_title(&bytes);
             let Some(convert) = self.html else {
                 return Outcome::Skipped("HTML, and no converter was given".into());
             };
@@ -380,11 +382,22 @@ impl<'a> Importer<'a> {
                 Err(_) => return Outcome::Skipped("not valid UTF-8 text".into()),
             }
         };
+        // A page names itself in <title>; else its first heading, else the file or URL.
         let title = self.opts.title.clone().unwrap_or_else(|| {
-            matches!(media_type, "text/markdown" | "text/html")
-                .then(|| first_heading(&text))
-                .flatten()
-                .unwrap_or_else(|| name.to_string())
+            page_title
+                .or_else(|| {
+                    matches!(media_type, "text/markdown" | "text/html")
+                        .then(|| first_heading(&text))
+                        .flatten()
+                })
+                .unwrap_or_else(|| {
+                    // A web page is better named by its whole URL than by its last part.
+                    if source.starts_with("http://") || source.starts_with("https://") {
+                        source.to_string()
+                    } else {
+                        name.to_string()
+                    }
+                })
         });
         let doc = NewDocument {
             title,
@@ -501,6 +514,70 @@ fn first_heading(text: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The text of an HTML page's `<title>`, entities decoded and whitespace collapsed; looked
+/// for in the first 64 KiB (the head), `None` when absent or blank.
+fn html_title(bytes: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+    let lower = head.to_ascii_lowercase();
+    let mut from = 0;
+    let open = loop {
+        let at = from + lower[from..].find("<title")?;
+        // `<title>` or `<title lang=…>`, not `<titles>`.
+        if lower[at + 6..].starts_with(|c: char| c == '>' || c.is_ascii_whitespace()) {
+            break at;
+        }
+        from = at + 6;
+    };
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    let title = decode_entities(&head[start..end])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let title: String = title.chars().take(200).collect();
+    (!title.is_empty()).then_some(title)
+}
+
+/// The entities a title commonly holds: the five XML ones, `&nbsp;` and numeric ones.
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 const BINARY_EXTENSIONS: &[&str] = &[
     "7z",
     "a",
@@ -579,6 +656,25 @@ mod tests {
         assert_eq!(glob_base("docs/**/*.md"), PathBuf::from("docs"));
         assert_eq!(glob_base("*.md"), PathBuf::from("."));
         assert_eq!(glob_base("/a/b/c*.txt"), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn html_titles_come_from_the_title_element() {
+        assert_eq!(
+            html_title(b"<html><head><TITLE lang=en>\n  Fish &amp; chips &#8211; a&nbsp;guide </TITLE></head>"),
+            Some("Fish & chips \u{2013} a guide".into())
+        );
+        assert_eq!(
+            html_title(b"<titles>no</titles><title>yes</title>"),
+            Some("yes".into())
+        );
+        assert_eq!(html_title(b"<title>  </title><h1>Heading</h1>"), None);
+        assert_eq!(html_title(b"<h1>No title</h1>"), None);
+        assert_eq!(html_title(b"<title>unclosed"), None);
+        assert_eq!(
+            decode_entities("a &bogus; b & c &#x41;"),
+            "a &bogus; b & c A"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn corpus() -> tempfile::TempDir {
     .unwrap();
     fs::write(
         p.join("notes/page.html"),
-        "<html><head><title>T</title></head><body><h1>Bike repair</h1><p>Patch the inner tube.</p></body></html>",
+        "<html><head><title>Bike repair &amp; care</title></head><body><h1>Bike repair</h1><p>Patch the inner tube.</p></body></html>",
     )
     .unwrap();
     fs::write(p.join("notes/photo.png"), b"\x89PNG\r\n\x1a\n\x00\x00").unwrap();
@@ -650,7 +650,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
             .insert_header("etag", etag)
             .set_body_raw(
                 format!(
-                    "<html><head><title>x</title></head><body><h1>Bike repair</h1><p>{text}</p></body></html>"
+                    "<html><head><title>Bike repair | Example Wiki</title></head><body><h1>Bike repair</h1><p>{text}</p></body></html>"
                 ),
                 "text/html; charset=utf-8",
             )
@@ -684,8 +684,8 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
         .success()
         .json();
     assert_eq!(found["hits"][0]["source"], url.as_str());
-    // Titled as a local HTML file is: by its first heading.
-    assert_eq!(found["hits"][0]["title"], "Bike repair");
+    // Titled by the page's <title>.
+    assert_eq!(found["hits"][0]["title"], "Bike repair | Example Wiki");
     assert!(
         !found["hits"][0]["snippet"]
             .as_str()
@@ -849,5 +849,67 @@ fn reindex_imports_new_files_in_added_folders_and_removes_deleted_ones() {
     assert_eq!(
         add.stdout,
         "3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n"
+    );
+}
+
+/// A page's title: its `<title>` (entities decoded, whitespace collapsed), else its first
+/// heading, else its URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn page_titles_come_from_the_title_element_then_the_first_heading_then_the_url() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let pages = [
+        (
+            "/titled",
+            "<html><head><meta charset=utf-8>\n<title>\n  Fish &amp; chips &#8211; a guide\n</title></head>\
+             <body><h1>Not this</h1><p>Batter the cod.</p></body></html>",
+            "text/html; charset=utf-8",
+        ),
+        (
+            "/headed",
+            "<html><body><h1>Sourdough starter</h1><p>Feed it daily.</p></body></html>",
+            "text/html",
+        ),
+        (
+            "/bare",
+            "<html><body><p>Only a paragraph.</p></body></html>",
+            "text/html",
+        ),
+    ];
+    for (at, body, kind) in pages {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, kind))
+            .mount(&server)
+            .await;
+    }
+    let pai = Pai::new();
+    let urls: Vec<String> = pages
+        .iter()
+        .map(|(at, _, _)| format!("{}{at}", server.uri()))
+        .collect();
+    let mut args = vec!["resources", "add"];
+    args.extend(urls.iter().map(String::as_str));
+    let add = pai.run(&args).success();
+    assert_eq!(
+        add.stdout, "3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n",
+        "{add:#?}"
+    );
+    let list = pai.run(&["resources", "list", "--json"]).success().json();
+    let titles: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Fish & chips \u{2013} a guide",
+            "Sourdough starter",
+            urls[2].as_str()
+        ]
     );
 }
