@@ -913,3 +913,46 @@ async fn page_titles_come_from_the_title_element_then_the_first_heading_then_the
         ]
     );
 }
+
+/// Several documents share the query's words; the one about all of them comes first, the
+/// others after it.
+#[test]
+fn search_puts_the_right_document_first_among_several_that_match() {
+    let pai = Pai::new();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    fs::write(
+        p.join("shopping.md"),
+        "# Shopping\n\nBread, milk, a new kettle, kettle filters, kettle cleaner.\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("kettle.md"),
+        "# Kettle descaling\n\nDescale the kettle monthly: citric acid, boil, rinse.\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("coffee.md"),
+        "# Coffee machine\n\nDescale the coffee machine every quarter.\n",
+    )
+    .unwrap();
+    pai.run(&["resources", "add", &p.display().to_string()])
+        .success();
+    let found = pai
+        .run(&[
+            "resources",
+            "search",
+            "how do I descale my kettle?",
+            "--json",
+        ])
+        .success()
+        .json();
+    let titles: Vec<_> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles.len(), 3, "{found:#}");
+    assert_eq!(titles[0], "Kettle descaling", "{found:#}");
+}
