@@ -21,6 +21,7 @@ use crate::model::{
 };
 use crate::query::Terms;
 
+mod rank;
 mod roots;
 pub use roots::KeptOut;
 
@@ -434,6 +435,91 @@ impl SqliteStore {
         Ok(added)
     }
 
+    /// [`ResourceStore::search`] with another threshold for common terms (tests use a
+    /// small one).
+    fn search_with_common_df(
+        &self,
+        query: &str,
+        opts: &SearchOptions,
+        common_df: i64,
+    ) -> Result<Found> {
+        let terms = Terms::parse(query);
+
+        let mut found = Found {
+            terms: terms.0.clone(),
+            hits: Vec::new(),
+            approximate: false,
+        };
+        if terms.is_empty() || opts.limit == 0 {
+            return Ok(found);
+        }
+        let conn = self.lock();
+        let db = self.db();
+        let cap = opts.max_candidates.max(opts.limit);
+        let counts = rank::count_terms(&conn, &terms.0, common_df).map_err(&db)?;
+        let mut exprs = vec![(terms.all(), terms.0.clone(), counts.clone(), true)];
+        if terms.0.len() > 1 {
+            let (some, their) = rank::fallback(&terms.0, &counts);
+            exprs.push((Terms(some.clone()).any(), some, their, false));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (expr, expr_terms, expr_counts, all) in exprs {
+            if found.hits.len() >= opts.limit {
+                break;
+            }
+            let mut cands = rank::candidates(
+                &conn,
+                &expr,
+                &expr_terms,
+                &expr_counts,
+                all,
+                &opts.filter,
+                cap,
+            )
+            .map_err(&db)?;
+            if cands.len() > cap {
+                cands.truncate(cap);
+                found.approximate = true;
+            }
+            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut chunk_of = conn
+                .prepare_cached("SELECT doc, seq, heading FROM chunks WHERE id = ?1")
+                .map_err(&db)?;
+            let mut snippet = conn
+                .prepare_cached(
+                    "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
+                     WHERE chunks_fts MATCH ?1 AND rowid = ?2",
+                )
+                .map_err(&db)?;
+            for (rowid, score) in cands {
+                if found.hits.len() >= opts.limit {
+                    break;
+                }
+                let (doc, seq, heading): (ResourceId, i64, String) = chunk_of
+                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(&db)?;
+                if !seen.insert(doc) {
+                    continue;
+                }
+                let snip: String = snippet
+                    .query_row(params![expr, rowid], |r| r.get(0))
+                    .map_err(&db)?;
+                let meta = self.must_doc(&conn, doc)?;
+                found.hits.push(Hit {
+                    id: doc,
+                    title: meta.title,
+                    source: meta.source,
+                    class: meta.class,
+                    chunk: seq as u32,
+                    heading,
+                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
+                    score,
+                });
+            }
+        }
+        Ok(found)
+    }
+
     /// Removes documents, all or none; with `keep_out`, those under an added folder or
     /// prefix are remembered so `reindex` leaves them out.
     fn remove_in(&self, ids: &[ResourceId], keep_out: bool) -> Result<Vec<Document>> {
@@ -462,32 +548,6 @@ impl SqliteStore {
         // The old pages live on in the WAL until it is checkpointed and truncated.
         checkpoint(&conn).map_err(&db)?;
         Ok(removed)
-    }
-
-    /// The candidates of one FTS5 expression: `(chunk rowid, score)`, at most `cap + 1`.
-    fn candidates(
-        conn: &Connection,
-        expr: &str,
-        filter: &Filter,
-        cap: usize,
-    ) -> rusqlite::Result<Vec<(i64, f64)>> {
-        let mut sql = String::from(
-            "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) FROM chunks_fts WHERE chunks_fts MATCH ?",
-        );
-        let mut args: Vec<rusqlite::types::Value> = vec![expr.to_string().into()];
-        if let Some(docs) = doc_filter(filter, &mut args) {
-            sql.push_str(&format!(
-                " AND rowid IN (SELECT id FROM chunks WHERE doc IN ({docs}))"
-            ));
-        }
-        // No ORDER BY: FTS5 yields matches lazily, so the LIMIT bounds the scoring work.
-        sql.push_str(" LIMIT ?");
-        args.push((cap as i64 + 1).into());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get(0)?, -r.get::<_, f64>(1)?))
-        })?
-        .collect()
     }
 }
 
@@ -735,69 +795,7 @@ impl ResourceStore for SqliteStore {
     }
 
     fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found> {
-        let terms = Terms::parse(query);
-        let mut found = Found {
-            terms: terms.0.clone(),
-            hits: Vec::new(),
-            approximate: false,
-        };
-        if terms.is_empty() || opts.limit == 0 {
-            return Ok(found);
-        }
-        let conn = self.lock();
-        let db = self.db();
-        let cap = opts.max_candidates.max(opts.limit);
-        let mut exprs = vec![terms.all()];
-        if terms.0.len() > 1 {
-            exprs.push(terms.any());
-        }
-        let mut seen = std::collections::HashSet::new();
-        for expr in exprs {
-            if found.hits.len() >= opts.limit {
-                break;
-            }
-            let mut cands = Self::candidates(&conn, &expr, &opts.filter, cap).map_err(&db)?;
-            if cands.len() > cap {
-                cands.truncate(cap);
-                found.approximate = true;
-            }
-            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let mut chunk_of = conn
-                .prepare_cached("SELECT doc, seq, heading FROM chunks WHERE id = ?1")
-                .map_err(&db)?;
-            let mut snippet = conn
-                .prepare_cached(
-                    "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
-                     WHERE chunks_fts MATCH ?1 AND rowid = ?2",
-                )
-                .map_err(&db)?;
-            for (rowid, score) in cands {
-                if found.hits.len() >= opts.limit {
-                    break;
-                }
-                let (doc, seq, heading): (ResourceId, i64, String) = chunk_of
-                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(&db)?;
-                if !seen.insert(doc) {
-                    continue;
-                }
-                let snip: String = snippet
-                    .query_row(params![expr, rowid], |r| r.get(0))
-                    .map_err(&db)?;
-                let meta = self.must_doc(&conn, doc)?;
-                found.hits.push(Hit {
-                    id: doc,
-                    title: meta.title,
-                    source: meta.source,
-                    class: meta.class,
-                    chunk: seq as u32,
-                    heading,
-                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
-                    score,
-                });
-            }
-        }
-        Ok(found)
+        self.search_with_common_df(query, opts, rank::COMMON_DF)
     }
 
     fn read(&self, id: ResourceId, from: u32, max_bytes: usize) -> Result<Excerpt> {
