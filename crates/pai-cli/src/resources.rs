@@ -842,7 +842,7 @@ mod remote {
     /// Without S3 support: nothing listed.
     #[cfg(not(feature = "s3"))]
     #[derive(Default)]
-    pub struct Listings;
+    pub struct Listings {}
 
     #[cfg(not(feature = "s3"))]
     impl Listings {
@@ -868,7 +868,7 @@ mod remote {
                 root.uri
             ));
         }
-        Listings
+        Listings {}
     }
 
     #[cfg(not(feature = "s3"))]
