@@ -128,6 +128,10 @@ pub fn run(write_docs: bool) -> Result<()> {
         None => {
             // Resources need no in-process model: the slim build is the same code path.
             let status = Command::new(&cargo)
+                // `cargo run` set it for xtask; ring's build script tracks it, and a
+                // changed value rebuilds ring and everything over rustls (half an hour
+                // here) — once for this build, once more for the next one from a shell.
+                .env_remove("CARGO_MANIFEST_DIR")
                 .current_dir(&root)
                 .args([
                     "build",
@@ -143,9 +147,8 @@ pub fn run(write_docs: bool) -> Result<()> {
             target.join("release/pai")
         }
     };
-    // With PAI_BENCH_BIN, a search_latency built next to it is used as it is: a cargo
-    // run from inside `cargo xtask` sees other environment variables, which some build
-    // scripts (ring's, cc's) take as a reason to rebuild much of the tree.
+    // With PAI_BENCH_BIN, a search_latency built next to it is used as it is (a measured
+    // binary is not rebuilt behind the caller's back).
     let beside = pai
         .parent()
         .map(|d| d.join("examples/search_latency"))
@@ -154,6 +157,7 @@ pub fn run(write_docs: bool) -> Result<()> {
         Some(bin) => bin,
         None => {
             let status = Command::new(&cargo)
+                .env_remove("CARGO_MANIFEST_DIR")
                 .current_dir(&root)
                 .args([
                     "build",
