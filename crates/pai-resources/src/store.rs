@@ -435,13 +435,13 @@ impl SqliteStore {
         Ok(added)
     }
 
-    /// [`ResourceStore::search`] with another threshold for common terms (tests use a
-    /// small one).
-    fn search_with_common_df(
+    /// [`ResourceStore::search`] with other limits for ranking without `bm25()` (tests
+    /// use small ones).
+    fn search_with_limits(
         &self,
         query: &str,
         opts: &SearchOptions,
-        common_df: i64,
+        limits: rank::Limits,
     ) -> Result<Found> {
         let terms = Terms::parse(query);
 
@@ -456,7 +456,7 @@ impl SqliteStore {
         let conn = self.lock();
         let db = self.db();
         let cap = opts.max_candidates.max(opts.limit);
-        let counts = rank::count_terms(&conn, &terms.0, common_df).map_err(&db)?;
+        let counts = rank::count_terms(&conn, &terms.0, limits).map_err(&db)?;
         let mut exprs = vec![(terms.all(), terms.0.clone(), counts.clone(), true)];
         if terms.0.len() > 1 {
             let (some, their) = rank::fallback(&terms.0, &counts);
@@ -467,16 +467,13 @@ impl SqliteStore {
             if found.hits.len() >= opts.limit {
                 break;
             }
-            let mut cands = rank::candidates(
-                &conn,
-                &expr,
-                &expr_terms,
-                &expr_counts,
+            let e = rank::Expr {
+                text: &expr,
+                terms: &expr_terms,
+                counts: &expr_counts,
                 all,
-                &opts.filter,
-                cap,
-            )
-            .map_err(&db)?;
+            };
+            let mut cands = rank::candidates(&conn, &e, &opts.filter, cap, limits).map_err(&db)?;
             if cands.len() > cap {
                 cands.truncate(cap);
                 found.approximate = true;
@@ -795,7 +792,7 @@ impl ResourceStore for SqliteStore {
     }
 
     fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found> {
-        self.search_with_common_df(query, opts, rank::COMMON_DF)
+        self.search_with_limits(query, opts, rank::LIMITS)
     }
 
     fn read(&self, id: ResourceId, from: u32, max_bytes: usize) -> Result<Excerpt> {

@@ -2,11 +2,12 @@
 //! first counts the chunks matching each term by walking that term's whole posting list:
 //! at 100,000 documents (830,000 chunks) a word in every chunk costs ~25 ms per term per
 //! query, however few candidates are scored (measured: two such words 48 ms, three
-//! 170 ms, the same candidates without `bm25()` 0.8 ms). So each term is probed first —
-//! does it match more than [`COMMON_DF`] chunks? — which stops after that many. A query of
-//! uncommon terms is ranked by `bm25()` as before (exactly); one with a common term is
-//! ranked here, with the same BM25 formula over the candidates' own text, the common
-//! terms' chunk counts estimated from where their `COMMON_DF`-th match lies.
+//! 170 ms, the same candidates without `bm25()` 0.8 ms). So each term's count is
+//! estimated first from where its [`Limits::sample`]-th match lies (a short walk). When
+//! the counts of a query's terms add up to more than [`Limits::budget`] postings, the
+//! query is ranked here, with the same BM25 formula over the candidates' own text and the
+//! estimated counts; else `bm25()` ranks it, exactly, as before. Below that budget the
+//! count costs `bm25()` less than reading the candidates' text costs here.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -14,8 +15,22 @@ use super::doc_filter;
 use crate::model::Filter;
 use crate::query::Terms;
 
-/// A term matching more chunks than this is common (its count is estimated, not counted).
-pub(super) const COMMON_DF: i64 = 20_000;
+/// When a query is ranked here rather than by `bm25()`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Limits {
+    /// A term's count is exact below this many matches, estimated past it.
+    pub sample: i64,
+    /// Postings `bm25()` may walk for one query (the sum of its terms' counts): ~30 ns
+    /// each on this class of machine, so 300,000 is ~9 ms — what scoring 2,000
+    /// candidates here costs.
+    pub budget: f64,
+}
+
+/// The limits searches use.
+pub(super) const LIMITS: Limits = Limits {
+    sample: 1000,
+    budget: 300_000.0,
+};
 
 /// BM25's parameters, as FTS5 uses them.
 const K1: f64 = 1.2;
@@ -26,18 +41,17 @@ const HEADING_WEIGHT: f64 = 2.0;
 /// How many chunks one term matches.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct TermCount {
-    /// Chunks matching it (estimated when common).
+    /// Chunks matching it (estimated past the sample).
     pub chunks: f64,
-    /// More than the threshold ([`COMMON_DF`]).
+    /// In more than a tenth of all chunks (and past the sample): a word that says little.
     pub common: bool,
 }
 
-/// Probes each term: a term matching more than `common_df` chunks ([`COMMON_DF`]) is
-/// common, its count estimated; the others are counted when a term is common.
+/// Counts each term's chunks: exactly up to `limits.sample` matches, estimated past it.
 pub(super) fn count_terms(
     conn: &Connection,
     terms: &[String],
-    common_df: i64,
+    limits: Limits,
 ) -> rusqlite::Result<Vec<TermCount>> {
     let rows: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| r.get(0))?;
     let mut probe = conn.prepare_cached(
@@ -48,50 +62,51 @@ pub(super) fn count_terms(
     )?;
     let mut out = Vec::with_capacity(terms.len());
     for term in terms {
+        let expr = Terms(vec![term.clone()]).all();
         let nth: Option<i64> = probe
-            .query_row(
-                params![Terms(vec![term.clone()]).all(), common_df - 1],
-                |r| r.get(0),
-            )
+            .query_row(params![expr, limits.sample - 1], |r| r.get(0))
             .optional()?;
         out.push(match nth {
             // Matches are spread over the chunk ids: the n-th one at id `at` means
             // about n × rows / at of them in all.
-            Some(at) => TermCount {
-                chunks: (common_df as f64 * rows as f64 / at.max(1) as f64)
-                    .clamp(common_df as f64, rows.max(common_df) as f64),
-                common: true,
-            },
+            Some(at) => {
+                let chunks = (limits.sample as f64 * rows as f64 / at.max(1) as f64)
+                    .clamp(limits.sample as f64, rows.max(limits.sample) as f64);
+                TermCount {
+                    chunks,
+                    common: chunks > rows as f64 / 10.0,
+                }
+            }
             None => TermCount {
-                chunks: 0.0,
+                chunks: count.query_row([&expr], |r| r.get::<_, i64>(0))? as f64,
                 common: false,
             },
         });
     }
-    // Only a query ranked here needs the uncommon terms' counts (bm25() takes its own).
-    if out.iter().any(|c| c.common) {
-        for (term, c) in terms.iter().zip(out.iter_mut()).filter(|(_, c)| !c.common) {
-            c.chunks =
-                count.query_row([Terms(vec![term.clone()]).all()], |r| r.get::<_, i64>(0))? as f64;
-        }
-    }
     Ok(out)
 }
 
-/// The candidates of one FTS5 expression, `(chunk rowid, score)`, at most `cap + 1` (one
-/// more than the cap says there were more). `terms` are the expression's terms, `all`
-/// whether it asks for all of them.
+/// One FTS5 expression of a search: its text, its terms and their counts, and whether it
+/// asks for all of them.
+pub(super) struct Expr<'a> {
+    pub text: &'a str,
+    pub terms: &'a [String],
+    pub counts: &'a [TermCount],
+    pub all: bool,
+}
+
+/// The candidates of one expression, `(chunk rowid, score)`, at most `cap + 1` (one more
+/// than the cap says there were more).
 pub(super) fn candidates(
     conn: &Connection,
-    expr: &str,
-    terms: &[String],
-    counts: &[TermCount],
-    all: bool,
+    e: &Expr<'_>,
     filter: &Filter,
     cap: usize,
+    limits: Limits,
 ) -> rusqlite::Result<Vec<(i64, f64)>> {
-    let common = counts.iter().any(|c| c.common);
-    // With a common term, each match's text comes along (the chunk looked up by its id,
+    let (expr, terms, counts, all) = (e.text, e.terms, e.counts, e.all);
+    let common = counts.iter().map(|c| c.chunks).sum::<f64>() > limits.budget;
+    // Past the budget, each match's text comes along (the chunk looked up by its id,
     // in the index's order) to be scored here; else bm25() scores it.
     let mut sql = if common {
         String::from(
@@ -234,13 +249,18 @@ mod tests {
         (dir, store)
     }
 
-    fn ranked(store: &SqliteStore, words: &[&str], common_df: i64) -> (Vec<i64>, Vec<bool>) {
+    fn ranked(store: &SqliteStore, words: &[&str], limits: Limits) -> (Vec<i64>, Vec<bool>) {
         let conn = store.lock();
         let terms: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        let counts = count_terms(&conn, &terms, common_df).unwrap();
+        let counts = count_terms(&conn, &terms, limits).unwrap();
         let expr = Terms(terms.clone()).all();
-        let mut c =
-            candidates(&conn, &expr, &terms, &counts, true, &Filter::default(), 100).unwrap();
+        let e = Expr {
+            text: &expr,
+            terms: &terms,
+            counts: &counts,
+            all: true,
+        };
+        let mut c = candidates(&conn, &e, &Filter::default(), 100, limits).unwrap();
         c.sort_by(|a, b| b.1.total_cmp(&a.1));
         (
             c.into_iter().map(|(rowid, _)| rowid).collect(),
@@ -248,7 +268,7 @@ mod tests {
         )
     }
 
-    /// Ranked here (a term is common) or by bm25() (none is), the order is the same.
+    /// Ranked here (past the budget) or by bm25(), the order is the same.
     #[test]
     fn a_query_with_a_common_term_ranks_as_bm25_does() {
         let (_dir, store) = store(&[
@@ -259,9 +279,13 @@ mod tests {
             "no time for a kettle, time is short, time time time, long text here and more words",
             "time again",
         ]);
-        let (by_bm25, common) = ranked(&store, &["kettle", "time"], COMMON_DF);
+        let (by_bm25, common) = ranked(&store, &["kettle", "time"], LIMITS);
         assert_eq!(common, [false, false]);
-        let (here, common) = ranked(&store, &["kettle", "time"], 4);
+        let small = Limits {
+            sample: 4,
+            budget: 0.0,
+        };
+        let (here, common) = ranked(&store, &["kettle", "time"], small);
         assert_eq!(common, [false, true]);
         assert_eq!(here, by_bm25);
         assert_eq!(here.len(), 3);
@@ -279,7 +303,11 @@ mod tests {
         ]);
         let conn = store.lock();
         let terms = vec!["kettle".to_string(), "time".to_string()];
-        let counts = count_terms(&conn, &terms, 3).unwrap();
+        let small = Limits {
+            sample: 3,
+            budget: 0.0,
+        };
+        let counts = count_terms(&conn, &terms, small).unwrap();
         assert_eq!(
             counts[0],
             TermCount {
@@ -290,7 +318,7 @@ mod tests {
         assert!(counts[1].common);
         drop(conn);
         let found = store
-            .search_with_common_df("kettle time", &crate::SearchOptions::default(), 3)
+            .search_with_limits("kettle time", &crate::SearchOptions::default(), small)
             .unwrap();
         let titles: Vec<_> = found.hits.iter().map(|h| h.title.as_str()).collect();
         assert_eq!(titles, ["doc3"]);
