@@ -1,7 +1,8 @@
 //! `cargo xtask bench-resources [--write]`: the resource store at scale. Generates a
 //! corpus of Markdown documents (`PAI_BENCH_DOCS`, default 10,000, of about
 //! `PAI_BENCH_DOC_BYTES`, default 10,000 bytes each; 100,000 × 10,000 ≈ 1 GB is the issue's
-//! target), imports it with the release `pai` (`PAI_BENCH_BIN` to use another), and
+//! target), imports it with the release `pai` (`PAI_BENCH_BIN` to use another, with the
+//! `examples/search_latency` beside it when there is one), and
 //! measures import throughput, index size, peak RSS, the unchanged re-import, search
 //! latency inside one process (pai-resources' `search_latency` example) and the whole
 //! `pai resources search` command. `--write` records the results in docs/benchmarks.md.
@@ -127,6 +128,10 @@ pub fn run(write_docs: bool) -> Result<()> {
         None => {
             // Resources need no in-process model: the slim build is the same code path.
             let status = Command::new(&cargo)
+                // `cargo run` set it for xtask; ring's build script tracks it, and a
+                // changed value rebuilds ring and everything over rustls (half an hour
+                // here) — once for this build, once more for the next one from a shell.
+                .env_remove("CARGO_MANIFEST_DIR")
                 .current_dir(&root)
                 .args([
                     "build",
@@ -142,21 +147,33 @@ pub fn run(write_docs: bool) -> Result<()> {
             target.join("release/pai")
         }
     };
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "pai-resources",
-            "--example",
-            "search_latency",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building the search_latency example failed");
-    }
-    let latency_bin = target.join("release/examples/search_latency");
+    // With PAI_BENCH_BIN, a search_latency built next to it is used as it is (a measured
+    // binary is not rebuilt behind the caller's back).
+    let beside = pai
+        .parent()
+        .map(|d| d.join("examples/search_latency"))
+        .filter(|p| std::env::var_os("PAI_BENCH_BIN").is_some() && p.is_file());
+    let latency_bin = match beside {
+        Some(bin) => bin,
+        None => {
+            let status = Command::new(&cargo)
+                .env_remove("CARGO_MANIFEST_DIR")
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "pai-resources",
+                    "--example",
+                    "search_latency",
+                ])
+                .status()?;
+            if !status.success() {
+                bail!("building the search_latency example failed");
+            }
+            target.join("release/examples/search_latency")
+        }
+    };
 
     let work = std::env::temp_dir().join(format!("pai-bench-resources-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);

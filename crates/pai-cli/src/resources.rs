@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use pai_core::resources::{
     Change, Document, Filter, ImportOptions, Importer, Item, Outcome, Report, ResourceId,
-    ResourceStore, SearchOptions, SqliteStore,
+    ResourceStore, Root, SearchOptions, SqliteStore,
 };
 use pai_types::DataClass;
 
@@ -95,7 +95,9 @@ pub enum ResourcesAction {
         json: bool,
     },
     /// Re-read every document's source: changed files and objects are re-imported (S3
-    /// objects only when their ETag changed), the index rebuilt.
+    /// objects only when their ETag changed); folders and s3:// prefixes given to 'add'
+    /// are listed again: new files are imported, documents whose file or object is gone
+    /// are removed; the index rebuilt.
     Reindex,
 }
 
@@ -202,6 +204,15 @@ fn report_item(progress: &mut Progress, item: &Item) {
     progress.tick(item);
 }
 
+fn add_up(report: &mut Report, r: &Report) {
+    report.added += r.added;
+    report.updated += r.updated;
+    report.unchanged += r.unchanged;
+    report.skipped += r.skipped;
+    report.failed += r.failed;
+    report.bytes += r.bytes;
+}
+
 fn summary(r: &Report) -> String {
     format!(
         "{} added, {} updated, {} unchanged, {} skipped, {} failed",
@@ -236,6 +247,7 @@ fn add(
         title,
         ..ImportOptions::default()
     };
+    let root_tags = opts.tags.clone();
     let importer = Importer::new(&store, opts).with_html(&html);
     let mut progress = Progress::new();
     let mut report = Report::default();
@@ -263,12 +275,15 @@ fn add(
         store.begin_batch()?;
         let r = importer.add(&local, &mut |item| report_item(&mut progress, item));
         store.end_batch()?;
-        report.added += r.added;
-        report.updated += r.updated;
-        report.unchanged += r.unchanged;
-        report.skipped += r.skipped;
-        report.failed += r.failed;
-        report.bytes += r.bytes;
+        add_up(&mut report, &r);
+    }
+    // Folders and prefixes are remembered, so `reindex` finds what is new under them.
+    let folders = local
+        .iter()
+        .filter(|p| std::path::Path::new(p).is_dir())
+        .filter_map(|p| pai_core::resources::source_of(std::path::Path::new(p)).ok());
+    for uri in folders.chain(remote.iter().cloned()) {
+        store.add_root(&Root::new(&uri, class, root_tags.clone()))?;
     }
     progress.clear();
     outln!("{}", summary(&report));
@@ -415,16 +430,90 @@ fn search(query: &str, limit: u32, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a reindex found besides the import counts.
+#[derive(Default)]
+struct Sweep {
+    /// Documents whose source is gone and kept (not under a folder or prefix listed now).
+    missing: u64,
+    /// Documents whose file or object is gone from under a listed folder or prefix.
+    gone: Vec<(ResourceId, String)>,
+}
+
+/// The roots `reindex` could list now, and those it could not: a document is removed only
+/// when it lies under a listed root and under no unlisted one, so an unmounted disk, a
+/// deleted folder or a refused listing never empties the index.
+struct Listed<'a> {
+    live: Vec<&'a Root>,
+    dead: Vec<&'a Root>,
+}
+
+impl Listed<'_> {
+    fn removable(&self, source: &str) -> bool {
+        self.live.iter().any(|r| r.covers(source)) && !self.dead.iter().any(|r| r.covers(source))
+    }
+}
+
+/// A folder root, when it can be listed: it exists and holds something (an empty folder
+/// is more likely an unmounted disk than a deliberate purge).
+fn folder_of(root: &Root) -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(root.uri.strip_prefix("file://")?);
+    let mut entries = std::fs::read_dir(&path).ok()?;
+    entries.next().is_some().then_some(path)
+}
+
 fn reindex() -> Result<ExitCode> {
     let ws = crate::local::workspace()?;
     let store = pai_core::open_resources(ws.paths())?;
     let mut report = Report::default();
-    let mut missing = 0u64;
+    let mut sweep = Sweep::default();
     let mut progress = Progress::new();
+    let roots = store.roots()?;
+    let kept_out = store.kept_out()?;
+    let s3_roots: Vec<&Root> = roots
+        .iter()
+        .filter(|r| r.uri.starts_with("s3://"))
+        .collect();
+    let mut listings = if s3_roots.is_empty() {
+        remote::Listings::default()
+    } else {
+        crate::runtime()?.block_on(remote::list_roots(
+            &ws,
+            &s3_roots,
+            &mut report,
+            &mut progress,
+        ))
+    };
+    let mut listed = Listed {
+        live: Vec::new(),
+        dead: Vec::new(),
+    };
+    let mut folders = Vec::new();
+    for root in &roots {
+        let live = if root.uri.starts_with("s3://") {
+            listings.has(&root.uri)
+        } else if let Some(dir) = folder_of(root) {
+            folders.push((root, dir));
+            true
+        } else {
+            let dir = root.uri.strip_prefix("file://").unwrap_or(&root.uri);
+            progress.note(&format!(
+                "folder {dir} is gone or empty: nothing under it is removed or added"
+            ));
+            false
+        };
+        if live {
+            listed.live.push(root);
+        } else {
+            listed.dead.push(root);
+        }
+    }
+
     let mut objects = Vec::new();
     let mut pages = Vec::new();
+    let mut known = std::collections::HashSet::new();
     store.begin_batch()?;
     for (id, source) in store.sources()? {
+        known.insert(source.clone());
         if source.starts_with("s3://") {
             objects.push((id, source));
             continue;
@@ -438,11 +527,15 @@ fn reindex() -> Result<ExitCode> {
         };
         let path = std::path::Path::new(path);
         if !path.is_file() {
-            missing += 1;
-            progress.note(&format!(
-                "missing {}: resource {id} kept as it was ('pai resources rm {id}' removes it)",
-                path.display()
-            ));
+            if listed.removable(&source) {
+                sweep.gone.push((id, source));
+            } else {
+                sweep.missing += 1;
+                progress.note(&format!(
+                    "missing {}: resource {id} kept as it was ('pai resources rm {id}' removes it)",
+                    path.display()
+                ));
+            }
             continue;
         }
         let importer = Importer::new(&store, same_as(&store.get(id)?)).with_html(&html);
@@ -452,29 +545,89 @@ fn reindex() -> Result<ExitCode> {
     }
     store.end_batch()?;
     if !objects.is_empty() {
-        missing += crate::runtime()?.block_on(remote::reindex(
+        crate::runtime()?.block_on(remote::reindex(
             &ws,
             &store,
             &objects,
+            &mut listings,
+            &listed,
+            &mut sweep,
             &mut report,
             &mut progress,
         ))?;
     }
     if !pages.is_empty() {
-        missing +=
-            crate::runtime()?.block_on(web::reindex(&store, &pages, &mut report, &mut progress))?;
+        crate::runtime()?.block_on(web::reindex(&store, &pages, &mut report, &mut progress))?;
+    }
+
+    // Gone from under a listed folder or prefix: removed like `rm` removes (the text
+    // leaves the file), but not kept out: should it come back, it is imported again.
+    let gone: Vec<ResourceId> = sweep.gone.iter().map(|(id, _)| *id).collect();
+    let removed = if gone.is_empty() {
+        Vec::new()
+    } else {
+        store.remove_vanished(&gone)?
+    };
+    for d in &removed {
+        progress.note(&format!(
+            "removed {}: {} is gone from the folder or prefix it was added with",
+            d.id,
+            d.source.strip_prefix("file://").unwrap_or(&d.source)
+        ));
+    }
+
+    // New files and objects, the most specific root first (its class and tags win).
+    let known = std::cell::RefCell::new(known);
+    let wanted = |source: &str| {
+        let new = !known.borrow().contains(source) && !kept_out.contains(source);
+        if new {
+            known.borrow_mut().insert(source.to_string());
+        }
+        new
+    };
+    folders.sort_by_key(|(r, _)| std::cmp::Reverse(r.uri.len()));
+    store.begin_batch()?;
+    for (root, dir) in &folders {
+        let importer = Importer::new(&store, root_options(root)).with_html(&html);
+        let r = importer.add_new(dir, &wanted, &mut |item| report_item(&mut progress, item));
+        add_up(&mut report, &r);
+    }
+    store.end_batch()?;
+    if !listings.is_empty() {
+        crate::runtime()?.block_on(remote::add_new(
+            &store,
+            &listings,
+            &wanted,
+            &mut report,
+            &mut progress,
+        ));
     }
     progress.clear();
     store.rebuild_index()?;
     outln!(
-        "{} updated, {} unchanged, {} missing, {} skipped, {} failed; index rebuilt",
+        "{} added, {} updated, {} unchanged, {} removed, {} missing, {} skipped, {} failed; index rebuilt",
+        report.added,
         report.updated,
         report.unchanged,
-        missing,
+        removed.len(),
+        sweep.missing,
         report.skipped,
         report.failed
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Import options for what is new under a root: its class and tags, titles of their own.
+fn root_options(root: &Root) -> ImportOptions {
+    ImportOptions {
+        class: root.class,
+        tags: root.tags.clone(),
+        ..ImportOptions::default()
+    }
 }
 
 /// Import options that keep a stored document's class, tags and title.
@@ -667,6 +820,10 @@ mod web {
 mod remote {
     use super::*;
     use pai_core::Workspace;
+    #[cfg(feature = "s3")]
+    use pai_core::resources::{Fetched, ObjectInfo, S3Bucket, S3Url};
+    #[cfg(feature = "s3")]
+    use std::collections::HashMap;
 
     #[cfg(not(feature = "s3"))]
     pub async fn add(
@@ -682,20 +839,66 @@ mod remote {
         )
     }
 
+    /// Without S3 support: nothing listed.
     #[cfg(not(feature = "s3"))]
+    #[derive(Default)]
+    pub struct Listings {}
+
+    #[cfg(not(feature = "s3"))]
+    impl Listings {
+        pub fn has(&self, _uri: &str) -> bool {
+            false
+        }
+
+        pub fn is_empty(&self) -> bool {
+            true
+        }
+    }
+
+    #[cfg(not(feature = "s3"))]
+    pub async fn list_roots(
+        _ws: &Workspace,
+        roots: &[&Root],
+        _report: &mut Report,
+        progress: &mut Progress,
+    ) -> Listings {
+        for root in roots {
+            progress.note(&format!(
+                "not listed {}: this pai was built without S3 support (feature 's3')",
+                root.uri
+            ));
+        }
+        Listings {}
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[allow(clippy::too_many_arguments)]
     pub async fn reindex(
         _ws: &Workspace,
         _store: &SqliteStore,
         objects: &[(ResourceId, String)],
+        _listings: &mut Listings,
+        _listed: &Listed<'_>,
+        _sweep: &mut Sweep,
         report: &mut Report,
         progress: &mut Progress,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         progress.note(&format!(
-            "skipped {} s3:// resources: this pai was built without S3 support ('--features s3')",
+            "skipped {} s3:// resources: this pai was built without S3 support (feature 's3')",
             objects.len()
         ));
         report.skipped += objects.len() as u64;
-        Ok(0)
+        Ok(())
+    }
+
+    #[cfg(not(feature = "s3"))]
+    pub async fn add_new(
+        _store: &SqliteStore,
+        _listings: &Listings,
+        _wanted: &dyn Fn(&str) -> bool,
+        _report: &mut Report,
+        _progress: &mut Progress,
+    ) {
     }
 
     #[cfg(feature = "s3")]
@@ -722,7 +925,6 @@ mod remote {
         report: &mut Report,
         progress: &mut Progress,
     ) -> Result<()> {
-        use pai_core::resources::{Fetched, S3Url};
         let mut listed = Vec::new();
         for arg in urls {
             let Some(url) = S3Url::parse(arg) else {
@@ -742,41 +944,48 @@ mod remote {
         for (bucket, objects) in listed {
             for object in objects {
                 let source = S3Url::source(bucket.name(), &object.key);
-                let name = base_name(&object.key);
-                let item = match importer.precheck(name, object.size) {
-                    Some(outcome) => Item {
-                        path: source.into(),
-                        outcome,
-                    },
-                    None => {
-                        let known = known_etag(store, &source)?;
-                        match bucket.fetch(&object.key, known.1.as_deref()).await {
-                            Ok(Fetched::Body { bytes, etag }) => {
-                                importer.remote(&source, name, None, bytes, etag, report)
-                            }
-                            Ok(Fetched::NotModified) => Item {
-                                path: source.into(),
-                                outcome: known.0.map_or(
-                                    Outcome::Failed("the store said 'not modified'".into()),
-                                    Outcome::Unchanged,
-                                ),
-                            },
-                            Ok(Fetched::Missing) => Item {
-                                path: source.into(),
-                                outcome: Outcome::Failed("it vanished while listing".into()),
-                            },
-                            Err(e) => Item {
-                                path: source.into(),
-                                outcome: Outcome::Failed(e.to_string()),
-                            },
-                        }
-                    }
-                };
+                let known = known_etag(store, &source)?;
+                let item = import_object(importer, &bucket, &object, known, report).await;
                 report_item(progress, &item);
                 count(report, &item.outcome);
             }
         }
         Ok(())
+    }
+
+    /// Fetches one listed object (unless its listing already says it is skipped), with
+    /// the ETag stored for it, and imports it.
+    #[cfg(feature = "s3")]
+    async fn import_object(
+        importer: &Importer<'_>,
+        bucket: &pai_core::resources::S3Bucket,
+        object: &pai_core::resources::ObjectInfo,
+        known: (Option<ResourceId>, Option<String>),
+        report: &mut Report,
+    ) -> Item {
+        let source = S3Url::source(bucket.name(), &object.key);
+        let name = base_name(&object.key);
+        if let Some(outcome) = importer.precheck(name, object.size) {
+            return Item {
+                path: source.into(),
+                outcome,
+            };
+        }
+        let outcome = match bucket.fetch(&object.key, known.1.as_deref()).await {
+            Ok(Fetched::Body { bytes, etag }) => {
+                return importer.remote(&source, name, None, bytes, etag, report);
+            }
+            Ok(Fetched::NotModified) => known.0.map_or(
+                Outcome::Failed("the store said 'not modified'".into()),
+                Outcome::Unchanged,
+            ),
+            Ok(Fetched::Missing) => Outcome::Failed("it vanished while listing".into()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        Item {
+            path: source.into(),
+            outcome,
+        }
     }
 
     /// The id and ETag stored for `source`.
@@ -791,30 +1000,118 @@ mod remote {
         })
     }
 
-    /// Refreshes stored objects: each is asked for with its ETag, so an unchanged one is
-    /// not downloaded again. Returns how many are gone.
+    /// The buckets reindex talks to, and the objects under each S3 root it could list
+    /// (with at least one object).
     #[cfg(feature = "s3")]
+    #[derive(Default)]
+    pub struct Listings {
+        buckets: HashMap<String, std::result::Result<S3Bucket, String>>,
+        roots: Vec<(Root, Vec<ObjectInfo>)>,
+        /// The listed ETag of every listed object, by source.
+        etags: HashMap<String, Option<String>>,
+    }
+
+    #[cfg(feature = "s3")]
+    impl Listings {
+        pub fn has(&self, uri: &str) -> bool {
+            self.roots.iter().any(|(r, _)| r.uri == uri)
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.roots.is_empty()
+        }
+
+        fn bucket(&mut self, ws: &Workspace, name: &str) -> std::result::Result<&S3Bucket, String> {
+            self.buckets
+                .entry(name.to_string())
+                .or_insert_with(|| bucket(ws, name).map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(Clone::clone)
+        }
+    }
+
+    /// Lists every S3 root. One that cannot be listed, or lists nothing, is said on a line
+    /// (a listing error counts as failed) and nothing under it is removed.
+    #[cfg(feature = "s3")]
+    pub async fn list_roots(
+        ws: &Workspace,
+        roots: &[&Root],
+        report: &mut Report,
+        progress: &mut Progress,
+    ) -> Listings {
+        let mut listings = Listings::default();
+        for root in roots {
+            let Some(url) = S3Url::parse(&root.uri) else {
+                continue;
+            };
+            let listed = match listings.bucket(ws, &url.bucket) {
+                Ok(bucket) => bucket.list(&url.key).await.map_err(|e| e.to_string()),
+                Err(why) => Err(why),
+            };
+            match listed {
+                Ok(objects) if objects.is_empty() => progress.note(&format!(
+                    "{} lists nothing now: nothing under it is removed",
+                    root.uri
+                )),
+                Ok(objects) => {
+                    for o in &objects {
+                        listings
+                            .etags
+                            .insert(S3Url::source(&url.bucket, &o.key), o.etag.clone());
+                    }
+                    listings.roots.push(((*root).clone(), objects));
+                }
+                Err(why) => {
+                    report.failed += 1;
+                    progress.note(&format!(
+                        "failed {}: {why}; nothing under it is removed",
+                        root.uri
+                    ));
+                }
+            }
+        }
+        listings
+    }
+
+    /// Refreshes stored objects. One whose listed ETag is the stored one is unchanged
+    /// without a request; the others are asked for with their ETag, so an unchanged one
+    /// is not downloaded. One gone from under a listed root is marked for removal; one
+    /// gone elsewhere is counted missing and kept.
+    #[cfg(feature = "s3")]
+    #[allow(clippy::too_many_arguments)]
     pub async fn reindex(
         ws: &Workspace,
         store: &SqliteStore,
         objects: &[(ResourceId, String)],
+        listings: &mut Listings,
+        listed: &Listed<'_>,
+        sweep: &mut Sweep,
         report: &mut Report,
         progress: &mut Progress,
-    ) -> Result<u64> {
-        use pai_core::resources::{Fetched, S3Url};
-        use std::collections::HashMap;
-        let mut buckets: HashMap<String, std::result::Result<_, String>> = HashMap::new();
-        let mut missing = 0;
+    ) -> Result<()> {
         for (id, source) in objects {
             let Some(url) = S3Url::parse(source) else {
                 continue;
             };
-            let bucket = buckets
-                .entry(url.bucket.clone())
-                .or_insert_with(|| bucket(ws, &url.bucket).map_err(|e| e.to_string()));
             let doc = store.get(*id)?;
-            let outcome = match bucket {
-                Err(why) => Outcome::Failed(why.clone()),
+            match listings.etags.get(source) {
+                Some(Some(etag)) if doc.etag.as_ref() == Some(etag) => {
+                    let item = Item {
+                        path: source.into(),
+                        outcome: Outcome::Unchanged(*id),
+                    };
+                    report_item(progress, &item);
+                    count(report, &item.outcome);
+                    continue;
+                }
+                None if listed.removable(source) => {
+                    sweep.gone.push((*id, source.clone()));
+                    continue;
+                }
+                _ => {}
+            }
+            let outcome = match listings.bucket(ws, &url.bucket) {
+                Err(why) => Outcome::Failed(why),
                 Ok(bucket) => match bucket.fetch(&url.key, doc.etag.as_deref()).await {
                     Ok(Fetched::NotModified) => Outcome::Unchanged(*id),
                     Ok(Fetched::Body { bytes, etag }) => {
@@ -823,8 +1120,12 @@ mod remote {
                             .remote(source, base_name(&url.key), None, bytes, etag, report)
                             .outcome
                     }
+                    Ok(Fetched::Missing) if listed.removable(source) => {
+                        sweep.gone.push((*id, source.clone()));
+                        continue;
+                    }
                     Ok(Fetched::Missing) => {
-                        missing += 1;
+                        sweep.missing += 1;
                         progress.note(&format!(
                             "missing {source}: resource {id} kept as it was ('pai resources rm {id}' removes it)"
                         ));
@@ -840,6 +1141,36 @@ mod remote {
             report_item(progress, &item);
             count(report, &item.outcome);
         }
-        Ok(missing)
+        Ok(())
+    }
+
+    /// Imports the listed objects `wanted` accepts (those not stored yet), each root's
+    /// with its class and tags, the most specific root first.
+    #[cfg(feature = "s3")]
+    pub async fn add_new(
+        store: &SqliteStore,
+        listings: &Listings,
+        wanted: &dyn Fn(&str) -> bool,
+        report: &mut Report,
+        progress: &mut Progress,
+    ) {
+        let mut roots: Vec<&(Root, Vec<ObjectInfo>)> = listings.roots.iter().collect();
+        roots.sort_by_key(|(r, _)| std::cmp::Reverse(r.uri.len()));
+        for (root, objects) in roots {
+            let Some(Ok(bucket)) =
+                S3Url::parse(&root.uri).and_then(|url| listings.buckets.get(&url.bucket))
+            else {
+                continue;
+            };
+            let importer = Importer::new(store, root_options(root)).with_html(&html);
+            for object in objects {
+                if !wanted(&S3Url::source(bucket.name(), &object.key)) {
+                    continue;
+                }
+                let item = import_object(&importer, bucket, object, (None, None), report).await;
+                report_item(progress, &item);
+                count(report, &item.outcome);
+            }
+        }
     }
 }

@@ -195,13 +195,7 @@ impl<'a> Importer<'a> {
         emit: &mut dyn FnMut(Item, &mut Report),
         report: &mut Report,
     ) {
-        let walker = ignore::WalkBuilder::new(base)
-            // Honour .gitignore even outside a git repository: the user's notes folder
-            // need not be one.
-            .require_git(false)
-            .sort_by_file_name(|a, b| a.cmp(b))
-            .build();
-        for entry in walker {
+        for entry in walker(base) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -230,6 +224,37 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// Imports the files under `dir` — walked as [`Importer::add`] walks a directory,
+    /// `.gitignore` honoured — whose source (`file:///…`) `wanted` accepts: `reindex`
+    /// passes the ones not stored yet. Calls `on_item` after each file imported.
+    pub fn add_new(
+        &self,
+        dir: &Path,
+        wanted: &dyn Fn(&str) -> bool,
+        on_item: &mut dyn FnMut(&Item),
+    ) -> Report {
+        let mut report = Report::default();
+        for entry in walker(dir) {
+            let item = match entry {
+                Ok(e) if !e.file_type().is_some_and(|t| t.is_file()) => continue,
+                Ok(e) => match source_of(e.path()) {
+                    Ok(source) if !wanted(&source) => continue,
+                    _ => self.file(e.path(), &mut report),
+                },
+                Err(e) => Item {
+                    path: match &e {
+                        ignore::Error::WithPath { path, .. } => path.clone(),
+                        _ => dir.to_path_buf(),
+                    },
+                    outcome: Outcome::Failed(e.to_string()),
+                },
+            };
+            report.count(&item);
+            on_item(&item);
+        }
+        report
+    }
+
     /// Imports one file.
     pub fn file(&self, path: &Path, report: &mut Report) -> Item {
         let outcome = self.file_outcome(path, report);
@@ -251,20 +276,16 @@ impl<'a> Importer<'a> {
         if let Some(skip) = self.precheck(&name, meta.len()) {
             return skip;
         }
-        let abs = match path.canonicalize() {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
+        let source = match source_of(path) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
         };
-        let Some(abs_str) = abs.to_str() else {
-            return Outcome::Skipped("its path is not valid UTF-8".into());
-        };
-        let source = format!("file://{abs_str}");
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(format!("cannot read it: {e}")),
         };
         let name = if name.is_empty() {
-            abs_str.to_string()
+            source.trim_start_matches("file://").to_string()
         } else {
             name
         };
@@ -340,12 +361,14 @@ impl<'a> Importer<'a> {
         if !is_pdf && head.contains(&0) {
             return Outcome::Skipped("binary file".into());
         }
+        let mut page_title = None;
         let text = if is_pdf {
             match pdf_text(&bytes) {
                 Ok(t) => t,
                 Err(why) => return Outcome::Skipped(why),
             }
         } else if media_type == "text/html" {
+            page_title = html_title(&bytes);
             let Some(convert) = self.html else {
                 return Outcome::Skipped("HTML, and no converter was given".into());
             };
@@ -359,11 +382,22 @@ impl<'a> Importer<'a> {
                 Err(_) => return Outcome::Skipped("not valid UTF-8 text".into()),
             }
         };
+        // A page names itself in <title>; else its first heading, else the file or URL.
         let title = self.opts.title.clone().unwrap_or_else(|| {
-            matches!(media_type, "text/markdown" | "text/html")
-                .then(|| first_heading(&text))
-                .flatten()
-                .unwrap_or_else(|| name.to_string())
+            page_title
+                .or_else(|| {
+                    matches!(media_type, "text/markdown" | "text/html")
+                        .then(|| first_heading(&text))
+                        .flatten()
+                })
+                .unwrap_or_else(|| {
+                    // A web page is better named by its whole URL than by its last part.
+                    if source.starts_with("http://") || source.starts_with("https://") {
+                        source.to_string()
+                    } else {
+                        name.to_string()
+                    }
+                })
         });
         let doc = NewDocument {
             title,
@@ -387,6 +421,27 @@ impl<'a> Importer<'a> {
             }
             Err(e) => Outcome::Failed(e.to_string()),
         }
+    }
+}
+
+/// Walks `base` the way `add` does: `.gitignore` honoured, hidden files skipped, by name.
+fn walker(base: &Path) -> ignore::Walk {
+    ignore::WalkBuilder::new(base)
+        // Honour .gitignore even outside a git repository: the user's notes folder
+        // need not be one.
+        .require_git(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build()
+}
+
+/// The source a file is stored under: `file://` and its canonical path.
+pub fn source_of(path: &Path) -> Result<String, Outcome> {
+    let abs = path
+        .canonicalize()
+        .map_err(|e| Outcome::Failed(format!("cannot read it: {e}")))?;
+    match abs.to_str() {
+        Some(s) => Ok(format!("file://{s}")),
+        None => Err(Outcome::Skipped("its path is not valid UTF-8".into())),
     }
 }
 
@@ -457,6 +512,70 @@ fn first_heading(text: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("# "))
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
+}
+
+/// The text of an HTML page's `<title>`, entities decoded and whitespace collapsed; looked
+/// for in the first 64 KiB (the head), `None` when absent or blank.
+fn html_title(bytes: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+    let lower = head.to_ascii_lowercase();
+    let mut from = 0;
+    let open = loop {
+        let at = from + lower[from..].find("<title")?;
+        // `<title>` or `<title lang=…>`, not `<titles>`.
+        if lower[at + 6..].starts_with(|c: char| c == '>' || c.is_ascii_whitespace()) {
+            break at;
+        }
+        from = at + 6;
+    };
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    let title = decode_entities(&head[start..end])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let title: String = title.chars().take(200).collect();
+    (!title.is_empty()).then_some(title)
+}
+
+/// The entities a title commonly holds: the five XML ones, `&nbsp;` and numeric ones.
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 const BINARY_EXTENSIONS: &[&str] = &[
@@ -537,6 +656,25 @@ mod tests {
         assert_eq!(glob_base("docs/**/*.md"), PathBuf::from("docs"));
         assert_eq!(glob_base("*.md"), PathBuf::from("."));
         assert_eq!(glob_base("/a/b/c*.txt"), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn html_titles_come_from_the_title_element() {
+        assert_eq!(
+            html_title(b"<html><head><TITLE lang=en>\n  Fish &amp; chips &#8211; a&nbsp;guide </TITLE></head>"),
+            Some("Fish & chips \u{2013} a guide".into())
+        );
+        assert_eq!(
+            html_title(b"<titles>no</titles><title>yes</title>"),
+            Some("yes".into())
+        );
+        assert_eq!(html_title(b"<title>  </title><h1>Heading</h1>"), None);
+        assert_eq!(html_title(b"<h1>No title</h1>"), None);
+        assert_eq!(html_title(b"<title>unclosed"), None);
+        assert_eq!(
+            decode_entities("a &bogus; b & c &#x41;"),
+            "a &bogus; b & c A"
+        );
     }
 
     #[test]

@@ -16,12 +16,12 @@ mod store;
 
 pub use error::{ResourceError, Result};
 pub use import::{
-    DEFAULT_MAX_FILE_BYTES, HtmlToText, ImportOptions, Importer, Item, Outcome, Report,
+    DEFAULT_MAX_FILE_BYTES, HtmlToText, ImportOptions, Importer, Item, Outcome, Report, source_of,
 };
 pub use model::{
     Added, Change, DEFAULT_MAX_CANDIDATES, Document, Excerpt, Filter, Found, Hit, NewDocument,
-    ResourceId, SearchOptions, check_tag,
+    ResourceId, Root, SearchOptions, check_tag,
 };
 #[cfg(feature = "s3")]
 pub use s3::{Fetched, ObjectInfo, S3Bucket, S3Config, S3Url};
-pub use store::{ResourceStore, SqliteStore, Stats};
+pub use store::{KeptOut, ResourceStore, SqliteStore, Stats};

@@ -215,3 +215,70 @@ pub struct Excerpt {
     /// The chunks' text, each after its heading line when the heading changes.
     pub text: String,
 }
+
+/// A folder or an S3 prefix the user added: `reindex` lists it again, imports what is new
+/// under it with its class and tags, and removes documents whose file or object is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Root {
+    /// `file:///abs/dir` or `s3://bucket/prefix` (`s3://bucket` for a whole bucket),
+    /// without a trailing `/`.
+    pub uri: String,
+    /// The class new documents under it get.
+    pub class: DataClass,
+    /// The tags new documents under it get.
+    pub tags: Vec<String>,
+}
+
+impl Root {
+    /// A root for `uri`; a trailing `/` is dropped, so `s3://b/notes/` and `s3://b/notes`
+    /// are the same root.
+    pub fn new(uri: &str, class: DataClass, tags: Vec<String>) -> Self {
+        Self {
+            uri: normalise_root(uri),
+            class,
+            tags,
+        }
+    }
+
+    /// Whether `source` lies under this root (by whole path segments: `/notes` does not
+    /// cover `/notes2/a.md`).
+    pub fn covers(&self, source: &str) -> bool {
+        if self.uri.ends_with('/') {
+            return source.starts_with(&self.uri);
+        }
+        source == self.uri
+            || source
+                .strip_prefix(&self.uri)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// A root URI without its trailing `/` (but `file:///` stays whole).
+pub(crate) fn normalise_root(uri: &str) -> String {
+    let trimmed = uri.trim_end_matches('/');
+    if trimmed.ends_with(':') || trimmed.is_empty() {
+        uri.to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_cover_whole_path_segments_only() {
+        let r = Root::new("s3://notes/2024/", DataClass::Internal, vec![]);
+        assert_eq!(r.uri, "s3://notes/2024");
+        assert!(r.covers("s3://notes/2024/a.md"));
+        assert!(r.covers("s3://notes/2024"));
+        assert!(!r.covers("s3://notes/20245/a.md"));
+        let bucket = Root::new("s3://notes/", DataClass::Internal, vec![]);
+        assert!(bucket.covers("s3://notes/x/y.md"));
+        assert!(!bucket.covers("s3://notes2/y.md"));
+        let dir = Root::new("file:///home/me/notes", DataClass::Internal, vec![]);
+        assert!(dir.covers("file:///home/me/notes/deep/a.md"));
+        assert!(!dir.covers("file:///home/me/notes.md"));
+    }
+}

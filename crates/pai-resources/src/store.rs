@@ -21,6 +21,10 @@ use crate::model::{
 };
 use crate::query::Terms;
 
+mod rank;
+mod roots;
+pub use roots::KeptOut;
+
 /// The documents a model may read: add, look up, change, remove and search them.
 pub trait ResourceStore: Send + Sync + fmt::Debug {
     /// Stores `doc`; a known source is replaced when its text changed, else left alone.
@@ -190,6 +194,7 @@ impl SqliteStore {
                 "schema version {version}, this pai reads {SCHEMA_VERSION}"
             )));
         }
+        roots::upgrade(&conn).map_err(&db)?;
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -224,6 +229,17 @@ impl SqliteStore {
     pub fn end_batch(&self) -> Result<()> {
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(Batch { open: Some(_), .. }) = batch.take() {
+            self.lock().execute_batch("COMMIT").map_err(self.db())?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open batch's transaction now, staying in batch mode.
+    fn commit_batch(&self) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = batch.as_mut()
+            && b.open.take().is_some()
+        {
             self.lock().execute_batch("COMMIT").map_err(self.db())?;
         }
         Ok(())
@@ -419,30 +435,116 @@ impl SqliteStore {
         Ok(added)
     }
 
-    /// The candidates of one FTS5 expression: `(chunk rowid, score)`, at most `cap + 1`.
-    fn candidates(
-        conn: &Connection,
-        expr: &str,
-        filter: &Filter,
-        cap: usize,
-    ) -> rusqlite::Result<Vec<(i64, f64)>> {
-        let mut sql = String::from(
-            "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) FROM chunks_fts WHERE chunks_fts MATCH ?",
-        );
-        let mut args: Vec<rusqlite::types::Value> = vec![expr.to_string().into()];
-        if let Some(docs) = doc_filter(filter, &mut args) {
-            sql.push_str(&format!(
-                " AND rowid IN (SELECT id FROM chunks WHERE doc IN ({docs}))"
-            ));
+    /// [`ResourceStore::search`] with other limits for ranking without `bm25()` (tests
+    /// use small ones).
+    fn search_with_limits(
+        &self,
+        query: &str,
+        opts: &SearchOptions,
+        limits: rank::Limits,
+    ) -> Result<Found> {
+        let terms = Terms::parse(query);
+
+        let mut found = Found {
+            terms: terms.0.clone(),
+            hits: Vec::new(),
+            approximate: false,
+        };
+        if terms.is_empty() || opts.limit == 0 {
+            return Ok(found);
         }
-        // No ORDER BY: FTS5 yields matches lazily, so the LIMIT bounds the scoring work.
-        sql.push_str(" LIMIT ?");
-        args.push((cap as i64 + 1).into());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        stmt.query_map(params_from_iter(args), |r| {
-            Ok((r.get(0)?, -r.get::<_, f64>(1)?))
-        })?
-        .collect()
+        let conn = self.lock();
+        let db = self.db();
+        let cap = opts.max_candidates.max(opts.limit);
+        let counts = rank::count_terms(&conn, &terms.0, limits).map_err(&db)?;
+        let mut exprs = vec![(terms.all(), terms.0.clone(), counts.clone(), true)];
+        if terms.0.len() > 1 {
+            let (some, their) = rank::fallback(&terms.0, &counts);
+            exprs.push((Terms(some.clone()).any(), some, their, false));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (expr, expr_terms, expr_counts, all) in exprs {
+            if found.hits.len() >= opts.limit {
+                break;
+            }
+            let e = rank::Expr {
+                text: &expr,
+                terms: &expr_terms,
+                counts: &expr_counts,
+                all,
+            };
+            let mut cands = rank::candidates(&conn, &e, &opts.filter, cap, limits).map_err(&db)?;
+            if cands.len() > cap {
+                cands.truncate(cap);
+                found.approximate = true;
+            }
+            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut chunk_of = conn
+                .prepare_cached("SELECT doc, seq, heading FROM chunks WHERE id = ?1")
+                .map_err(&db)?;
+            let mut snippet = conn
+                .prepare_cached(
+                    "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
+                     WHERE chunks_fts MATCH ?1 AND rowid = ?2",
+                )
+                .map_err(&db)?;
+            for (rowid, score) in cands {
+                if found.hits.len() >= opts.limit {
+                    break;
+                }
+                let (doc, seq, heading): (ResourceId, i64, String) = chunk_of
+                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(&db)?;
+                if !seen.insert(doc) {
+                    continue;
+                }
+                let snip: String = snippet
+                    .query_row(params![expr, rowid], |r| r.get(0))
+                    .map_err(&db)?;
+                let meta = self.must_doc(&conn, doc)?;
+                found.hits.push(Hit {
+                    id: doc,
+                    title: meta.title,
+                    source: meta.source,
+                    class: meta.class,
+                    chunk: seq as u32,
+                    heading,
+                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
+                    score,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes documents, all or none; with `keep_out`, those under an added folder or
+    /// prefix are remembered so `reindex` leaves them out.
+    fn remove_in(&self, ids: &[ResourceId], keep_out: bool) -> Result<Vec<Document>> {
+        let mut conn = self.lock();
+        let db = ResourceError::db(&self.path);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let mut removed = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let doc = Self::doc(&tx, id)
+                .map_err(&db)?
+                .ok_or(ResourceError::UnknownId(id))?;
+            tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
+                .map_err(&db)?;
+            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
+                .map_err(&db)?;
+            removed.push(doc);
+        }
+        if keep_out {
+            roots::keep_out(&tx, &removed).map_err(&db)?;
+        }
+        tx.commit().map_err(&db)?;
+        // The old pages live on in the WAL until it is checkpointed and truncated.
+        checkpoint(&conn).map_err(&db)?;
+        Ok(removed)
     }
 }
 
@@ -685,94 +787,12 @@ impl ResourceStore for SqliteStore {
     }
 
     fn remove(&self, ids: &[ResourceId]) -> Result<Vec<Document>> {
-        let mut conn = self.lock();
-        let db = ResourceError::db(&self.path);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&db)?;
-        let mut removed = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let doc = Self::doc(&tx, id)
-                .map_err(&db)?
-                .ok_or(ResourceError::UnknownId(id))?;
-            tx.execute("DELETE FROM chunks WHERE doc = ?1", [id])
-                .map_err(&db)?;
-            tx.execute("DELETE FROM tags WHERE doc = ?1", [id])
-                .map_err(&db)?;
-            tx.execute("DELETE FROM documents WHERE id = ?1", [id])
-                .map_err(&db)?;
-            removed.push(doc);
-        }
-        tx.commit().map_err(&db)?;
-        // The old pages live on in the WAL until it is checkpointed and truncated.
-        checkpoint(&conn).map_err(&db)?;
-        Ok(removed)
+        // Removed by the user: a folder's reindex must not bring them back.
+        self.remove_in(ids, true)
     }
 
     fn search(&self, query: &str, opts: &SearchOptions) -> Result<Found> {
-        let terms = Terms::parse(query);
-        let mut found = Found {
-            terms: terms.0.clone(),
-            hits: Vec::new(),
-            approximate: false,
-        };
-        if terms.is_empty() || opts.limit == 0 {
-            return Ok(found);
-        }
-        let conn = self.lock();
-        let db = self.db();
-        let cap = opts.max_candidates.max(opts.limit);
-        let mut exprs = vec![terms.all()];
-        if terms.0.len() > 1 {
-            exprs.push(terms.any());
-        }
-        let mut seen = std::collections::HashSet::new();
-        for expr in exprs {
-            if found.hits.len() >= opts.limit {
-                break;
-            }
-            let mut cands = Self::candidates(&conn, &expr, &opts.filter, cap).map_err(&db)?;
-            if cands.len() > cap {
-                cands.truncate(cap);
-                found.approximate = true;
-            }
-            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let mut chunk_of = conn
-                .prepare_cached("SELECT doc, seq, heading FROM chunks WHERE id = ?1")
-                .map_err(&db)?;
-            let mut snippet = conn
-                .prepare_cached(
-                    "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
-                     WHERE chunks_fts MATCH ?1 AND rowid = ?2",
-                )
-                .map_err(&db)?;
-            for (rowid, score) in cands {
-                if found.hits.len() >= opts.limit {
-                    break;
-                }
-                let (doc, seq, heading): (ResourceId, i64, String) = chunk_of
-                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .map_err(&db)?;
-                if !seen.insert(doc) {
-                    continue;
-                }
-                let snip: String = snippet
-                    .query_row(params![expr, rowid], |r| r.get(0))
-                    .map_err(&db)?;
-                let meta = self.must_doc(&conn, doc)?;
-                found.hits.push(Hit {
-                    id: doc,
-                    title: meta.title,
-                    source: meta.source,
-                    class: meta.class,
-                    chunk: seq as u32,
-                    heading,
-                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
-                    score,
-                });
-            }
-        }
-        Ok(found)
+        self.search_with_limits(query, opts, rank::LIMITS)
     }
 
     fn read(&self, id: ResourceId, from: u32, max_bytes: usize) -> Result<Excerpt> {

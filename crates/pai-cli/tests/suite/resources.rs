@@ -36,7 +36,7 @@ fn corpus() -> tempfile::TempDir {
     .unwrap();
     fs::write(
         p.join("notes/page.html"),
-        "<html><head><title>T</title></head><body><h1>Bike repair</h1><p>Patch the inner tube.</p></body></html>",
+        "<html><head><title>Bike repair &amp; care</title></head><body><h1>Bike repair</h1><p>Patch the inner tube.</p></body></html>",
     )
     .unwrap();
     fs::write(p.join("notes/photo.png"), b"\x89PNG\r\n\x1a\n\x00\x00").unwrap();
@@ -650,7 +650,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
             .insert_header("etag", etag)
             .set_body_raw(
                 format!(
-                    "<html><head><title>x</title></head><body><h1>Bike repair</h1><p>{text}</p></body></html>"
+                    "<html><head><title>Bike repair | Example Wiki</title></head><body><h1>Bike repair</h1><p>{text}</p></body></html>"
                 ),
                 "text/html; charset=utf-8",
             )
@@ -684,8 +684,8 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
         .success()
         .json();
     assert_eq!(found["hits"][0]["source"], url.as_str());
-    // Titled as a local HTML file is: by its first heading.
-    assert_eq!(found["hits"][0]["title"], "Bike repair");
+    // Titled by the page's <title>.
+    assert_eq!(found["hits"][0]["title"], "Bike repair | Example Wiki");
     assert!(
         !found["hits"][0]["snippet"]
             .as_str()
@@ -698,7 +698,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
     let reindex = pai.run(&["resources", "reindex"]).success();
     assert_eq!(
         reindex.stdout,
-        "0 updated, 1 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+        "0 added, 0 updated, 1 unchanged, 0 removed, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
     );
     let conditional = server
         .received_requests()
@@ -719,7 +719,7 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
     let reindex = pai.run(&["resources", "reindex"]).success();
     assert_eq!(
         reindex.stdout,
-        "1 updated, 0 unchanged, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
+        "0 added, 1 updated, 0 unchanged, 0 removed, 0 missing, 0 skipped, 0 failed; index rebuilt\n"
     );
     let found = pai
         .run(&["resources", "search", "spoke", "--json"])
@@ -734,4 +734,225 @@ async fn a_url_is_imported_and_refreshed_by_its_etag() {
         missing.stderr.contains("failed") && missing.stderr.contains("404"),
         "{missing:#?}"
     );
+}
+
+fn db_contains(pai: &Pai, needle: &str) -> bool {
+    let home = pai.home.home();
+    let mut bytes = fs::read(home.join("resources.db")).unwrap();
+    bytes.extend(fs::read(home.join("resources.db-wal")).unwrap_or_default());
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// `reindex` walks each added folder again (`.gitignore` honoured, as `add` does): a new
+/// file is imported with the folder's class and tags; a deleted one is removed, its text
+/// gone from the database file; a file added on its own that vanished is kept and said
+/// missing; a folder that is gone removes nothing; what the user removed with `rm` stays
+/// out, and a folder with nothing left is no longer walked.
+#[test]
+fn reindex_imports_new_files_in_added_folders_and_removes_deleted_ones() {
+    let pai = Pai::new();
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes");
+    fs::create_dir_all(notes.join("deep")).unwrap();
+    fs::write(notes.join("a.md"), "# Alpha\n\nAbout the kettle.\n").unwrap();
+    fs::write(notes.join("b.md"), "# Beta\n\nThe wombatgrapefruit plan.\n").unwrap();
+    fs::write(notes.join(".gitignore"), "scratch.md\n").unwrap();
+    let solo = dir.path().join("solo.md");
+    fs::write(&solo, "# Solo\n\nOn its own.\n").unwrap();
+    let notes_arg = notes.display().to_string();
+    pai.run(&[
+        "resources",
+        "add",
+        &notes_arg,
+        "--class",
+        "personal",
+        "--tag",
+        "home",
+    ])
+    .success();
+    pai.run(&["resources", "add", &solo.display().to_string()])
+        .success();
+
+    fs::write(notes.join("deep/c.md"), "# Gamma\n\nThe new note.\n").unwrap();
+    fs::write(notes.join("scratch.md"), "ignored scratch").unwrap();
+    fs::remove_file(notes.join("b.md")).unwrap();
+    fs::remove_file(&solo).unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "1 added, 0 updated, 1 unchanged, 1 removed, 1 missing, 0 skipped, 0 failed; index rebuilt\n",
+        "{reindex:#?}"
+    );
+    let canonical = notes.canonicalize().unwrap();
+    assert!(
+        reindex.stderr.contains(&format!(
+            "removed 2: {}/b.md is gone from the folder or prefix it was added with",
+            canonical.display()
+        )) && reindex
+            .stderr
+            .contains("solo.md: resource 3 kept as it was"),
+        "{reindex:#?}"
+    );
+    assert!(
+        !db_contains(&pai, "wombatgrapefruit"),
+        "the removed text is still in the database"
+    );
+    let list = pai.run(&["resources", "list", "--json"]).success().json();
+    let titles: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Alpha", "Solo", "Gamma"]);
+    assert_eq!(list[2]["class"], "personal");
+    assert_eq!(list[2]["tags"], json!(["home"]));
+
+    // The folder moved away (an unmounted disk looks the same): nothing removed.
+    let moved = dir.path().join("moved");
+    fs::rename(&notes, &moved).unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert_eq!(
+        reindex.stdout,
+        "0 added, 0 updated, 0 unchanged, 0 removed, 3 missing, 0 skipped, 0 failed; index rebuilt\n",
+        "{reindex:#?}"
+    );
+    assert!(
+        reindex
+            .stderr
+            .contains("is gone or empty: nothing under it is removed or added"),
+        "{reindex:#?}"
+    );
+    fs::rename(&moved, &notes).unwrap();
+
+    // Removed by the user: it stays out. With nothing left from the folder, the
+    // folder is no longer walked.
+    pai.run(&["resources", "rm", "4"]).success();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert!(
+        reindex
+            .stdout
+            .starts_with("0 added, 0 updated, 1 unchanged, 0 removed"),
+        "{reindex:#?}"
+    );
+    pai.run(&["resources", "rm", "1"]).success();
+    fs::write(notes.join("d.md"), "# Delta\n").unwrap();
+    let reindex = pai.run(&["resources", "reindex"]).success();
+    assert!(
+        reindex
+            .stdout
+            .starts_with("0 added, 0 updated, 0 unchanged, 0 removed, 1 missing"),
+        "{reindex:#?}"
+    );
+    // Adding the folder again takes all of it.
+    let add = pai.run(&["resources", "add", &notes_arg]).success();
+    assert_eq!(
+        add.stdout,
+        "3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n"
+    );
+}
+
+/// A page's title: its `<title>` (entities decoded, whitespace collapsed), else its first
+/// heading, else its URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn page_titles_come_from_the_title_element_then_the_first_heading_then_the_url() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let pages = [
+        (
+            "/titled",
+            "<html><head><meta charset=utf-8>\n<title>\n  Fish &amp; chips &#8211; a guide\n</title></head>\
+             <body><h1>Not this</h1><p>Batter the cod.</p></body></html>",
+            "text/html; charset=utf-8",
+        ),
+        (
+            "/headed",
+            "<html><body><h1>Sourdough starter</h1><p>Feed it daily.</p></body></html>",
+            "text/html",
+        ),
+        (
+            "/bare",
+            "<html><body><p>Only a paragraph.</p></body></html>",
+            "text/html",
+        ),
+    ];
+    for (at, body, kind) in pages {
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, kind))
+            .mount(&server)
+            .await;
+    }
+    let pai = Pai::new();
+    let urls: Vec<String> = pages
+        .iter()
+        .map(|(at, _, _)| format!("{}{at}", server.uri()))
+        .collect();
+    let mut args = vec!["resources", "add"];
+    args.extend(urls.iter().map(String::as_str));
+    let add = pai.run(&args).success();
+    assert_eq!(
+        add.stdout, "3 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n",
+        "{add:#?}"
+    );
+    let list = pai.run(&["resources", "list", "--json"]).success().json();
+    let titles: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Fish & chips \u{2013} a guide",
+            "Sourdough starter",
+            urls[2].as_str()
+        ]
+    );
+}
+
+/// Several documents share the query's words; the one about all of them comes first, the
+/// others after it.
+#[test]
+fn search_puts_the_right_document_first_among_several_that_match() {
+    let pai = Pai::new();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    fs::write(
+        p.join("shopping.md"),
+        "# Shopping\n\nBread, milk, a new kettle, kettle filters, kettle cleaner.\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("kettle.md"),
+        "# Kettle descaling\n\nDescale the kettle monthly: citric acid, boil, rinse.\n",
+    )
+    .unwrap();
+    fs::write(
+        p.join("coffee.md"),
+        "# Coffee machine\n\nDescale the coffee machine every quarter.\n",
+    )
+    .unwrap();
+    pai.run(&["resources", "add", &p.display().to_string()])
+        .success();
+    let found = pai
+        .run(&[
+            "resources",
+            "search",
+            "how do I descale my kettle?",
+            "--json",
+        ])
+        .success()
+        .json();
+    let titles: Vec<_> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles.len(), 3, "{found:#}");
+    assert_eq!(titles[0], "Kettle descaling", "{found:#}");
 }

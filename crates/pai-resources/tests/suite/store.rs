@@ -1,5 +1,6 @@
 use pai_resources::{
-    Added, Change, Filter, NewDocument, ResourceError, ResourceStore, SearchOptions, SqliteStore,
+    Added, Change, Filter, NewDocument, ResourceError, ResourceStore, Root, SearchOptions,
+    SqliteStore,
 };
 use pai_types::DataClass;
 use pretty_assertions::assert_eq;
@@ -349,4 +350,84 @@ fn a_batch_commits_every_n_documents_and_a_crash_loses_only_the_open_one() {
     ));
     store.end_batch().unwrap();
     assert_eq!(committed(), 3);
+}
+
+/// Stores written before roots were recorded lack their tables: opening one adds them and
+/// keeps every document.
+#[test]
+fn a_store_without_roots_gains_them_and_keeps_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resources.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let a = store.add(doc("file:///n/a.md", "Alpha", "first")).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE roots; DROP TABLE kept_out;")
+        .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(a.id()).unwrap().title, "Alpha");
+    assert_eq!(store.roots().unwrap(), vec![]);
+    let root = Root::new("file:///n/", DataClass::Personal, vec!["home".into()]);
+    store.add_root(&root).unwrap();
+    assert_eq!(
+        store.roots().unwrap(),
+        vec![Root {
+            uri: "file:///n".into(),
+            class: DataClass::Personal,
+            tags: vec!["home".into()],
+        }]
+    );
+}
+
+/// `rm` of a document under a root keeps it out of the next reindex, remembered by a hash
+/// (its path leaves the file with its text); with nothing left under it, the root is
+/// forgotten. A vanished file's removal keeps nothing out. Adding the root again forgets
+/// what was kept out.
+#[test]
+fn removal_under_a_root_keeps_the_source_out_by_hash_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resources.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let root = Root::new("file:///n", DataClass::Internal, vec![]);
+    store.add_root(&root).unwrap();
+    let secret_path = "file:///n/zanzibar-divorce-lawyer.md";
+    let a = store.add(doc(secret_path, "A", "alpha text")).unwrap().id();
+    let b = store
+        .add(doc("file:///n/b.md", "B", "beta text"))
+        .unwrap()
+        .id();
+    let c = store
+        .add(doc("file:///n/c.md", "C", "gamma text"))
+        .unwrap()
+        .id();
+    let outside = store
+        .add(doc("file:///elsewhere/d.md", "D", "delta"))
+        .unwrap()
+        .id();
+
+    store.remove(&[a, outside]).unwrap();
+    let kept = store.kept_out().unwrap();
+    assert!(kept.contains(secret_path));
+    assert!(!kept.contains("file:///elsewhere/d.md"));
+    store.remove_vanished(&[b]).unwrap();
+    assert!(!store.kept_out().unwrap().contains("file:///n/b.md"));
+    assert_eq!(store.roots().unwrap().len(), 1);
+    let bytes = [
+        std::fs::read(&path).unwrap(),
+        std::fs::read(dir.path().join("resources.db-wal")).unwrap_or_default(),
+    ]
+    .concat();
+    let needle = b"zanzibar-divorce-lawyer";
+    assert!(
+        !bytes.windows(needle.len()).any(|w| w == needle),
+        "the removed document's path is still in the file"
+    );
+
+    store.add_root(&root).unwrap();
+    assert!(!store.kept_out().unwrap().contains(secret_path));
+    store.remove(&[c]).unwrap();
+    assert_eq!(store.roots().unwrap(), vec![]);
+    assert!(!store.kept_out().unwrap().contains("file:///n/c.md"));
 }
