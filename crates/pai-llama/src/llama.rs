@@ -21,12 +21,15 @@ use candle_core::{Device, Result};
 
 use crate::kernels::{self, MatVec, Q8Rows, QK, Quant};
 
-/// A weight matrix, `rows` × `cols`, one row of blocks after another.
+/// A weight matrix, `rows` × `cols`, one row of blocks after another, or, where the CPU
+/// has a kernel for it and `rows` is a multiple of four, in groups of four rows
+/// interleaved block by block (`kernels::interleave`).
 struct Matrix {
     quant: Quant,
     rows: usize,
     cols: usize,
     data: Vec<u8>,
+    interleaved: bool,
     matvec: MatVec,
 }
 
@@ -45,11 +48,19 @@ impl Matrix {
         self.cols / QK * self.quant.block_bytes()
     }
 
-    fn row(&self, r: usize) -> &[u8] {
-        self.rows_bytes(r, 1)
+    /// Row `r` as f32 values (an embedding lookup); `plain` is room for the row's bytes.
+    fn dequantize_row(&self, r: usize, plain: &mut Vec<u8>, out: &mut [f32]) {
+        if self.interleaved {
+            let group = self.rows_bytes(r - r % 4, 4);
+            kernels::deinterleave_row(self.quant, group, r % 4, plain);
+            kernels::dequantize_row(self.quant, plain, out);
+        } else {
+            kernels::dequantize_row(self.quant, self.rows_bytes(r, 1), out);
+        }
     }
 
-    /// Rows `r..r + n`, one after another.
+    /// Rows `r..r + n`, one after another (whole groups of four when interleaved: `r` and
+    /// `n` are then multiples of four).
     fn rows_bytes(&self, r: usize, n: usize) -> &[u8] {
         let b = self.row_bytes();
         &self.data[r * b..(r + n) * b]
@@ -86,6 +97,7 @@ struct Scratch {
     cos: Vec<f32>,
     sin: Vec<f32>,
     shared: Vec<AtomicU32>,
+    plain_row: Vec<u8>,
 }
 
 /// A loaded llama model and its KV cache: one conversation at a time.
@@ -282,8 +294,8 @@ impl Llama {
                     "token {t} is not in the vocabulary"
                 )));
             }
-            let e = &self.embeddings;
-            kernels::dequantize_row(e.quant, e.row(t), &mut s.x[j * hidden..(j + 1) * hidden]);
+            let out = &mut s.x[j * hidden..(j + 1) * hidden];
+            self.embeddings.dequantize_row(t, &mut s.plain_row, out);
         }
         s.cos.resize(m * hd / 2, 0.0);
         s.sin.resize(m * hd / 2, 0.0);
@@ -402,12 +414,25 @@ fn matrix<R: Read + Seek>(content: &Content, reader: &mut R, name: &str) -> Resu
             "{name} has the wrong size"
         )));
     }
-    Ok(Matrix {
-        quant,
-        rows,
-        cols,
-        data,
-        matvec: kernels::matvec_for(quant),
+    let row_bytes = cols / QK * quant.block_bytes();
+    let interleaved = kernels::matvec_interleaved_for(quant).filter(|_| rows % 4 == 0);
+    Ok(match interleaved {
+        Some(matvec) => Matrix {
+            quant,
+            rows,
+            cols,
+            data: kernels::interleave(quant, &data, row_bytes),
+            interleaved: true,
+            matvec,
+        },
+        None => Matrix {
+            quant,
+            rows,
+            cols,
+            data,
+            interleaved: false,
+            matvec: kernels::matvec_for(quant),
+        },
     })
 }
 
@@ -442,33 +467,38 @@ fn matmul(
     let store = |j: usize, r: usize, v: f32| {
         shared_ref[j * total + r].store(v.to_bits(), Ordering::Relaxed);
     };
+    // Items never straddle two matrices, and start at a multiple of ROWS_PER_ITEM within
+    // theirs, so an interleaved matrix is always handed whole groups of four rows.
+    let items: usize = matrices
+        .iter()
+        .map(|w| w.rows.div_ceil(ROWS_PER_ITEM))
+        .sum();
     let work = |items: Range<usize>| {
         let mut buf = [0f32; ROWS_PER_ITEM];
         for item in items {
-            let end = total.min((item + 1) * ROWS_PER_ITEM);
-            let mut r = item * ROWS_PER_ITEM;
-            while r < end {
-                let (mut w, mut local) = (matrices[0], r);
-                for next in matrices {
-                    w = next;
-                    if local < next.rows {
-                        break;
-                    }
-                    local -= next.rows;
+            let (mut item_in, mut offset) = (item, 0);
+            let mut w = matrices[0];
+            for next in matrices {
+                w = next;
+                let own = next.rows.div_ceil(ROWS_PER_ITEM);
+                if item_in < own {
+                    break;
                 }
-                let n = (end - r).min(w.rows - local);
-                let rows = w.rows_bytes(local, n);
-                for j in 0..m {
-                    (w.matvec)(rows, w.row_bytes(), x.row(j), &mut buf[..n]);
-                    for (i, v) in buf[..n].iter().enumerate() {
-                        store(j, r + i, *v);
-                    }
+                item_in -= own;
+                offset += next.rows;
+            }
+            let local = item_in * ROWS_PER_ITEM;
+            let n = ROWS_PER_ITEM.min(w.rows - local);
+            let rows = w.rows_bytes(local, n);
+            for j in 0..m {
+                (w.matvec)(rows, w.row_bytes(), x.row(j), &mut buf[..n]);
+                for (i, v) in buf[..n].iter().enumerate() {
+                    store(j, offset + local + i, *v);
                 }
-                r += n;
             }
         }
     };
-    candle_core::utils::barrier_pool().execute_chunked(total.div_ceil(ROWS_PER_ITEM), work);
+    candle_core::utils::barrier_pool().execute_chunked(items, work);
     out.clear();
     // The pool has joined its workers, which makes their stores visible here.
     out.extend(
