@@ -85,8 +85,12 @@ fn weights(path: &Path) -> Result<(u64, String), String> {
             .get("shape")
             .and_then(|s| s.as_array())
             .ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
-        parameters += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
         let d = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        // Integer tensors (e.g. a stored `position_ids`) are buffers, not weights.
+        if !matches!(d, "F64" | "F32" | "F16" | "BF16") {
+            continue;
+        }
+        parameters += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
         dtype = match dtype {
             None => Some(d.to_string()),
             Some(prev) if prev == d => Some(prev),
