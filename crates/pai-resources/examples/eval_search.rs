@@ -33,7 +33,10 @@ fn main() {
         .lock()
         .lines()
         .map(|l| l.unwrap())
-        .filter_map(|l| l.split_once('\t').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect();
     let modes: &[bool] = if hybrid { &[true, false] } else { &[true] };
     for &bm25_only in modes {
@@ -47,7 +50,11 @@ fn main() {
             let found = store.search(q, &opts).unwrap();
             let us = started.elapsed().as_micros();
             if !bm25_only {
-                assert_eq!(found.mode, SearchMode::Hybrid, "no vectors of this model stored");
+                assert_eq!(
+                    found.mode,
+                    SearchMode::Hybrid,
+                    "no vectors of this model stored"
+                );
             }
             let mode = if bm25_only { "bm25" } else { "hybrid" };
             let sources: Vec<&str> = found.hits.iter().map(|h| h.source.as_str()).collect();

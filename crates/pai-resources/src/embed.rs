@@ -20,7 +20,7 @@ use crate::vector::Embed;
 pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 
 /// Texts embedded per forward pass at most (memory grows with batch × tokens²).
-const BATCH: usize = 16;
+const BATCH: usize = 4;
 
 /// A BERT sentence-embedding model, loaded.
 pub struct BertEmbedder {
@@ -64,7 +64,8 @@ pub struct ModelInfo {
 fn weights(path: &Path) -> Result<(u64, String), String> {
     use std::io::Read;
     let bad = |why: String| format!("{} is not a safetensors file ({why})", path.display());
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
     let len = u64::from_le_bytes(len);
@@ -90,7 +91,10 @@ fn weights(path: &Path) -> Result<(u64, String), String> {
         if !matches!(d, "F64" | "F32" | "F16" | "BF16") {
             continue;
         }
-        parameters += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
+        parameters += shape
+            .iter()
+            .map(|d| d.as_u64().unwrap_or(0))
+            .product::<u64>();
         dtype = match dtype {
             None => Some(d.to_string()),
             Some(prev) if prev == d => Some(prev),
@@ -139,7 +143,9 @@ pub fn inspect(dir: &Path) -> Result<(ModelInfo, Config), String> {
     let mut max_tokens = config.max_position_embeddings.min(512);
     let st = dir.join("sentence_bert_config.json");
     if st.is_file()
-        && let Some(n) = read_json(&st)?.get("max_seq_length").and_then(|v| v.as_u64())
+        && let Some(n) = read_json(&st)?
+            .get("max_seq_length")
+            .and_then(|v| v.as_u64())
     {
         max_tokens = max_tokens.min(n as usize).max(2);
     }
@@ -218,7 +224,11 @@ impl BertEmbedder {
         let summed = hidden.broadcast_mul(&m)?.sum(1)?;
         let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?;
         let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
         mean.broadcast_div(&norm)?.to_vec2::<f32>()
     }
 
@@ -272,16 +282,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         pai_test_support::write_tiny_bert(
             dir.path(),
-            &[&["car", "automobile"], &["engine", "motor"], &["banana"], &["bread"]],
+            &[
+                &["car", "automobile"],
+                &["engine", "motor"],
+                &["banana"],
+                &["bread"],
+            ],
         );
         let (info, _) = inspect(dir.path()).unwrap();
         assert_eq!(info.dims, pai_test_support::TINY_BERT_DIMS);
-        assert_eq!((info.max_tokens, info.layers, info.dtype.as_str()), (48, 2, "F32"));
+        assert_eq!(
+            (info.max_tokens, info.layers, info.dtype.as_str()),
+            (48, 2, "F32")
+        );
         let m = BertEmbedder::load(dir.path(), "tiny@0").unwrap();
         assert_eq!((m.model(), m.dims()), ("tiny@0", 32));
 
         let v = m
-            .embed(&["car engine", "automobile motor", "banana bread", "Car ENGINE"])
+            .embed(&[
+                "car engine",
+                "automobile motor",
+                "banana bread",
+                "Car ENGINE",
+            ])
             .unwrap();
         assert_eq!(v.len(), 4);
         for x in &v {
@@ -297,12 +320,21 @@ mod tests {
         // Padding is masked out of the mean: alone or beside a longer text, the same.
         let alone = m.embed(&["car engine"]).unwrap();
         let padded = m
-            .embed(&["car engine", "banana bread banana bread car car engine banana"])
+            .embed(&[
+                "car engine",
+                "banana bread banana bread car car engine banana",
+            ])
             .unwrap();
         assert!(cos(&alone[0], &padded[0]) > 0.9999);
         // More texts than one forward pass takes come back in order.
         let many: Vec<&str> = (0..40)
-            .map(|i| if i % 2 == 0 { "banana" } else { "car engine motor" })
+            .map(|i| {
+                if i % 2 == 0 {
+                    "banana"
+                } else {
+                    "car engine motor"
+                }
+            })
             .collect();
         let out = m.embed(&many).unwrap();
         assert_eq!(out.len(), 40);

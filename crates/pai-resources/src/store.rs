@@ -828,9 +828,10 @@ impl SqliteStore {
             let mut rows = stmt.query(params_from_iter(args)).map_err(&db)?;
             while let Some(row) = rows.next().map_err(&db)? {
                 let chunk: i64 = row.get(0).map_err(&db)?;
-                let blob = row.get_ref(1).map_err(&db)?.as_blob().map_err(|e| {
-                    ResourceError::Corrupt(format!("chunk {chunk}'s vector: {e}"))
-                })?;
+                let blob =
+                    row.get_ref(1).map_err(&db)?.as_blob().map_err(|e| {
+                        ResourceError::Corrupt(format!("chunk {chunk}'s vector: {e}"))
+                    })?;
                 if let Some((scale, body)) = vector::parts(blob, dims) {
                     top.push(chunk, scale * vector::dot_i8(qb, body) as f32);
                 }
@@ -856,7 +857,9 @@ impl SqliteStore {
             }
             let Some((doc, seq, heading, text)): Option<(ResourceId, i64, String, String)> =
                 chunk_of
-                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .query_row([rowid], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
                     .optional()
                     .map_err(&db)?
             else {

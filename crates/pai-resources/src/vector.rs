@@ -140,7 +140,8 @@ pub fn rrf(lists: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
             e.0 += 1.0 / (k + (i + 1) as f64);
         }
     }
-    let mut out: Vec<(i64, f64, usize)> = score.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
+    let mut out: Vec<(i64, f64, usize)> =
+        score.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     out.into_iter().map(|(id, s, _)| (id, s)).collect()
 }
@@ -175,7 +176,10 @@ mod tests {
         // Wrong lengths are not vectors.
         assert_eq!(cosine(&qa, &qb, 5), None);
         // The zero vector does not divide by zero.
-        assert_eq!(cosine(&quantize(&[0.0; 3]), &quantize(&[0.0; 3]), 3), Some(0.0));
+        assert_eq!(
+            cosine(&quantize(&[0.0; 3]), &quantize(&[0.0; 3]), 3),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -59,15 +59,19 @@ pub fn write_tiny_bert(dir: &Path, groups: &[&[&str]]) {
         .map(|_| rng.fill(h, 1.0))
         .collect();
     let mut word = Vec::with_capacity(vocab_size * h);
-    for i in 0..SPECIAL.len() {
-        word.extend_from_slice(&rows[i]);
+    for row in rows.iter().take(SPECIAL.len()) {
+        word.extend_from_slice(row);
     }
     for r in &row_of {
         word.extend_from_slice(&rows[*r]);
     }
 
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![vocab_size, h], word),
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![vocab_size, h],
+            word,
+        ),
         (
             "embeddings.position_embeddings.weight".into(),
             vec![MAX_POSITIONS, h],
@@ -84,7 +88,11 @@ pub fn write_tiny_bert(dir: &Path, groups: &[&[&str]]) {
     for l in 0..LAYERS {
         let p = format!("encoder.layer.{l}");
         let mut lin = |name: String, out: usize, inp: usize, rng: &mut Rng| {
-            tensors.push((format!("{name}.weight"), vec![out, inp], rng.fill(out * inp, 0.2)));
+            tensors.push((
+                format!("{name}.weight"),
+                vec![out, inp],
+                rng.fill(out * inp, 0.2),
+            ));
             tensors.push((format!("{name}.bias"), vec![out], rng.fill(out, 0.02)));
         };
         lin(format!("{p}.attention.self.query"), h, h, &mut rng);
@@ -194,7 +202,7 @@ fn safetensors(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
         offset = end;
     }
     let mut head = serde_json::to_vec(&Value::Object(header)).expect("header");
-    while head.len() % 8 != 0 {
+    while !head.len().is_multiple_of(8) {
         head.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + head.len() + offset);

@@ -8,9 +8,9 @@ mod gguf;
 mod home;
 mod openai;
 
+pub use bert::{TINY_BERT_DIMS, write_tiny_bert};
 #[cfg(feature = "gguf")]
 pub use gguf::{TINY_CONTEXT, TinyModel, tiny_llama_gguf, write_tiny_llama};
-pub use bert::{TINY_BERT_DIMS, write_tiny_bert};
 pub use home::TempHome;
 pub use openai::{
     MockOpenAi, chat_completion, chat_endpoint, raw_http_once, read_request, refused_base_url,

@@ -59,7 +59,12 @@ fn an_embedding_model_makes_search_hybrid_and_its_vectors_go_with_their_document
     let model = tempfile::tempdir().unwrap();
     pai_test_support::write_tiny_bert(model.path(), SYNONYMS);
     let added = pai
-        .run(&["models", "add", &model.path().display().to_string(), "--json"])
+        .run(&[
+            "models",
+            "add",
+            &model.path().display().to_string(),
+            "--json",
+        ])
         .success()
         .json();
     assert_eq!(added["kind"], "embedding");
@@ -71,7 +76,10 @@ fn an_embedding_model_makes_search_hybrid_and_its_vectors_go_with_their_document
     // them in.
     assert_eq!(search(&pai, &["automobile motor"])["mode"], "bm25");
     let line = vector_line(&pai);
-    assert!(line.starts_with("2 chunks embedded; 2 of 2 chunks have vectors of "), "{line}");
+    assert!(
+        line.starts_with("2 chunks embedded; 2 of 2 chunks have vectors of "),
+        "{line}"
+    );
 
     // Hybrid: the workshop note is found by meaning alone, first.
     let hybrid = search(&pai, &["automobile motor"]);
@@ -80,31 +88,56 @@ fn an_embedding_model_makes_search_hybrid_and_its_vectors_go_with_their_document
     assert_eq!(hybrid["hits"][0]["snippet"], "car engine");
     // --bm25 forces the old path.
     let bm25 = search(&pai, &["automobile motor", "--bm25"]);
-    assert_eq!((bm25["mode"].as_str(), bm25["hits"].as_array().unwrap().len()), (Some("bm25"), 0));
+    assert_eq!(
+        (
+            bm25["mode"].as_str(),
+            bm25["hits"].as_array().unwrap().len()
+        ),
+        (Some("bm25"), 0)
+    );
     // The text output works the same way.
-    let text = pai.run(&["resources", "search", "automobile motor"]).success();
-    assert!(text.stdout.starts_with("1. [2] workshop.txt"), "{}", text.stdout);
+    let text = pai
+        .run(&["resources", "search", "automobile motor"])
+        .success();
+    assert!(
+        text.stdout.starts_with("1. [2] workshop.txt"),
+        "{}",
+        text.stdout
+    );
 
     // A new document gets its vectors at import.
     fs::write(docs.path().join("garage.txt"), "tyre automobile\n").unwrap();
     pai.run(&["resources", "add", &dir]).success();
     let line = vector_line(&pai);
-    assert!(line.starts_with("0 chunks embedded; 3 of 3 chunks"), "{line}");
+    assert!(
+        line.starts_with("0 chunks embedded; 3 of 3 chunks"),
+        "{line}"
+    );
 
     // Turned off in config.toml: BM25, and reindex has no model to embed with.
     pai.home.write_config("[resources]\nembeddings = false\n");
     assert_eq!(search(&pai, &["automobile motor"])["mode"], "bm25");
     let refused = pai.run(&["resources", "reindex", "--embeddings"]).failure();
-    assert!(refused.stderr.contains("no embedding model"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no embedding model"),
+        "{}",
+        refused.stderr
+    );
     pai.home.write_config("");
 
     // Removed documents take their vectors with them.
     pai.run(&["resources", "rm", "1", "3"]).success();
     let line = vector_line(&pai);
-    assert!(line.starts_with("0 chunks embedded; 1 of 1 chunks"), "{line}");
+    assert!(
+        line.starts_with("0 chunks embedded; 1 of 1 chunks"),
+        "{line}"
+    );
     pai.run(&["resources", "rm", "2"]).success();
     let line = vector_line(&pai);
-    assert!(line.starts_with("0 chunks embedded; 0 of 0 chunks"), "{line}");
+    assert!(
+        line.starts_with("0 chunks embedded; 0 of 0 chunks"),
+        "{line}"
+    );
     let db = fs::read(pai.home.home().join("resources.db")).unwrap();
     assert!(super::find(&db, b"banana bread recipe").is_none());
 }

@@ -42,7 +42,7 @@ impl Embed for Concepts {
         Ok(texts
             .iter()
             .map(|t| {
-                let mut v = vec![0f32; DIMS];
+                let mut v = [0f32; DIMS];
                 for w in t
                     .split(|c: char| !c.is_alphanumeric())
                     .filter(|w| !w.is_empty())
@@ -83,7 +83,9 @@ fn vectors_in(store: &SqliteStore) -> u64 {
 #[test]
 fn without_a_model_nothing_changes() {
     let (_dir, store) = open();
-    store.add(doc("note:a", "Cars", "car engine repair")).unwrap();
+    store
+        .add(doc("note:a", "Cars", "car engine repair"))
+        .unwrap();
     let found = store.search("car", &SearchOptions::default()).unwrap();
     assert_eq!(found.mode, SearchMode::Bm25);
     assert_eq!(found.hits.len(), 1);
@@ -100,7 +102,11 @@ fn vectors_are_stored_at_import_used_by_search_and_removed_with_the_document() {
         .add(doc("note:car", "Workshop", "car engine repair and oil"))
         .unwrap();
     store
-        .add(doc("note:bake", "Kitchen", "banana bread recipe with walnuts"))
+        .add(doc(
+            "note:bake",
+            "Kitchen",
+            "banana bread recipe with walnuts",
+        ))
         .unwrap();
     assert_eq!(vectors_in(&store), 2);
 
@@ -123,9 +129,15 @@ fn vectors_are_stored_at_import_used_by_search_and_removed_with_the_document() {
     assert_eq!(hybrid.hits[0].snippet, "car engine repair and oil");
 
     // A word match and a meaning match agree: first, highlighted.
-    let both = store.search("bread loaf", &SearchOptions::default()).unwrap();
+    let both = store
+        .search("bread loaf", &SearchOptions::default())
+        .unwrap();
     assert_eq!(both.hits[0].title, "Kitchen");
-    assert!(both.hits[0].snippet.contains("**bread**"), "{:?}", both.hits[0]);
+    assert!(
+        both.hits[0].snippet.contains("**bread**"),
+        "{:?}",
+        both.hits[0]
+    );
 
     // Filters apply to the vector side too.
     let only_kitchen = store
@@ -140,11 +152,18 @@ fn vectors_are_stored_at_import_used_by_search_and_removed_with_the_document() {
             },
         )
         .unwrap();
-    assert!(only_kitchen.hits.iter().all(|h| h.id == 2), "{only_kitchen:?}");
+    assert!(
+        only_kitchen.hits.iter().all(|h| h.id == 2),
+        "{only_kitchen:?}"
+    );
 
     // Replaced text: new vectors for the new chunks, the old ones gone.
     store
-        .add(doc("note:car", "Workshop", "vehicle motor tuning, and a long note about tyres"))
+        .add(doc(
+            "note:car",
+            "Workshop",
+            "vehicle motor tuning, and a long note about tyres",
+        ))
         .unwrap();
     assert_eq!(vectors_in(&store), 2);
     // Removed: its vectors go with its chunks.
@@ -168,8 +187,12 @@ fn unchanged_documents_are_not_embedded_again() {
 #[test]
 fn vectors_are_filled_in_for_chunks_stored_before_the_model() {
     let (_dir, store) = open();
-    store.add(doc("note:car", "Workshop", "car engine repair")).unwrap();
-    store.add(doc("note:bake", "Kitchen", "banana bread")).unwrap();
+    store
+        .add(doc("note:car", "Workshop", "car engine repair"))
+        .unwrap();
+    store
+        .add(doc("note:bake", "Kitchen", "banana bread"))
+        .unwrap();
     // A model set later: nothing stored of it yet, so searches stay BM25 and the model
     // is not even loaded.
     let loaded = Arc::new(Mutex::new(false));
@@ -178,16 +201,22 @@ fn vectors_are_filled_in_for_chunks_stored_before_the_model() {
         *flag.lock().unwrap() = true;
         Ok(Arc::new(Concepts::default()) as Arc<dyn Embed>)
     });
-    let found = store.search("automobile", &SearchOptions::default()).unwrap();
+    let found = store
+        .search("automobile", &SearchOptions::default())
+        .unwrap();
     assert_eq!(found.mode, SearchMode::Bm25);
     assert!(!*loaded.lock().unwrap());
 
     let mut seen = Vec::new();
-    let n = store.fill_vectors(&mut |done, todo| seen.push((done, todo))).unwrap();
+    let n = store
+        .fill_vectors(&mut |done, todo| seen.push((done, todo)))
+        .unwrap();
     assert_eq!(n, 2);
     assert_eq!(seen.last(), Some(&(2, 2)));
     assert_eq!(store.fill_vectors(&mut |_, _| {}).unwrap(), 0);
-    let found = store.search("automobile", &SearchOptions::default()).unwrap();
+    let found = store
+        .search("automobile", &SearchOptions::default())
+        .unwrap();
     assert_eq!(found.mode, SearchMode::Hybrid);
     assert_eq!(found.hits[0].title, "Workshop");
 }
@@ -200,5 +229,8 @@ fn a_model_that_cannot_load_says_how_to_search_without_it() {
     assert!(matches!(err, ResourceError::Embedding(_)), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("model.safetensors is truncated"), "{msg}");
-    assert!(msg.contains("--bm25") && msg.contains("embeddings = false"), "{msg}");
+    assert!(
+        msg.contains("--bm25") && msg.contains("embeddings = false"),
+        "{msg}"
+    );
 }
