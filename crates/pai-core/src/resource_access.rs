@@ -43,9 +43,44 @@ pub fn resources_db(paths: &Paths) -> std::path::PathBuf {
     paths.home.join("resources.db")
 }
 
-/// Opens the resource store under `paths` (creating it).
+/// Opens the resource store under `paths` (creating it), for BM25 alone.
 pub fn open_resources(paths: &Paths) -> Result<SqliteStore> {
     Ok(SqliteStore::open(&resources_db(paths))?)
+}
+
+/// Opens the resource store under `paths` with the installed embedding model, if any and
+/// unless `[resources] embeddings = false`: imports then store chunk vectors, and searches
+/// over documents that have them are hybrid. The model is loaded only when first needed.
+pub fn open_resources_for(
+    paths: &Paths,
+    settings: &crate::config::ResourceSettings,
+) -> Result<SqliteStore> {
+    let store = open_resources(paths)?;
+    if settings.embeddings != Some(false) {
+        attach_embedder(paths, &store)?;
+    }
+    Ok(store)
+}
+
+#[cfg(feature = "local")]
+fn attach_embedder(paths: &Paths, store: &SqliteStore) -> Result<()> {
+    let models = crate::models::ModelStore::new(paths);
+    if let Some(m) = models.embedding_model()? {
+        let dir = models.path_of(&m);
+        let id = crate::models::ModelStore::vector_model_id(&m);
+        let name = id.clone();
+        store.set_embedder_loader(&id, move || {
+            pai_resources::embed::BertEmbedder::load(&dir, &name)
+                .map(|e| Arc::new(e) as Arc<dyn pai_resources::Embed>)
+                .map_err(|e| format!("{} in {}: {e}", m.name, dir.display()))
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "local"))]
+fn attach_embedder(_paths: &Paths, _store: &SqliteStore) -> Result<()> {
+    Ok(())
 }
 
 /// How to reach `bucket`: its `[resources.s3.<name>]` entry (the one whose `bucket`, or

@@ -315,7 +315,10 @@ impl Workspace {
         {
             return Ok(None);
         }
-        let store = Arc::new(pai_resources::SqliteStore::open(&db)?);
+        let store = Arc::new(crate::resource_access::open_resources_for(
+            &self.paths,
+            &self.config.resources,
+        )?);
         let attached = crate::resource_access::resolve_resources(store.as_ref(), &opts.resources)?;
         let info = provider.info();
         let cx = crate::resource_access::ReadContext {

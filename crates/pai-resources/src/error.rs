@@ -60,6 +60,11 @@ pub enum ResourceError {
         /// The error.
         why: String,
     },
+    /// The embedding model could not be loaded or run.
+    #[error(
+        "the embedding model cannot be used ({0}); 'pai resources search --bm25' searches without it, and '[resources] embeddings = false' in config.toml turns it off"
+    )]
+    Embedding(String),
     /// The stored data is not what this version writes.
     #[error("the resource database holds an unreadable value ({0}); run 'pai resources reindex'")]
     Corrupt(String),

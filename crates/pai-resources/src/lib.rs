@@ -6,6 +6,8 @@
 //! class) or talks to a model.
 
 mod chunk;
+#[cfg(feature = "embed")]
+pub mod embed;
 mod error;
 mod import;
 mod model;
@@ -13,6 +15,7 @@ mod query;
 #[cfg(feature = "s3")]
 mod s3;
 mod store;
+pub mod vector;
 
 pub use error::{ResourceError, Result};
 pub use import::{
@@ -20,8 +23,9 @@ pub use import::{
 };
 pub use model::{
     Added, Change, DEFAULT_MAX_CANDIDATES, Document, Excerpt, Filter, Found, Hit, NewDocument,
-    ResourceId, Root, SearchOptions, check_tag,
+    ResourceId, Root, SearchMode, SearchOptions, check_tag,
 };
 #[cfg(feature = "s3")]
 pub use s3::{Fetched, ObjectInfo, S3Bucket, S3Config, S3Url};
-pub use store::{KeptOut, ResourceStore, SqliteStore, Stats};
+pub use store::{KeptOut, ResourceStore, SqliteStore, Stats, VectorStats};
+pub use vector::Embed;

@@ -142,6 +142,8 @@ pub struct SearchOptions {
     /// Matching chunks scored at most; past it the best of the first ones are returned
     /// and the result says it is approximate.
     pub max_candidates: usize,
+    /// BM25 alone, even when chunk vectors and an embedding model are there.
+    pub bm25_only: bool,
 }
 
 impl Default for SearchOptions {
@@ -150,6 +152,7 @@ impl Default for SearchOptions {
             limit: 10,
             filter: Filter::default(),
             max_candidates: DEFAULT_MAX_CANDIDATES,
+            bm25_only: false,
         }
     }
 }
@@ -175,7 +178,8 @@ pub struct Hit {
     pub heading: String,
     /// A few words around the matches, each match between `**`.
     pub snippet: String,
-    /// BM25 relevance: higher is better.
+    /// Relevance, higher is better: the BM25 score, or in a hybrid search the fused
+    /// reciprocal-rank score.
     pub score: f64,
 }
 
@@ -201,6 +205,19 @@ pub struct Found {
     /// More chunks matched than were scored: the hits are the best of the first
     /// `max_candidates` matches, not of all.
     pub approximate: bool,
+    /// How the hits were ranked.
+    pub mode: SearchMode,
+}
+
+/// How a search ranked its hits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Full-text BM25 alone.
+    #[default]
+    Bm25,
+    /// BM25 and embedding similarity, fused by reciprocal rank.
+    Hybrid,
 }
 
 /// Consecutive chunks of one document.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pai_types::DataClass;
@@ -16,10 +16,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use crate::chunk;
 use crate::error::{ResourceError, Result};
 use crate::model::{
-    Added, Change, Document, Excerpt, Filter, Found, Hit, NewDocument, ResourceId, SearchOptions,
-    check_tag,
+    Added, Change, Document, Excerpt, Filter, Found, Hit, NewDocument, ResourceId, SearchMode,
+    SearchOptions, check_tag,
 };
 use crate::query::Terms;
+use crate::vector::{self, Embed, RRF_K, TopK};
 
 mod rank;
 mod roots;
@@ -105,12 +106,74 @@ const MIGRATE_1_TO_2: &str = "ALTER TABLE documents ADD COLUMN etag TEXT;";
 const MIGRATE_2_TO_3: &str = "DROP TRIGGER IF EXISTS chunks_ai;
     INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('hashsize', 8388608);";
 
+/// Chunk vectors for hybrid search, beside the chunks: one int8 vector per chunk (see
+/// [`vector::quantize`]), made by the model in `embed_models`. Created on open when
+/// missing, whatever the schema version (a store without them searches with BM25 alone,
+/// and an older pai ignores them); a chunk's vector goes with the chunk (`ON DELETE
+/// CASCADE`), so replacing or removing a document removes its vectors.
+const VECTOR_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS embed_models (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    dims INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunk_vectors (
+    chunk INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    model INTEGER NOT NULL REFERENCES embed_models(id),
+    vec BLOB NOT NULL
+);
+";
+
+/// Chunks a hybrid search takes from each ranking (BM25 and vectors) into the fusion.
+const FUSION_DEPTH: usize = 100;
+
+/// Chunks embedded per round when filling in vectors for stored chunks.
+const FILL_BATCH: usize = 64;
+
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     /// In a batch: `Some`.
     batch: Mutex<Option<Batch>>,
+    /// The embedding model, if any: loaded on first use.
+    embedder: Mutex<Embedder>,
+}
+
+/// The store's embedding model.
+enum Embedder {
+    None,
+    /// Named, loaded when first needed (a search with no stored vectors never loads it).
+    Pending {
+        name: String,
+        load: Box<dyn FnOnce() -> std::result::Result<Arc<dyn Embed>, String> + Send>,
+    },
+    Ready(Arc<dyn Embed>),
+    Failed {
+        name: String,
+        why: String,
+    },
+}
+
+impl Embedder {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Embedder::None => None,
+            Embedder::Pending { name, .. } | Embedder::Failed { name, .. } => Some(name),
+            Embedder::Ready(e) => Some(e.model()),
+        }
+    }
+}
+
+/// How many chunks have a vector of the store's embedding model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VectorStats {
+    /// The embedding model (`None`: none is set).
+    pub model: Option<String>,
+    /// Chunks stored.
+    pub chunks: u64,
+    /// Chunks with a vector of this model.
+    pub with_vectors: u64,
 }
 
 /// A batch commits when its transaction is this old, or holds this many documents: a
@@ -195,11 +258,204 @@ impl SqliteStore {
             )));
         }
         roots::upgrade(&conn).map_err(&db)?;
+        let has_vectors: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'chunk_vectors'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&db)?;
+        if has_vectors == 0 {
+            let tx = conn.unchecked_transaction().map_err(&db)?;
+            tx.execute_batch(VECTOR_SCHEMA).map_err(&db)?;
+            tx.commit().map_err(&db)?;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             batch: Mutex::new(None),
+            embedder: Mutex::new(Embedder::None),
         })
+    }
+
+    /// Uses `embedder` for vectors from now on: at import, and for hybrid searches.
+    pub fn set_embedder(&self, embedder: Arc<dyn Embed>) {
+        *self.embedder.lock().unwrap_or_else(|p| p.into_inner()) = Embedder::Ready(embedder);
+    }
+
+    /// Uses the embedding model called `name`, loaded by `load` the first time one is
+    /// needed: an import, or a search when stored vectors of this model exist.
+    pub fn set_embedder_loader(
+        &self,
+        name: &str,
+        load: impl FnOnce() -> std::result::Result<Arc<dyn Embed>, String> + Send + 'static,
+    ) {
+        *self.embedder.lock().unwrap_or_else(|p| p.into_inner()) = Embedder::Pending {
+            name: name.to_string(),
+            load: Box::new(load),
+        };
+    }
+
+    /// The embedding model's name, without loading it.
+    pub fn embedding_model(&self) -> Option<String> {
+        self.embedder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .name()
+            .map(str::to_string)
+    }
+
+    /// The embedding model, loaded now if it was not yet.
+    fn embedder(&self) -> Result<Option<Arc<dyn Embed>>> {
+        let mut slot = self.embedder.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *slot, Embedder::None) {
+            Embedder::None => Ok(None),
+            Embedder::Ready(e) => {
+                *slot = Embedder::Ready(e.clone());
+                Ok(Some(e))
+            }
+            Embedder::Failed { name, why } => {
+                *slot = Embedder::Failed {
+                    name,
+                    why: why.clone(),
+                };
+                Err(ResourceError::Embedding(why))
+            }
+            Embedder::Pending { name, load } => match load() {
+                Ok(e) => {
+                    *slot = Embedder::Ready(e.clone());
+                    Ok(Some(e))
+                }
+                Err(why) => {
+                    *slot = Embedder::Failed {
+                        name,
+                        why: why.clone(),
+                    };
+                    Err(ResourceError::Embedding(why))
+                }
+            },
+        }
+    }
+
+    /// The id `embed_models` gives `model` (added if new).
+    fn model_id(conn: &Connection, model: &str, dims: usize) -> rusqlite::Result<i64> {
+        conn.execute(
+            "INSERT OR IGNORE INTO embed_models(name, dims) VALUES (?1, ?2)",
+            params![model, dims as i64],
+        )?;
+        conn.query_row(
+            "SELECT id FROM embed_models WHERE name = ?1",
+            [model],
+            |r| r.get(0),
+        )
+    }
+
+    /// The id of `model` if any chunk has a vector of it.
+    fn stored_model(conn: &Connection, model: &str) -> rusqlite::Result<Option<i64>> {
+        conn.query_row(
+            "SELECT m.id FROM embed_models m WHERE m.name = ?1 \
+             AND EXISTS (SELECT 1 FROM chunk_vectors v WHERE v.model = m.id)",
+            [model],
+            |r| r.get(0),
+        )
+        .optional()
+    }
+
+    /// Chunks, and chunks with a vector of the store's embedding model.
+    pub fn vector_stats(&self) -> Result<VectorStats> {
+        let model = self.embedding_model();
+        let conn = self.lock();
+        let chunks: i64 = conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+            .map_err(self.db())?;
+        let with: i64 = match &model {
+            Some(m) => conn
+                .query_row(
+                    "SELECT count(*) FROM chunk_vectors v JOIN embed_models m ON m.id = v.model \
+                     WHERE m.name = ?1",
+                    [m],
+                    |r| r.get(0),
+                )
+                .map_err(self.db())?,
+            None => 0,
+        };
+        Ok(VectorStats {
+            model,
+            chunks: chunks as u64,
+            with_vectors: with as u64,
+        })
+    }
+
+    /// Computes vectors, with the store's embedding model, for every chunk that has none
+    /// of it (chunks stored before the model was installed, or by another model), a
+    /// batch at a time: the database is not locked while the model runs. Calls
+    /// `progress` with the chunks done and to do; returns how many were embedded.
+    pub fn fill_vectors(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+        let Some(embedder) = self.embedder()? else {
+            return Ok(0);
+        };
+        let model = embedder.model().to_string();
+        let dims = embedder.dims();
+        let db = self.db();
+        let todo: i64 = {
+            let conn = self.lock();
+            conn.query_row(
+                "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM chunk_vectors v \
+                 JOIN embed_models m ON m.id = v.model WHERE v.chunk = c.id AND m.name = ?1)",
+                [&model],
+                |r| r.get(0),
+            )
+            .map_err(&db)?
+        };
+        let mut done = 0u64;
+        let mut after = 0i64;
+        loop {
+            let rows: Vec<(i64, String, String)> = {
+                let conn = self.lock();
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT c.id, c.heading, c.text FROM chunks c WHERE c.id > ?2 AND NOT EXISTS \
+                         (SELECT 1 FROM chunk_vectors v JOIN embed_models m ON m.id = v.model \
+                         WHERE v.chunk = c.id AND m.name = ?1) ORDER BY c.id LIMIT ?3",
+                    )
+                    .map_err(&db)?;
+                stmt.query_map(params![model, after, FILL_BATCH as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(&db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(&db)?
+            };
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.0;
+            let texts: Vec<String> = rows.iter().map(|(_, h, t)| embed_text(h, t)).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder.embed(&refs).map_err(ResourceError::Embedding)?;
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&db)?;
+            let id = Self::model_id(&tx, &model, dims).map_err(&db)?;
+            {
+                let mut put = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO chunk_vectors(chunk, model, vec) \
+                         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+                    )
+                    .map_err(&db)?;
+                for ((chunk, _, _), v) in rows.iter().zip(&vectors) {
+                    check_dims(v, dims)?;
+                    put.execute(params![chunk, id, vector::quantize(v)])
+                        .map_err(&db)?;
+                }
+            }
+            tx.commit().map_err(&db)?;
+            done += rows.len() as u64;
+            progress(done, todo.max(0) as u64);
+        }
+        Ok(done)
     }
 
     /// Starts a batch: until [`SqliteStore::end_batch`], adds share one transaction that
@@ -334,8 +590,14 @@ impl SqliteStore {
             .ok_or(ResourceError::UnknownId(id))
     }
 
-    /// One add inside `tx` (a transaction or a savepoint), not committed.
-    fn add_in(tx: &Connection, path: &Path, doc: NewDocument) -> Result<Added> {
+    /// One add inside `tx` (a transaction or a savepoint), not committed; `vectors`, when
+    /// given, are the chunks' vectors in order (see [`SqliteStore::vectors_for`]).
+    fn add_in(
+        tx: &Connection,
+        path: &Path,
+        doc: NewDocument,
+        vectors: Option<&Vectors>,
+    ) -> Result<Added> {
         let markdown = doc.media_type == "text/markdown";
         let db = ResourceError::db(path);
         let known: Option<(ResourceId, String, Option<String>)> = tx
@@ -404,6 +666,12 @@ impl SqliteStore {
         let id = added.id();
         insert_tags(tx, path, id, &doc.tags)?;
         let pieces = chunk::split(&doc.text, markdown);
+        let vectors = match vectors {
+            Some(v) if v.blobs.len() == pieces.len() => {
+                Some((Self::model_id(tx, &v.model, v.dims).map_err(&db)?, &v.blobs))
+            }
+            _ => None,
+        };
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -418,13 +686,27 @@ impl SqliteStore {
             let mut index = tx
                 .prepare_cached("INSERT INTO chunks_fts(rowid, heading, text) VALUES (?1, ?2, ?3)")
                 .map_err(&db)?;
+            let mut put = match vectors {
+                Some(_) => Some(
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO chunk_vectors(chunk, model, vec) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(&db)?,
+                ),
+                None => None,
+            };
             for (seq, piece) in pieces.iter().enumerate() {
                 let heading = heading_for(&doc.title, &piece.heading);
                 stmt.execute(params![id, seq as i64, heading, piece.text])
                     .map_err(&db)?;
+                let chunk = tx.last_insert_rowid();
                 index
-                    .execute(params![tx.last_insert_rowid(), heading, piece.text])
+                    .execute(params![chunk, heading, piece.text])
                     .map_err(&db)?;
+                if let (Some(put), Some((model, blobs))) = (put.as_mut(), vectors) {
+                    put.execute(params![chunk, model, blobs[seq]])
+                        .map_err(&db)?;
+                }
             }
         }
         tx.execute(
@@ -433,6 +715,207 @@ impl SqliteStore {
         )
         .map_err(&db)?;
         Ok(added)
+    }
+
+    /// The vectors of `doc`'s chunks, when the store has an embedding model and the
+    /// document is new or changed. The model runs with the database unlocked: an open
+    /// import batch is committed first (with vectors to compute, a commit per document
+    /// costs little beside them).
+    fn vectors_for(&self, doc: &NewDocument) -> Result<Option<Vectors>> {
+        if self.embedding_model().is_none() {
+            return Ok(None);
+        }
+        {
+            let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = self.lock();
+            let known: Option<String> = conn
+                .query_row(
+                    "SELECT sha256 FROM documents WHERE source = ?1",
+                    [&doc.source],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.db())?;
+            if known.as_deref() == Some(doc.sha256.as_str()) {
+                return Ok(None);
+            }
+            if let Some(b) = batch.as_mut()
+                && b.open.is_some()
+            {
+                conn.execute_batch("COMMIT").map_err(self.db())?;
+                b.open = None;
+            }
+        }
+        let Some(embedder) = self.embedder()? else {
+            return Ok(None);
+        };
+        let pieces = chunk::split(&doc.text, doc.media_type == "text/markdown");
+        let texts: Vec<String> = pieces
+            .iter()
+            .map(|p| embed_text(&heading_for(&doc.title, &p.heading), &p.text))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let dims = embedder.dims();
+        let got = embedder.embed(&refs).map_err(ResourceError::Embedding)?;
+        let mut blobs = Vec::with_capacity(got.len());
+        for v in &got {
+            check_dims(v, dims)?;
+            blobs.push(vector::quantize(v));
+        }
+        Ok(Some(Vectors {
+            model: embedder.model().to_string(),
+            dims,
+            blobs,
+        }))
+    }
+
+    /// A hybrid search: the BM25 ranking of chunks (every term, then any term) and the
+    /// ranking of chunks by the cosine of their vector with the query's (a scan of the
+    /// stored int8 vectors, keeping the best few), fused by reciprocal rank; then the best
+    /// chunk of each document, as in a BM25 search.
+    fn search_hybrid(
+        &self,
+        query: &str,
+        terms: &Terms,
+        opts: &SearchOptions,
+        model_id: i64,
+        limits: rank::Limits,
+    ) -> Result<Found> {
+        let embedder = self
+            .embedder()?
+            .ok_or_else(|| ResourceError::Embedding("no embedding model is set".into()))?;
+        let dims = embedder.dims();
+        let qv = embedder
+            .embed(&[query])
+            .map_err(ResourceError::Embedding)?
+            .pop()
+            .ok_or_else(|| ResourceError::Embedding("no vector for the query".into()))?;
+        check_dims(&qv, dims)?;
+        let q = vector::quantize(&qv);
+        let (_, qb) = vector::parts(&q, dims)
+            .ok_or_else(|| ResourceError::Embedding("a malformed query vector".into()))?;
+        let mut found = Found {
+            terms: terms.0.clone(),
+            hits: Vec::new(),
+            approximate: false,
+            mode: SearchMode::Hybrid,
+        };
+        let conn = self.lock();
+        let db = self.db();
+        let cap = opts.max_candidates.max(opts.limit);
+
+        // BM25: chunks with every term, then chunks with any (the rest of the ranking).
+        let mut bm25 = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let counts = rank::count_terms(&conn, &terms.0, limits).map_err(&db)?;
+        let mut exprs = vec![(terms.all(), terms.0.clone(), counts.clone(), true)];
+        if terms.0.len() > 1 {
+            let (some, their) = rank::fallback(&terms.0, &counts);
+            exprs.push((Terms(some.clone()).any(), some, their, false));
+        }
+        for (i, (expr, expr_terms, expr_counts, all)) in exprs.iter().enumerate() {
+            if bm25.len() >= FUSION_DEPTH {
+                break;
+            }
+            let e = rank::Expr {
+                text: expr,
+                terms: expr_terms,
+                counts: expr_counts,
+                all: *all,
+            };
+            let mut cands = rank::candidates(&conn, &e, &opts.filter, cap, limits).map_err(&db)?;
+            if cands.len() > cap {
+                cands.truncate(cap);
+                // Said for the every-term list, as in a BM25 search: the any-term list
+                // only fills the ranking up.
+                found.approximate |= i == 0;
+            }
+            cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (rowid, _) in cands {
+                if seen.insert(rowid) {
+                    bm25.push(rowid);
+                }
+            }
+        }
+        bm25.truncate(FUSION_DEPTH);
+
+        // Vectors: every stored one of this model (within the filter), the best kept.
+        let mut args: Vec<rusqlite::types::Value> = vec![model_id.into()];
+        let mut sql = String::from("SELECT chunk, vec FROM chunk_vectors WHERE model = ?");
+        if let Some(docs) = doc_filter(&opts.filter, &mut args) {
+            sql.push_str(&format!(
+                " AND chunk IN (SELECT id FROM chunks WHERE doc IN ({docs}))"
+            ));
+        }
+        let mut top = TopK::new(FUSION_DEPTH);
+        {
+            let mut stmt = conn.prepare_cached(&sql).map_err(&db)?;
+            let mut rows = stmt.query(params_from_iter(args)).map_err(&db)?;
+            while let Some(row) = rows.next().map_err(&db)? {
+                let chunk: i64 = row.get(0).map_err(&db)?;
+                let blob =
+                    row.get_ref(1).map_err(&db)?.as_blob().map_err(|e| {
+                        ResourceError::Corrupt(format!("chunk {chunk}'s vector: {e}"))
+                    })?;
+                if let Some((scale, body)) = vector::parts(blob, dims) {
+                    top.push(chunk, scale * vector::dot_i8(qb, body) as f32);
+                }
+            }
+        }
+        let by_vector: Vec<i64> = top.into_sorted().into_iter().map(|(id, _)| id).collect();
+
+        let fused = vector::rrf(&[&bm25, &by_vector], RRF_K);
+        let any = terms.any();
+        let mut chunk_of = conn
+            .prepare_cached("SELECT doc, seq, heading, text FROM chunks WHERE id = ?1")
+            .map_err(&db)?;
+        let mut snippet = conn
+            .prepare_cached(
+                "SELECT snippet(chunks_fts, 1, '**', '**', '…', 24) FROM chunks_fts \
+                 WHERE chunks_fts MATCH ?1 AND rowid = ?2",
+            )
+            .map_err(&db)?;
+        let mut docs_seen = std::collections::HashSet::new();
+        for (rowid, score) in fused {
+            if found.hits.len() >= opts.limit {
+                break;
+            }
+            let Some((doc, seq, heading, text)): Option<(ResourceId, i64, String, String)> =
+                chunk_of
+                    .query_row([rowid], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                    .map_err(&db)?
+            else {
+                continue;
+            };
+            if !docs_seen.insert(doc) {
+                continue;
+            }
+            // A chunk found by its vector alone may hold none of the words: its opening.
+            let snip: Option<String> = if terms.is_empty() {
+                None
+            } else {
+                snippet
+                    .query_row(params![any, rowid], |r| r.get(0))
+                    .optional()
+                    .map_err(&db)?
+            };
+            let snip = snip.unwrap_or_else(|| opening(&text, 24));
+            let meta = self.must_doc(&conn, doc)?;
+            found.hits.push(Hit {
+                id: doc,
+                title: meta.title,
+                source: meta.source,
+                class: meta.class,
+                chunk: seq as u32,
+                heading,
+                snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
+                score,
+            });
+        }
+        Ok(found)
     }
 
     /// [`ResourceStore::search`] with other limits for ranking without `bm25()` (tests
@@ -449,9 +932,19 @@ impl SqliteStore {
             terms: terms.0.clone(),
             hits: Vec::new(),
             approximate: false,
+            mode: SearchMode::Bm25,
         };
         if terms.is_empty() || opts.limit == 0 {
             return Ok(found);
+        }
+        // Hybrid when an embedding model is set and chunks have vectors of it.
+        if !opts.bm25_only
+            && let Some(model) = self.embedding_model()
+        {
+            let stored = Self::stored_model(&self.lock(), &model).map_err(self.db())?;
+            if let Some(model_id) = stored {
+                return self.search_hybrid(query, &terms, opts, model_id, limits);
+            }
         }
         let conn = self.lock();
         let db = self.db();
@@ -633,6 +1126,41 @@ fn heading_for(title: &str, section: &str) -> String {
     }
 }
 
+/// The chunk's vectors as [`SqliteStore::vectors_for`] makes them.
+#[derive(Debug)]
+struct Vectors {
+    model: String,
+    dims: usize,
+    blobs: Vec<Vec<u8>>,
+}
+
+/// What a chunk's vector is computed from: its heading path, then its text.
+fn embed_text(heading: &str, text: &str) -> String {
+    format!("{heading}\n\n{text}")
+}
+
+fn check_dims(v: &[f32], dims: usize) -> Result<()> {
+    if v.len() == dims {
+        Ok(())
+    } else {
+        Err(ResourceError::Embedding(format!(
+            "it returned a vector of {} numbers, not {dims}",
+            v.len()
+        )))
+    }
+}
+
+/// The first `words` words of `text`, with `…` when there are more.
+fn opening(text: &str, words: usize) -> String {
+    let mut it = text.split_whitespace();
+    let head: Vec<&str> = it.by_ref().take(words).collect();
+    let mut out = head.join(" ");
+    if it.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn insert_tags(tx: &Connection, path: &Path, id: ResourceId, tags: &[String]) -> Result<()> {
     for tag in tags {
         let tag = check_tag(tag)?;
@@ -650,6 +1178,8 @@ impl ResourceStore for SqliteStore {
         for tag in &doc.tags {
             check_tag(tag)?;
         }
+        let vectors = self.vectors_for(&doc)?;
+        let vectors = vectors.as_ref();
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         let mut conn = self.lock();
         let db = ResourceError::db(&self.path);
@@ -657,7 +1187,7 @@ impl ResourceStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&db)?;
-            let added = Self::add_in(&tx, &self.path, doc)?;
+            let added = Self::add_in(&tx, &self.path, doc, vectors)?;
             tx.commit().map_err(&db)?;
             return Ok(added);
         };
@@ -669,7 +1199,7 @@ impl ResourceStore for SqliteStore {
         // (and merges segments) at every savepoint release, as at every commit — that was
         // 65% of an import's time. Tags are checked above, so what can fail here is the
         // database itself; then the whole open batch is rolled back, and said so.
-        let added = match Self::add_in(&conn, &self.path, doc) {
+        let added = match Self::add_in(&conn, &self.path, doc, vectors) {
             Ok(added) => added,
             Err(e) => {
                 let lost = open.map_or(0, |(_, docs)| docs);

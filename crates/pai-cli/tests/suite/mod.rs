@@ -30,6 +30,8 @@ mod prompt;
 mod providers;
 mod render;
 mod resources;
+#[cfg(feature = "local")]
+mod resources_embed;
 mod roles;
 #[cfg(feature = "s3")]
 mod s3;
