@@ -184,21 +184,7 @@ impl ModelStore {
         let n = read_up_to(&mut input, &mut magic).map_err(io("read", source))?;
         input.rewind().map_err(io("read", source))?;
 
-        // Private like the rest of PAI_HOME: what a user runs is nobody else's business.
-        if let Some(home) = self.dir.parent() {
-            ensure_private_dir(home)?;
-        }
-        ensure_private_dir(&self.dir)?;
-        let lock_path = self.dir.join(".lock");
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let lock = options.open(&lock_path).map_err(io("create", &lock_path))?;
-        lock.lock().map_err(io("lock", &lock_path))?;
+        let lock = self.lock_for_install()?;
 
         let mut staged =
             tempfile::NamedTempFile::new_in(&self.dir).map_err(io("write", &self.dir))?;
@@ -269,9 +255,10 @@ impl ModelStore {
         })
     }
 
-    /// Installs an embedding model: its files copied into a directory of the store
-    /// (hashed as they go), loaded and asked for one vector, then recorded.
-    fn add_embedding(&self, source: &Path, layout: Layout) -> Result<Added> {
+    /// The models directory, made private (like the rest of PAI_HOME: what a user runs is
+    /// nobody else's business), and its lock, held by the returned file until it drops:
+    /// one install at a time.
+    fn lock_for_install(&self) -> Result<std::fs::File> {
         if let Some(home) = self.dir.parent() {
             ensure_private_dir(home)?;
         }
@@ -286,6 +273,14 @@ impl ModelStore {
         }
         let lock = options.open(&lock_path).map_err(io("create", &lock_path))?;
         lock.lock().map_err(io("lock", &lock_path))?;
+        Ok(lock)
+    }
+
+    /// Installs an embedding model: its files copied into a directory of the store
+    /// (hashed as they go), loaded and asked for one vector, then recorded.
+    fn add_embedding(&self, source: &Path, layout: Layout) -> Result<Added> {
+        // Held until the model is recorded.
+        let _lock = self.lock_for_install()?;
 
         let staged = tempfile::TempDir::new_in(&self.dir).map_err(io("write", &self.dir))?;
         #[cfg(unix)]

@@ -584,6 +584,29 @@ impl SqliteStore {
         .optional()
     }
 
+    /// One search result: chunk `seq` of document `doc`, its snippet on one line.
+    fn hit(
+        &self,
+        conn: &Connection,
+        doc: ResourceId,
+        seq: i64,
+        heading: String,
+        snippet: &str,
+        score: f64,
+    ) -> Result<Hit> {
+        let meta = self.must_doc(conn, doc)?;
+        Ok(Hit {
+            id: doc,
+            title: meta.title,
+            source: meta.source,
+            class: meta.class,
+            chunk: seq as u32,
+            heading,
+            snippet: snippet.split_whitespace().collect::<Vec<_>>().join(" "),
+            score,
+        })
+    }
+
     fn must_doc(&self, conn: &Connection, id: ResourceId) -> Result<Document> {
         Self::doc(conn, id)
             .map_err(self.db())?
@@ -903,17 +926,9 @@ impl SqliteStore {
                     .map_err(&db)?
             };
             let snip = snip.unwrap_or_else(|| opening(&text, 24));
-            let meta = self.must_doc(&conn, doc)?;
-            found.hits.push(Hit {
-                id: doc,
-                title: meta.title,
-                source: meta.source,
-                class: meta.class,
-                chunk: seq as u32,
-                heading,
-                snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
-                score,
-            });
+            found
+                .hits
+                .push(self.hit(&conn, doc, seq, heading, &snip, score)?);
         }
         Ok(found)
     }
@@ -994,17 +1009,9 @@ impl SqliteStore {
                 let snip: String = snippet
                     .query_row(params![expr, rowid], |r| r.get(0))
                     .map_err(&db)?;
-                let meta = self.must_doc(&conn, doc)?;
-                found.hits.push(Hit {
-                    id: doc,
-                    title: meta.title,
-                    source: meta.source,
-                    class: meta.class,
-                    chunk: seq as u32,
-                    heading,
-                    snippet: snip.split_whitespace().collect::<Vec<_>>().join(" "),
-                    score,
-                });
+                found
+                    .hits
+                    .push(self.hit(&conn, doc, seq, heading, &snip, score)?);
             }
         }
         Ok(found)
