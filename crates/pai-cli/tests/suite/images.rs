@@ -24,8 +24,12 @@ fn b64() -> String {
 }
 
 fn picture(dir: &std::path::Path, name: &str) -> String {
+    write_png(dir, name, PNG)
+}
+
+fn write_png(dir: &std::path::Path, name: &str, png: &[u8]) -> String {
     let file = dir.join(name);
-    std::fs::write(&file, PNG).unwrap();
+    std::fs::write(&file, png).unwrap();
     file.display().to_string()
 }
 
@@ -210,9 +214,7 @@ fn big_picture(dir: &std::path::Path) -> String {
     let mut png = PNG.to_vec();
     png[16..20].copy_from_slice(&1000u32.to_be_bytes());
     png[20..24].copy_from_slice(&1000u32.to_be_bytes());
-    let file = dir.join("big.png");
-    std::fs::write(&file, png).unwrap();
-    file.display().to_string()
+    write_png(dir, "big.png", &png)
 }
 
 #[tokio::test(flavor = "multi_thread")]
