@@ -1,15 +1,18 @@
+use std::ffi::c_int;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use pai_types::{Locality, Usage, redact_endpoint};
 use rusqlite::config::DbConfig;
+use rusqlite::hooks::Wal;
 use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
@@ -65,11 +68,18 @@ INSERT INTO events_fts(events_fts, rank) VALUES ('secure-delete', 1);
 ",
 ];
 
-/// WAL frames (pages) after which a commit copies the WAL into the database file. The WAL
-/// outlives each process (no checkpoint on close, see [`SqliteAudit::open`]) and the first
-/// connection of a process rebuilds its index by reading all of it, so a small WAL keeps
-/// start-up flat; a checkpoint costs two syncs, about once every twenty turns.
-const WAL_AUTOCHECKPOINT: i64 = 64;
+/// WAL frames (pages) after which a row recorded after a request (a deferred one) copies
+/// the WAL into the database file. The WAL outlives each process (no checkpoint on close,
+/// see [`SqliteAudit::open`]) and the first connection of a process rebuilds its index by
+/// reading all of it, so a small WAL keeps start-up flat; a checkpoint costs four syncs
+/// (the WAL, its directory, the database, the WAL's header when it starts over). A turn
+/// adds about 24 frames (three rows, each touching the table, its four indexes and the
+/// FTS5 index), so this is a checkpoint about every ten turns.
+const WAL_AUTOCHECKPOINT: i64 = 256;
+
+/// A log that only ever records rows before requests (never deferred ones) is still
+/// checkpointed, at this many frames.
+const WAL_HARD_LIMIT: i64 = 4 * WAL_AUTOCHECKPOINT;
 
 /// The audit log in one SQLite file (WAL mode, mode 0600, hash-chained rows, each keyed
 /// row carrying an HMAC) and, when opened with a key, its head checkpoint beside it.
@@ -92,6 +102,8 @@ pub struct SqliteAudit {
     wal: Option<PathBuf>,
     /// This connection created the WAL, so its directory entry needs one sync too.
     wal_is_new: AtomicBool,
+    /// Frames in the WAL after this connection's last commit (SQLite's WAL hook).
+    wal_frames: Arc<AtomicI64>,
     /// The key and checkpoint; `None` for a reader opened without a key.
     seal: Option<Seal>,
     /// How much of each event's content is kept.
@@ -220,7 +232,7 @@ impl SqliteAudit {
         let wal_existed = wal.exists();
 
         let sql = |error| classify(path, error);
-        let conn = Connection::open(path).map_err(sql)?;
+        let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         // Returns the mode in effect; a filesystem without shared memory keeps the
         // rollback journal, which is slower under contention but still correct.
@@ -254,8 +266,17 @@ impl SqliteAudit {
         // part of the database.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(sql)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
-            .map_err(sql)?;
+        // SQLite's own automatic checkpoint runs in whichever commit crosses its limit, the
+        // row recorded before a request included, which would then wait on four syncs
+        // before the request leaves. This hook replaces it: it only notes the WAL's size,
+        // and `insert` checkpoints after a deferred row (see WAL_AUTOCHECKPOINT).
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let seen = wal_frames.clone();
+        conn.wal_hook(Some(move |_: &mut Wal, frames: c_int| {
+            seen.store(i64::from(frames), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(sql)?;
         // Purged content must leave the file, not linger in free pages.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(sql)?;
@@ -267,6 +288,7 @@ impl SqliteAudit {
             conn: Mutex::new(conn),
             wal: in_wal.then_some(wal),
             wal_is_new: AtomicBool::new(!wal_existed),
+            wal_frames,
             seal: None,
             content: ContentMode::default(),
             #[cfg(test)]
@@ -788,6 +810,7 @@ impl SqliteAudit {
             // miss one that did.
             self.sync_wal()?;
         }
+        self.checkpoint_if_grown(&conn, durable);
         if let Some((verified, files_known)) = marks {
             let head = Head {
                 seq: id,
@@ -799,8 +822,11 @@ impl SqliteAudit {
                 verified,
                 files: self.files_after_write(files_known),
             };
-            // Synced only with a synced row, so the checkpoint is never durable ahead of it.
-            head::write(&seal.head_file, &head, &seal.key, durable)
+            // Not synced, even after a synced row: written after that row's sync returned,
+            // it can never reach the disk ahead of the row, only lag it after a power loss
+            // (the next open then reports the rows after it as unsealed, written by pai,
+            // and the next write seals them). One sync before a request leaves, not two.
+            head::write(&seal.head_file, &head, &seal.key, false)
                 .map_err(head_io(&seal.head_path))?;
         }
         drop(guard);
@@ -861,6 +887,29 @@ impl SqliteAudit {
             }
         }
         Ok(out)
+    }
+
+    /// Copies the WAL into the database once it holds [`WAL_AUTOCHECKPOINT`] frames, after
+    /// a deferred row (the answer's, when the request has come back), so that the row
+    /// recorded before a request never waits on a checkpoint's syncs; after a synced row
+    /// only past [`WAL_HARD_LIMIT`]. Like SQLite's own automatic checkpoint it is
+    /// `PASSIVE` and its failure is not the row's: a reader in the way, or an error, leaves
+    /// the WAL to the next row's try.
+    fn checkpoint_if_grown(&self, conn: &Connection, durable: bool) {
+        let limit = if durable {
+            WAL_HARD_LIMIT
+        } else {
+            WAL_AUTOCHECKPOINT
+        };
+        if self.wal.is_none() || self.wal_frames.load(Ordering::Relaxed) < limit {
+            return;
+        }
+        if conn
+            .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+            .is_ok()
+        {
+            self.wal_frames.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Makes every commit so far survive a power loss: one `fdatasync` of the WAL (the
@@ -1278,6 +1327,62 @@ mod tests {
         }
         assert_eq!(audit.verify().unwrap().rows, rows as u64);
         assert!(audit.verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn a_row_recorded_before_a_request_never_waits_on_a_checkpoint() {
+        let (_dir, audit) = open_temp();
+        let frames = || audit.wal_frames.load(Ordering::Relaxed);
+        let big = "x".repeat(3000);
+        let row = |i: usize| AuditEvent::new(EventKind::Prompt, format!("{i} {big}"));
+        let mut rows = 0;
+        // Synced rows until a checkpoint starts the WAL over, noting its largest size.
+        let synced_until_checkpoint = |rows: &mut usize| {
+            let mut most = 0;
+            for _ in 0..2000 {
+                audit.record(&row(*rows)).unwrap();
+                *rows += 1;
+                if frames() < most {
+                    return most;
+                }
+                most = frames();
+            }
+            panic!("no checkpoint at {most} frames");
+        };
+        audit.record(&row(rows)).unwrap();
+        rows += 1;
+        // The answer's row checkpoints past the limit, not the rows before requests.
+        let mut deferred = 0;
+        while frames() <= WAL_AUTOCHECKPOINT {
+            audit.record(&row(rows)).unwrap();
+            rows += 1;
+            if rows % 8 == 0 {
+                let before = frames();
+                audit
+                    .record_deferred(&AuditEvent::new(EventKind::Response, "a"))
+                    .unwrap();
+                deferred += 1;
+                assert!(frames() >= before, "checkpointed below the limit");
+            }
+        }
+        audit
+            .record_deferred(&AuditEvent::new(EventKind::Response, "a"))
+            .unwrap();
+        audit
+            .record_deferred(&AuditEvent::new(EventKind::Response, "b"))
+            .unwrap();
+        rows += deferred + 2;
+        assert!(frames() < 32, "{} frames after a checkpoint", frames());
+        // A log that only records synced rows is still checkpointed, later.
+        // (`most` is the size before the row that crossed the hard limit and checkpointed.)
+        let most = synced_until_checkpoint(&mut rows);
+        assert!(
+            (2 * WAL_AUTOCHECKPOINT..WAL_HARD_LIMIT).contains(&most),
+            "checkpointed after {most} frames"
+        );
+        let report = audit.verify().unwrap();
+        assert_eq!(report.rows, rows as u64);
+        assert!(report.is_intact());
     }
 
     #[test]
