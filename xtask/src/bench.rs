@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 const RUNS: usize = 40;
+/// Runs under GNU time per case; the peak RSS reported is their median.
+const RSS_RUNS: usize = 5;
 /// Runs under strace per case; syncs are reported per run, averaged over these.
 const SYNC_RUNS: usize = 10;
 
@@ -59,14 +61,8 @@ pub fn run(write_docs: bool) -> Result<()> {
     let aichat = std::env::var_os("AICHAT")
         .map(PathBuf::from)
         .or_else(|| on_path("aichat"));
-    let port = start_mock()?;
-    let home = std::env::temp_dir().join(format!("pai-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    let base = format!("http://127.0.0.1:{port}/v1");
-    let pai_env = vec![
-        ("PAI_HOME".to_string(), home.join("home")),
-        ("PAI_CONFIG_DIR".to_string(), home.join("config")),
-    ];
+    let mock = MockRun::start("bench", &pai)?;
+    let (home, base, pai_env) = (&mock.home, &mock.base, &mock.env);
     let aichat_env = vec![("AICHAT_CONFIG_DIR".to_string(), home.join("aichat"))];
     if aichat.is_some() {
         std::fs::create_dir_all(home.join("aichat"))?;
@@ -78,16 +74,7 @@ pub fn run(write_docs: bool) -> Result<()> {
             ),
         )?;
     }
-    let pai_run = |args: &[&str]| run_once(&pai, &pai_env, args);
-    pai_run(&[
-        "init",
-        "bench",
-        "openai",
-        "--model",
-        "m",
-        "--base-url",
-        &base,
-    ])?;
+    let pai_run = |args: &[&str]| run_once(&pai, pai_env, args);
 
     let cases = [
         Case {
@@ -131,8 +118,8 @@ pub fn run(write_docs: bool) -> Result<()> {
                 theirs.push(run_once(bin, &aichat_env, args)?);
             }
         }
-        let rss_kib = peak_rss(&pai, &pai_env, case.args)?;
-        let syncs = syncs_per_run(&pai, &pai_env, case.args)?;
+        let rss_kib = peak_rss(&pai, pai_env, case.args)?;
+        let syncs = syncs_per_run(&pai, pai_env, case.args)?;
         // `reset` keeps the history from growing across runs of the prompt cases.
         pai_run(&["reset"])?;
         rows.push(row(case.name.to_string(), mine, rss_kib, syncs));
@@ -152,7 +139,7 @@ pub fn run(write_docs: bool) -> Result<()> {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&home);
+    drop(mock);
     let gate = gate_cost(&root)?;
     println!(
         "{:<68} median {:>6.3} ms   p90 {:>6.3} ms",
@@ -253,6 +240,55 @@ fn row(name: String, mut times: Vec<Duration>, rss_kib: Option<u64>, syncs: Opti
     }
 }
 
+/// `cargo xtask bench`'s mock on 127.0.0.1 and a fresh PAI home (under the temp dir) whose
+/// active session talks to it.
+pub(crate) struct MockRun {
+    /// The PAI home's parent directory, removed on drop.
+    pub home: PathBuf,
+    /// The mock's OpenAI-compatible base URL.
+    pub base: String,
+    /// `PAI_HOME` and `PAI_CONFIG_DIR` for `pai` runs.
+    pub env: Vec<(String, PathBuf)>,
+}
+
+impl MockRun {
+    pub(crate) fn start(tag: &str, pai: &Path) -> Result<MockRun> {
+        let port = start_mock()?;
+        let home = std::env::temp_dir().join(format!("pai-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let run = MockRun {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            env: vec![
+                ("PAI_HOME".to_string(), home.join("home")),
+                ("PAI_CONFIG_DIR".to_string(), home.join("config")),
+            ],
+            home,
+        };
+        let init = [
+            "init",
+            "bench",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            &run.base,
+        ];
+        run_once(pai, &run.env, &init)?;
+        Ok(run)
+    }
+
+    /// `program args` with this run's environment, output captured.
+    pub(crate) fn command(&self, program: &Path, args: &[&str]) -> Command {
+        command(program, &self.env, args)
+    }
+}
+
+impl Drop for MockRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
 /// Runs `bin args` once with `env`, failing on a non-zero exit; returns the wall time.
 fn run_once(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Duration> {
     let started = Instant::now();
@@ -281,7 +317,9 @@ fn command(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Command {
     cmd
 }
 
-/// The peak RSS of one run in KiB, from GNU time's `%M`; `None` without `/usr/bin/time`.
+/// The median peak RSS of [`RSS_RUNS`] runs in KiB, from GNU time's `%M`; `None` without
+/// `/usr/bin/time`. One run says little: how much of the binary the kernel maps around
+/// each fault depends on how its pages sit in the page cache, and varies by about 1 MiB.
 fn peak_rss(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Option<u64>> {
     let time = Path::new("/usr/bin/time");
     if !time.exists() {
@@ -291,12 +329,20 @@ fn peak_rss(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result<Opti
     let bin_str = bin.to_string_lossy();
     full.push(&bin_str);
     full.extend_from_slice(args);
-    let out = command(time, env, &full).output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    Ok(err
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib "))
-        .and_then(|v| v.trim().parse().ok()))
+    let mut runs = Vec::new();
+    for _ in 0..RSS_RUNS {
+        let out = command(time, env, &full).output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if let Some(kib) = err
+            .lines()
+            .find_map(|l| l.strip_prefix("peak-rss-kib "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            runs.push(kib);
+        }
+    }
+    runs.sort_unstable();
+    Ok(runs.get(runs.len() / 2).copied())
 }
 
 /// `fsync`, `fdatasync` and `sync_file_range` calls per run, averaged over [`SYNC_RUNS`]
@@ -340,7 +386,7 @@ fn syncs_per_run(bin: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Result
     Ok(Some(total as f64 / SYNC_RUNS as f64))
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())

