@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::link_order;
+
 const RUNS: usize = 40;
 /// Runs under GNU time per case; the peak RSS reported is their median.
 const RSS_RUNS: usize = 5;
@@ -45,18 +47,9 @@ pub fn run(write_docs: bool) -> Result<()> {
     let root = workspace_root()?;
     let pai = match std::env::var_os("PAI_BENCH_BIN") {
         Some(bin) => PathBuf::from(bin),
-        None => {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "-p", "pai-cli"])
-                .status()?;
-            if !status.success() {
-                bail!("cargo build --release failed");
-            }
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"))
-                .join("release/pai")
-        }
+        // Built as `cargo xtask link-order` builds it (with the linker's map, so that
+        // alternating the two does not relink), and the link order checked against it.
+        None => link_order::build_release(&root)?,
     };
     let aichat = std::env::var_os("AICHAT")
         .map(PathBuf::from)

@@ -18,7 +18,8 @@
 //! new list and reports how much of it the build has and how compact it is.
 //!
 //! `--check` only builds with the map and reports how many of the listed symbols the build
-//! still has, to see whether the list needs regenerating. Needs valgrind on `PATH`.
+//! still has, to see whether the list needs regenerating; `cargo xtask bench` does the same
+//! with its build and warns when under 90 % are left. Regenerating needs valgrind on `PATH`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -51,19 +52,12 @@ struct Section {
 pub fn run(check_only: bool) -> Result<()> {
     let root = bench::workspace_root()?;
     let list_path = root.join("crates/pai-cli/link-order.txt");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let map_path = target.join("release/pai.map");
-    let bin = target.join("release/pai");
-    let old = read_list(&list_path)?;
-
-    build(&map_path)?;
-    let sections = read_map(&map_path)?;
-    report("the list as it stands", &old, &sections);
+    let map_path = release_dir(&root).join("pai.map");
+    let bin = build_release(&root)?;
     if check_only {
         return Ok(());
     }
+    let sections = read_map(&map_path)?;
     let Some(valgrind) = bench::on_path("valgrind") else {
         bail!("valgrind is not on PATH: install it (Debian: apt-get install valgrind)");
     };
@@ -147,6 +141,29 @@ pub fn run(check_only: bool) -> Result<()> {
     Ok(())
 }
 
+/// Builds the release binary as users get it (plus the linker's map beside it), says how
+/// much of the link order the build has, and returns the binary's path.
+pub(crate) fn build_release(root: &Path) -> Result<PathBuf> {
+    let dir = release_dir(root);
+    let map = dir.join("pai.map");
+    build(&map)?;
+    let list = read_list(&root.join("crates/pai-cli/link-order.txt"))?;
+    let present = report("the link order", &list, &read_map(&map)?);
+    if present * 10 < list.len() * 9 {
+        eprintln!(
+            "warning: the link order is stale (a dependency, feature or profile change renamed its symbols); run `cargo xtask link-order` (valgrind) to regenerate it"
+        );
+    }
+    Ok(dir.join("pai"))
+}
+
+fn release_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release")
+}
+
 /// Builds the release binary as users get it, plus the linker's map at `map`.
 fn build(map: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -166,8 +183,8 @@ fn build(map: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How many of `list`'s symbols the build has, and over how much code they sit.
-fn report(what: &str, list: &[String], sections: &[Section]) {
+/// How many of `list`'s symbols the build has (returned), and over how much code they sit.
+fn report(what: &str, list: &[String], sections: &[Section]) -> usize {
     let by_symbol: HashMap<&str, usize> = sections
         .iter()
         .enumerate()
@@ -196,6 +213,7 @@ fn report(what: &str, list: &[String], sections: &[Section]) {
         windows.len(),
         (windows.len() as u64 * WINDOW) as f64 / 1048576.0
     );
+    present
 }
 
 fn read_list(path: &Path) -> Result<Vec<String>> {
