@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use pai_audit::{AuditEvent, AuditSink, EventKind};
 use pai_policy::{Action, Decision, Policy, Subject, Verdict};
 use pai_resources::{
-    Change, Document, Filter, NewDocument, ResourceId, ResourceStore, SearchOptions, SqliteStore,
+    Change, Document, Filter, NewDocument, ResourceError, ResourceId, ResourceStore, SearchOptions,
+    SqliteStore,
 };
 use pai_tools::{Effect, Tool, ToolContext, ToolError, ToolInfo, ToolOutput};
 use pai_types::{DataClass, Locality, Message, Mode, Origin, Role, SessionName, ToolSpec};
@@ -411,14 +412,28 @@ impl ResourceAccess {
             },
             ..SearchOptions::default()
         };
-        let found = self
-            .store
-            .search(query, &opts)
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let failed = |e: ResourceError| ToolError::Failed(e.to_string());
+        // A broken embedding model must not take the documents away from a turn: the
+        // keyword index does not need it. (`pai resources search` reports the error, since
+        // there the user can act on it.)
+        let (found, note) = match self.store.search(query, &opts) {
+            Err(ResourceError::Embedding(why)) => {
+                tracing::warn!(%why, "embedding model unusable; search_resources falls back to BM25");
+                let keywords = SearchOptions {
+                    bm25_only: true,
+                    ..opts
+                };
+                let found = self.store.search(query, &keywords).map_err(failed)?;
+                // The reason names files under PAI's home: the user's log, not the model's.
+                let note = "(keyword matches only: the embedding model cannot be used)\n";
+                (found, note.to_string())
+            }
+            other => (other.map_err(failed)?, String::new()),
+        };
         if found.hits.is_empty() {
-            return Ok(format!("no resource matches '{query}'"));
+            return Ok(format!("{note}no resource matches '{query}'"));
         }
-        let mut out = String::new();
+        let mut out = note;
         for hit in &found.hits {
             let doc = self
                 .store

@@ -2,13 +2,17 @@
 //! writes itself (no download): `pai models add` installs it, `pai resources add` stores
 //! chunk vectors, a query with no word in common with a document finds it by meaning
 //! only in a hybrid search, `--bm25` and `[resources] embeddings = false` go back to
-//! BM25, `reindex --embeddings` fills in vectors, and `rm` takes them away.
+//! BM25, `reindex --embeddings` fills in vectors, and `rm` takes them away. A model that
+//! breaks later fails the search command with advice, while a turn's search falls back to
+//! BM25 and says so.
 
 use std::fs;
 
 use pretty_assertions::assert_eq;
+use serde_json::json;
 
 use super::Pai;
+use super::tools::{Script, answer, tool_call};
 
 /// "automobile" shares its embedding with "car", "motor" with "engine".
 const SYNONYMS: &[&[&str]] = &[
@@ -140,4 +144,69 @@ fn an_embedding_model_makes_search_hybrid_and_its_vectors_go_with_their_document
     );
     let db = fs::read(pai.home.home().join("resources.db")).unwrap();
     assert!(super::find(&db, b"banana bread recipe").is_none());
+}
+
+/// The first file called `name` under `dir`.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_searches_by_keyword_when_the_embedding_model_breaks() {
+    let (mock, script) = Script::mount(vec![
+        tool_call("search_resources", json!({ "query": "car" }), 10),
+        answer("It is in the workshop note.", 10),
+    ])
+    .await;
+    let pai = Pai::new();
+    pai.init("s", &mock.base_url());
+    let model = tempfile::tempdir().unwrap();
+    pai_test_support::write_tiny_bert(model.path(), SYNONYMS);
+    pai.run(&["models", "add", &model.path().display().to_string()])
+        .success();
+    let docs = corpus();
+    pai.run(&["resources", "add", &docs.path().display().to_string()])
+        .success();
+    // The installed model's weights are damaged after the import.
+    let weights = find_file(&pai.home.home().join("models"), "model.safetensors")
+        .expect("the installed model's weights");
+    fs::write(&weights, b"truncated").unwrap();
+
+    // The command says so, since its user can act on it...
+    let refused = pai.run(&["resources", "search", "car"]).failure();
+    assert!(
+        refused.stderr.contains("embedding model cannot be used"),
+        "{}",
+        refused.stderr
+    );
+    // ...while a turn's search still finds the document by its words, and says how.
+    let run = pai
+        .run(&["prompt", "--no-stream", "where is the car?"])
+        .success();
+    assert_eq!(run.stdout, "It is in the workshop note.\n");
+    let requests = script.requests();
+    assert_eq!(requests.len(), 2);
+    let result = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(result.contains("keyword matches only"), "{result}");
+    assert!(result.contains("workshop.txt"), "{result}");
+    assert!(result.contains("**car** engine"), "{result}");
+    // The reason stays on this machine: it names files under PAI's home.
+    assert!(!result.contains("safetensors"), "{result}");
 }
