@@ -353,11 +353,19 @@ impl ResourceAccess {
     /// The read checkpoint for `d`: the `read` rules, then whether this endpoint may see
     /// the text. Ok(()) lets the text through; Err(note) replaces it. Audited either way.
     fn checkpoint(&self, d: &Document, what: &str) -> std::result::Result<(), String> {
-        let origin = Origin::Resource {
-            id: d.id.to_string(),
-        };
+        self.checkpoint_of(d.id, d.class, what)
+    }
+
+    /// [`Self::checkpoint`] for resource `id` of class `class` (a search hit carries both).
+    fn checkpoint_of(
+        &self,
+        id: ResourceId,
+        class: DataClass,
+        what: &str,
+    ) -> std::result::Result<(), String> {
+        let origin = Origin::Resource { id: id.to_string() };
         let read = self.policy.check(&Subject {
-            class: Some(d.class),
+            class: Some(class),
             origin: Some(&origin),
             mode: Some(self.mode),
             provider: Some(&self.provider),
@@ -365,7 +373,12 @@ impl ResourceAccess {
             ..Subject::new(Action::Read)
         });
         let verdict = if matches!(read.decision, Decision::Allow) {
-            self.part_verdict(d)
+            self.policy.check(&Subject::part(
+                &origin,
+                class,
+                self.locality,
+                &self.provider,
+            ))
         } else {
             read
         };
@@ -375,7 +388,7 @@ impl ResourceAccess {
             EventKind::Policy,
             format!(
                 "read resource {} ({}), {what}: {} by {}: {outcome}",
-                d.id, d.class, verdict.decision, verdict.rule
+                id, class, verdict.decision, verdict.rule
             ),
         )
         .session(&self.session)
@@ -386,12 +399,12 @@ impl ResourceAccess {
             tracing::warn!(error = %e, "could not record a resource read");
         }
         if allowed {
-            self.raise_class(d.class);
+            self.raise_class(class);
             Ok(())
         } else {
             Err(format!(
                 "[withheld: resource {} is {} data, which policy rule '{}' keeps from {} ({}): {}]",
-                d.id, d.class, verdict.rule, self.provider, self.locality, verdict.reason
+                id, class, verdict.rule, self.provider, self.locality, verdict.reason
             ))
         }
     }
@@ -435,12 +448,8 @@ impl ResourceAccess {
         }
         let mut out = note;
         for hit in &found.hits {
-            let doc = self
-                .store
-                .get(hit.id)
-                .map_err(|e| ToolError::Failed(e.to_string()))?;
             let what = format!("search hit, chunk {}", hit.chunk);
-            match self.checkpoint(&doc, &what) {
+            match self.checkpoint_of(hit.id, hit.class, &what) {
                 Ok(()) => {
                     let _ = writeln!(
                         out,
