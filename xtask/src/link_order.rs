@@ -22,9 +22,8 @@
 //! with its build and warns when under 90 % are left. Regenerating needs valgrind on `PATH`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -52,8 +51,19 @@ struct Section {
 pub fn run(check_only: bool) -> Result<()> {
     let root = bench::workspace_root()?;
     let list_path = root.join("crates/pai-cli/link-order.txt");
-    let map_path = release_dir(&root).join("pai.map");
+    let map_path = map_path(&root);
+    if !laid_out() {
+        bail!(
+            "crates/pai-cli/build.rs lays out release builds only on x86_64 Linux with glibc, and not with PAI_LINK_ORDER=0"
+        );
+    }
     let bin = build_release(&root)?;
+    if !map_path.exists() {
+        bail!(
+            "the build wrote no linker map at {} (a configured linker, or rustflags naming one, turn the layout off)",
+            map_path.display()
+        );
+    }
     if check_only {
         return Ok(());
     }
@@ -136,51 +146,48 @@ pub fn run(check_only: bool) -> Result<()> {
         list_path.display()
     );
 
-    build(&map_path)?;
-    report("the new list", &list, &read_map(&map_path)?);
+    build_release(&root)?;
     Ok(())
 }
 
-/// Builds the release binary as users get it (plus the linker's map beside it), says how
-/// much of the link order the build has, and returns the binary's path.
+/// Builds the release binary as users get it (plus, where build.rs lays it out, the
+/// linker's map beside it), says how much of the link order the build has, and returns the
+/// binary's path.
 pub(crate) fn build_release(root: &Path) -> Result<PathBuf> {
-    let dir = release_dir(root);
-    let map = dir.join("pai.map");
-    build(&map)?;
-    let list = read_list(&root.join("crates/pai-cli/link-order.txt"))?;
-    let present = report("the link order", &list, &read_map(&map)?);
-    if present * 10 < list.len() * 9 {
-        eprintln!(
-            "warning: the link order is stale (a dependency, feature or profile change renamed its symbols); run `cargo xtask link-order` (valgrind) to regenerate it"
-        );
+    let map = map_path(root);
+    let map_str = map
+        .to_str()
+        .context("the target directory's path is not UTF-8")?;
+    // Set even where build.rs ignores it, so that alternating with `cargo xtask bench` (or
+    // `link-order`) never relinks just for it.
+    crate::cargo(
+        &["build", "--release", "-p", "pai-cli"],
+        &[("PAI_LINK_MAP", map_str)],
+    )?;
+    if laid_out() && map.exists() {
+        let list = read_list(&root.join("crates/pai-cli/link-order.txt"))?;
+        let present = report("the link order", &list, &read_map(&map)?);
+        if present * 10 < list.len() * 9 {
+            eprintln!(
+                "warning: the link order is stale (a dependency, feature or profile change renamed its symbols); run `cargo xtask link-order` (valgrind) to regenerate it"
+            );
+        }
     }
-    Ok(dir.join("pai"))
+    Ok(map.with_file_name("pai"))
 }
 
-fn release_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("release")
+/// Whether `crates/pai-cli/build.rs` lays out this machine's release build (its other
+/// conditions, a configured linker, leave no map behind).
+fn laid_out() -> bool {
+    cfg!(all(
+        target_arch = "x86_64",
+        target_os = "linux",
+        target_env = "gnu"
+    )) && std::env::var("PAI_LINK_ORDER").as_deref() != Ok("0")
 }
 
-/// Builds the release binary as users get it, plus the linker's map at `map`.
-fn build(map: &Path) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "pai-cli"])
-        .env("PAI_LINK_MAP", map)
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
-    if !map.exists() {
-        bail!(
-            "the build wrote no linker map at {} (build.rs applies the order only for release builds on x86_64 Linux with rustc's lld)",
-            map.display()
-        );
-    }
-    Ok(())
+fn map_path(root: &Path) -> PathBuf {
+    crate::local::target_dir(root).join("release/pai.map")
 }
 
 /// How many of `list`'s symbols the build has (returned), and over how much code they sit.
@@ -297,8 +304,11 @@ fn section_at(sections: &[Section], addr: u64) -> Option<usize> {
 
 /// The entry point address in an ELF64 header.
 fn elf_entry(bin: &Path) -> Result<u64> {
-    let head = std::fs::read(bin).with_context(|| format!("read {}", bin.display()))?;
-    if head.len() < 0x20 || &head[..4] != b"\x7fELF" || head[4] != 2 {
+    let mut head = [0u8; 0x20];
+    std::fs::File::open(bin)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("read {}", bin.display()))?;
+    if &head[..4] != b"\x7fELF" || head[4] != 2 {
         bail!("{} is not a 64-bit ELF file", bin.display());
     }
     let bytes: [u8; 8] = head[0x18..0x20].try_into()?;

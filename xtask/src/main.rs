@@ -103,7 +103,7 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
-fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
