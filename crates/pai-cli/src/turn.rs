@@ -30,7 +30,7 @@ impl Drop for Env {
         if let Some(warning) = self
             .audit_check
             .get()
-            .and_then(|c| c.warning(pai_core::AUDIT_CHECK_WAIT))
+            .and_then(|c| c.warning(self.ws.config().audit.check_wait()))
         {
             eprintln!("warning: {warning}");
         }

@@ -154,5 +154,6 @@ impl Workspace {
     }
 }
 
-/// How long the CLI waits at the end of a command for a background check to report.
+/// How long the CLI waits at the end of a command for a background check to report,
+/// unless `[audit] check_wait_ms` says otherwise.
 pub const AUDIT_CHECK_WAIT: Duration = Duration::from_millis(500);

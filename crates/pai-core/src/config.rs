@@ -133,6 +133,18 @@ pub struct AuditSettings {
     pub content: pai_audit::ContentMode,
     /// `[audit.otel]`: send each turn as an OpenTelemetry trace (pai built with `otel`).
     pub otel: Option<OtelSettings>,
+    /// Milliseconds a command waits at its end for the turn's audit check to report (see
+    /// [`AuditSettings::check_wait`]). None: [`crate::AUDIT_CHECK_WAIT`].
+    pub check_wait_ms: Option<u64>,
+}
+
+impl AuditSettings {
+    /// How long a command waits at its end for the turn's audit check: a check still
+    /// running then is abandoned (it only reads; the next turn's check starts over).
+    pub fn check_wait(&self) -> std::time::Duration {
+        self.check_wait_ms
+            .map_or(crate::AUDIT_CHECK_WAIT, std::time::Duration::from_millis)
+    }
 }
 
 /// `[audit.otel]`: where each turn's trace goes (OTLP over HTTP, JSON bodies).
@@ -504,6 +516,21 @@ mod tests {
         assert_eq!(cfg.network.max_retries, 0);
         assert_eq!(cfg.network.read_timeout_secs, 120);
         assert_eq!(cfg.context, ContextSettings::default());
+    }
+
+    #[test]
+    fn the_audit_check_wait_defaults_to_half_a_second_and_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load(&path).unwrap().audit.check_wait(),
+            crate::AUDIT_CHECK_WAIT
+        );
+        std::fs::write(&path, "[audit]\ncheck_wait_ms = 2500\n").unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().audit.check_wait(),
+            std::time::Duration::from_millis(2500)
+        );
     }
 
     #[test]
