@@ -51,8 +51,13 @@ impl Engine {
             let reason = format!(
                 "at most {cap} tool calls run per reply; {over} more were not run (ask for fewer at once)"
             );
+            // Nothing ran: the next request's prompt row makes it durable with the rest.
             self.audit
-                .record(&self.event(scope, EventKind::ToolResult, format!("refused: {reason}")))
+                .record_deferred(&self.event(
+                    scope,
+                    EventKind::ToolResult,
+                    format!("refused: {reason}"),
+                ))
                 .map_err(|source| CoreError::Unrecorded {
                     done: "the model asked for more tool calls than allowed",
                     source,
@@ -88,16 +93,28 @@ impl Engine {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
-        self.audit
-            .record(&self.event(
-                scope,
-                EventKind::ToolCall,
-                format!("{}({})", call.name, call.arguments),
-            ))
-            .map_err(|source| CoreError::Unrecorded {
-                done: "the model asked to run a tool (it did not run)",
-                source,
-            })?;
+        // A call that may change something or reach the network is on record, synced,
+        // before it runs. A call that only reads local data (or names no tool offered, so
+        // runs nothing) rides on the next durable record, as its result row always does:
+        // nothing it touches leaves the machine before the next request, whose prompt row
+        // syncs every row before it (docs/benchmarks.md, "Syncs per turn").
+        let acts = offered
+            .get(&call.name)
+            .is_some_and(|tool| tool.info().effects.iter().any(|e| *e != Effect::Read));
+        let row = self.event(
+            scope,
+            EventKind::ToolCall,
+            format!("{}({})", call.name, call.arguments),
+        );
+        if acts {
+            self.audit.record(&row)
+        } else {
+            self.audit.record_deferred(&row)
+        }
+        .map_err(|source| CoreError::Unrecorded {
+            done: "the model asked to run a tool (it did not run)",
+            source,
+        })?;
         let mut class = DataClass::Internal;
         let (text, outcome) = match self.decide(scope, offered, call, limits, tainted).await {
             Err(reason) => (format!("refused: {reason}"), ToolOutcome::Refused(reason)),
@@ -124,7 +141,7 @@ impl Engine {
             class = class.max(read);
         }
         self.audit
-            .record(&self.event(
+            .record_deferred(&self.event(
                 scope,
                 EventKind::ToolResult,
                 format!("{}: {}", call.name, self.audit_text(&text)),

@@ -34,6 +34,8 @@ struct RecordingAudit {
     refuse: Option<EventKind>,
     /// The kinds recorded with `record_deferred`, in order.
     deferred: Mutex<Vec<EventKind>>,
+    /// The kinds recorded with `record` (synced at once), in order.
+    synced: Mutex<Vec<EventKind>>,
 }
 
 impl RecordingAudit {
@@ -63,8 +65,8 @@ impl RecordingAudit {
     }
 }
 
-impl AuditSink for RecordingAudit {
-    fn record(&self, event: &AuditEvent) -> pai_audit::Result<EventId> {
+impl RecordingAudit {
+    fn keep(&self, event: &AuditEvent) -> pai_audit::Result<EventId> {
         if self.refuse == Some(event.kind) {
             return Err(AuditError::Busy {
                 path: "audit.db".into(),
@@ -74,9 +76,17 @@ impl AuditSink for RecordingAudit {
         events.push(event.clone());
         Ok(EventId(events.len() as i64))
     }
+}
+
+impl AuditSink for RecordingAudit {
+    fn record(&self, event: &AuditEvent) -> pai_audit::Result<EventId> {
+        let id = self.keep(event)?;
+        self.synced.lock().unwrap().push(event.kind);
+        Ok(id)
+    }
 
     fn record_deferred(&self, event: &AuditEvent) -> pai_audit::Result<EventId> {
-        let id = self.record(event)?;
+        let id = self.keep(event)?;
         self.deferred.lock().unwrap().push(event.kind);
         Ok(id)
     }
@@ -986,6 +996,69 @@ async fn one_reply_runs_at_most_the_round_cap_of_tool_calls() {
         .count();
     assert_eq!(results, 300);
     assert!(second.tools.is_empty());
+}
+
+#[tokio::test]
+async fn a_tool_that_only_reads_rides_on_the_next_sync_one_that_acts_is_synced_before_it_runs() {
+    // Reading: its call and result rows are synced by the prompt row of the request that
+    // carries the result, before anything it read leaves; two syncs for two model calls.
+    let h = Harness::new();
+    let (tools, runs) = counter("count", Effect::Read);
+    let (provider, _) = recording(vec![calls("count", 1, 1), reply(&["done"], Some((1, 1)))]);
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default());
+    assert_eq!(
+        run(&engine, &prompt("count")).await.0.unwrap().answer,
+        "done"
+    );
+    assert_eq!(*runs.lock().unwrap(), 1);
+    assert_eq!(
+        h.audit.kinds(),
+        vec![
+            EventKind::Prompt,
+            EventKind::Response,
+            EventKind::ToolCall,
+            EventKind::ToolResult,
+            EventKind::Prompt,
+            EventKind::Response,
+        ]
+    );
+    assert_eq!(
+        *h.audit.synced.lock().unwrap(),
+        vec![EventKind::Prompt, EventKind::Prompt]
+    );
+
+    // Acting (here: writing): the call is on record, synced, before the tool runs.
+    let h = Harness::new();
+    let (tools, runs) = counter("write_it", Effect::Write);
+    let (provider, _) = recording(vec![calls("write_it", 1, 1), reply(&["done"], None)]);
+    let synced_before_it_ran = Arc::new(Mutex::new(None));
+    let mut asker = MockAsker::new();
+    let audit = h.audit.clone();
+    let seen = synced_before_it_ran.clone();
+    asker.expect_approve().times(1).returning(move |_| {
+        *seen.lock().unwrap() = Some(audit.synced.lock().unwrap().clone());
+        Approval::Yes
+    });
+    let engine = h
+        .engine(provider, settings())
+        .with_tools(tools, pai_tools::ToolContext::default())
+        .with_approver(Arc::new(asker));
+    let turn = Turn {
+        mode: Mode::Agent,
+        ..prompt("go")
+    };
+    assert_eq!(run(&engine, &turn).await.0.unwrap().answer, "done");
+    assert_eq!(*runs.lock().unwrap(), 1);
+    assert_eq!(
+        synced_before_it_ran.lock().unwrap().clone(),
+        Some(vec![EventKind::Prompt, EventKind::ToolCall])
+    );
+    assert_eq!(
+        *h.audit.synced.lock().unwrap(),
+        vec![EventKind::Prompt, EventKind::ToolCall, EventKind::Prompt]
+    );
 }
 
 #[tokio::test]
