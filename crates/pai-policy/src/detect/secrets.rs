@@ -301,15 +301,36 @@ impl Set {
     }
 }
 
-/// Bytes a process scans keyword by keyword before the automaton pays for itself.
-const NAIVE_BUDGET: usize = 64 * 1024;
+/// Work a process does keyword by keyword before building the automaton (about half a
+/// millisecond) pays for itself, in bytes searched: one keyword's pass over a text costs
+/// its length plus [`PASS_SET_UP`].
+const NAIVE_BUDGET: usize = 6 << 20;
 
-/// Whether a text of `len` bytes should be searched keyword by keyword: short texts, until
-/// the process has scanned [`NAIVE_BUDGET`] bytes that way (then the automaton is built).
-fn naive_is_cheaper(len: usize) -> bool {
+/// A keyword pass's fixed cost (building its searcher, about 0.1 µs), in bytes searched.
+const PASS_SET_UP: usize = 1024;
+
+/// Whether a text of `len` bytes should be searched keyword by keyword (`words` passes):
+/// until the process has spent [`NAIVE_BUDGET`] that way (then the automaton is built).
+/// Counting each pass's set-up matters: a request of a hundred short history messages
+/// would otherwise make a hundred passes per keyword, several milliseconds in all.
+fn naive_is_cheaper(len: usize, words: usize) -> bool {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    static SCANNED: AtomicUsize = AtomicUsize::new(0);
-    len < NAIVE_BUDGET && SCANNED.fetch_add(len, Ordering::Relaxed) + len < NAIVE_BUDGET
+    static SPENT: AtomicUsize = AtomicUsize::new(0);
+    let cost = naive_cost(len, words);
+    cost < NAIVE_BUDGET && SPENT.fetch_add(cost, Ordering::Relaxed) + cost < NAIVE_BUDGET
+}
+
+/// What searching a text of `len` bytes keyword by keyword costs, counted against
+/// [`NAIVE_BUDGET`].
+pub(crate) fn naive_cost(len: usize, words: usize) -> usize {
+    words.saturating_mul(len.saturating_add(PASS_SET_UP))
+}
+
+/// How many short texts of `len` bytes a fresh process searches keyword by keyword before
+/// it builds the automaton (for the tests).
+#[cfg(test)]
+pub(crate) fn naive_texts(len: usize) -> usize {
+    set().map_or(0, |s| NAIVE_BUDGET / naive_cost(len, s.words.len()))
 }
 
 /// Appends every secret found in `text` (unsorted, possibly overlapping).
@@ -317,24 +338,25 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
     let Some(set) = set() else { return };
     let bytes = text.as_bytes();
     // (keyword start, keyword), in text order.
-    let hits: Vec<(usize, usize)> = if set.small.get().is_none() && naive_is_cheaper(bytes.len()) {
-        // One memmem pass per keyword: for the first few prompts of a process this is
-        // cheaper than building the automaton (about half a millisecond).
-        let mut hits = Vec::new();
-        for (i, word) in set.words.iter().enumerate() {
-            hits.extend(memchr::memmem::find_iter(bytes, word.as_bytes()).map(|at| (at, i)));
-        }
-        hits.sort_unstable();
-        hits
-    } else {
-        let Some(keywords) = set.keywords(text.len()) else {
-            return;
+    let hits: Vec<(usize, usize)> =
+        if set.small.get().is_none() && naive_is_cheaper(bytes.len(), set.words.len()) {
+            // One memmem pass per keyword: for the first few prompts of a process this is
+            // cheaper than building the automaton (about half a millisecond).
+            let mut hits = Vec::new();
+            for (i, word) in set.words.iter().enumerate() {
+                hits.extend(memchr::memmem::find_iter(bytes, word.as_bytes()).map(|at| (at, i)));
+            }
+            hits.sort_unstable();
+            hits
+        } else {
+            let Some(keywords) = set.keywords(text.len()) else {
+                return;
+            };
+            keywords
+                .find_overlapping_iter(bytes)
+                .map(|m| (m.start(), m.pattern().as_usize()))
+                .collect()
         };
-        keywords
-            .find_overlapping_iter(bytes)
-            .map(|m| (m.start(), m.pattern().as_usize()))
-            .collect()
-    };
     // (rule, window start, window end), at most one window per rule per line.
     let mut windows: Vec<(usize, usize, usize)> = Vec::new();
     let mut covered: Vec<usize> = vec![0; set.rules.len()];

@@ -379,3 +379,25 @@ fn slack_placeholders_and_lookalikes_are_not_tokens() {
     let real = "xoxb-263591027748-4410236857136-q7Rt2mXk9LpZ4vBn8cWs3HdY";
     assert_eq!(kinds(real), vec![("SLACK_TOKEN", real.to_string())]);
 }
+
+#[test]
+fn many_short_parts_build_the_keyword_automaton_instead_of_a_pass_per_keyword_each() {
+    // A request of a hundred short history messages made a pass per keyword (263 of them)
+    // over each: 3 ms for 100 messages, 8 ms for 300, where the automaton costs about
+    // half a millisecond once. The pass's set-up is now counted, so a few dozen short
+    // parts go keyword by keyword and the rest through the automaton.
+    let short = secrets::naive_texts(110);
+    assert!((5..60).contains(&short), "{short} short texts");
+    // One ordinary prompt (4 KB) is still searched without building the automaton.
+    assert!(secrets::naive_texts(4096) >= 1);
+    // And the answer is the same either way.
+    let text = format!(
+        "{}\nexport AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLQ",
+        "the capital of France. ".repeat(5)
+    );
+    let first = kinds(&text);
+    assert!(!first.is_empty(), "{first:?}");
+    for _ in 0..200 {
+        assert_eq!(kinds(&text), first);
+    }
+}
